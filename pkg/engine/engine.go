@@ -1,0 +1,59 @@
+// Package engine is the small interface every switch engine (OVS-DPDK, VPP)
+// satisfies, so the CNI verbs never branch on the engine beyond choosing it.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
+)
+
+// Attachment is one interface of one pod on the switch.
+type Attachment struct {
+	ContainerID  string
+	IfName       string
+	Netns        string
+	Network      string
+	PodNamespace string
+	PodName      string
+	PodUID       string
+	// Host is the validated host side of the configuration.
+	Host netconf.UserSpaceConf
+	// Layout is where the socket lives on the host.
+	Layout *sockdir.Layout
+	MTU    int
+}
+
+// Owned identifies an attachment the engine found on the switch.
+type Owned struct {
+	ContainerID string
+	IfName      string
+	Network     string
+	// SocketPath is the pod-side socket the switch recorded, if any.
+	SocketPath string
+}
+
+// Engine drives one switch.
+type Engine interface {
+	// Attach creates the attachment's interface and returns the engine's
+	// record of what it created. On error it leaves nothing behind.
+	Attach(ctx context.Context, a *Attachment) (json.RawMessage, error)
+	// Detach removes the attachment. data is what Attach returned, or nil
+	// when the record is lost; an attachment already gone is not an error.
+	Detach(ctx context.Context, a *Attachment, data json.RawMessage) error
+	// Check verifies the attachment is in place and working.
+	Check(ctx context.Context, a *Attachment, data json.RawMessage) error
+	// ListOwned lists the attachments this plugin created on the switch.
+	ListOwned(ctx context.Context) ([]Owned, error)
+	// Status reports whether the switch can take attachments.
+	Status(ctx context.Context) error
+	// Close releases the connection to the switch.
+	Close()
+}
+
+// ErrUnavailable marks errors meaning the switch cannot be reached or cannot
+// serve attachments (CNI error 50 in STATUS).
+var ErrUnavailable = errors.New("switch unavailable")

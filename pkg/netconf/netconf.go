@@ -1,0 +1,518 @@
+// Package netconf is the plugin's network configuration: the original
+// userspace CNI schema, unchanged, plus optional extensions with safe
+// defaults. It is the only place that parses the configuration from stdin;
+// everything is validated up front, and errors are CNI errors that name the
+// field and the offending value.
+package netconf
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
+)
+
+// Engines, interface types, network types, modes and roles of the schema.
+const (
+	EngineOVSDPDK = "ovs-dpdk"
+	EngineVPP     = "vpp"
+
+	IfTypeVhostUser = "vhostuser"
+	IfTypeMemif     = "memif"
+
+	NetTypeBridge    = "bridge"
+	NetTypeInterface = "interface"
+	NetTypeNone      = "none"
+
+	VhostClient = "client"
+	VhostServer = "server"
+
+	MemifMaster = "master"
+	MemifSlave  = "slave"
+
+	MemifEthernet   = "ethernet"
+	MemifIP         = "ip"
+	MemifInjectPunt = "inject-punt"
+)
+
+// DefaultOVSBridge is the bridge used when the configuration names none (the
+// original plugin's default, which the application notes rely on).
+const DefaultOVSBridge = "br0"
+
+// MaxMTU is the largest MTU OVS-DPDK accepts on a vhost-user port
+// (9728-byte frames less Ethernet header and CRC).
+const MaxMTU = 9710
+
+// SupportedVersions are the CNI spec versions the plugin implements.
+var SupportedVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+
+// VhostConf configures a vhost-user interface.
+type VhostConf struct {
+	Mode       string `json:"mode,omitempty"`
+	Group      string `json:"group,omitempty"`
+	Socketfile string `json:"socketfile,omitempty"`
+}
+
+// MemifConf configures a memif interface.
+type MemifConf struct {
+	Role       string `json:"role,omitempty"`
+	Mode       string `json:"mode,omitempty"`
+	Socketfile string `json:"socketfile,omitempty"`
+}
+
+// BridgeConf configures the bridge (OVS) or bridge domain (VPP).
+type BridgeConf struct {
+	BridgeName string `json:"bridgeName,omitempty"`
+	// BridgeID is deprecated but still used by published VPP examples.
+	BridgeID int `json:"bridgeId,omitempty"`
+	// VlanID tags the port (OVS); 0 means untagged.
+	VlanID int `json:"vlanId,omitempty"`
+}
+
+// UserSpaceConf is one side (host or container) of an attachment; both sides
+// share this shape in the original schema.
+type UserSpaceConf struct {
+	Engine  string     `json:"engine,omitempty"`
+	IfType  string     `json:"iftype,omitempty"`
+	NetType string     `json:"netType,omitempty"`
+	Vhost   VhostConf  `json:"vhost,omitzero"`
+	Memif   MemifConf  `json:"memif,omitzero"`
+	Bridge  BridgeConf `json:"bridge,omitzero"`
+
+	// OVSDBSocket is the OVSDB endpoint ("unix:/path" or "/path"); an
+	// extension, host side only. Defaults to the node policy's.
+	OVSDBSocket string `json:"ovsdbSocket,omitempty"`
+}
+
+// RuntimeConfig carries the capabilities the runtime passes.
+type RuntimeConfig struct {
+	MAC string `json:"mac,omitempty"`
+}
+
+// CNIArgs are the per-pod options a runtime (Multus: the selection's
+// "cni-args") passes in "args": {"cni": {...}}.
+type CNIArgs struct {
+	MAC string `json:"mac,omitempty"`
+}
+
+// NetConf is the whole network configuration.
+type NetConf struct {
+	types.PluginConf
+
+	KubeConfig string        `json:"kubeconfig,omitempty"`
+	SharedDir  string        `json:"sharedDir,omitempty"`
+	LogFile    string        `json:"logFile,omitempty"`
+	LogLevel   string        `json:"logLevel,omitempty"`
+	Host       UserSpaceConf `json:"host"`
+	Container  UserSpaceConf `json:"container"`
+
+	// Extensions: optional, with safe defaults.
+	MTU int    `json:"mtu,omitempty"`
+	MAC string `json:"mac,omitempty"`
+
+	RuntimeConfig RuntimeConfig `json:"runtimeConfig,omitzero"`
+	Args          struct {
+		CNI CNIArgs `json:"cni,omitzero"`
+	} `json:"args,omitzero"`
+}
+
+// Error codes used for configuration problems.
+const (
+	codeDecode  = types.ErrDecodingFailure
+	codeInvalid = types.ErrInvalidNetworkConfig
+)
+
+// fieldError is a CNI error naming the field and value at fault.
+func fieldError(field string, value any, problem string) *types.Error {
+	return types.NewError(codeInvalid, fmt.Sprintf("invalid %s %s: %s", field, quote(value), problem), "")
+}
+
+func quote(v any) string {
+	if s, ok := v.(string); ok {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprint(v)
+}
+
+// Parse decodes and validates a configuration, fills in defaults and derives
+// the container side from the host side. The policy decides which host paths
+// the configuration may name.
+func Parse(data []byte, pol *policy.Policy) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := json.Unmarshal(data, conf); err != nil {
+		return nil, decodeError(err)
+	}
+	if err := conf.validateVersion(); err != nil {
+		return nil, err
+	}
+	if conf.RawPrevResult != nil {
+		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+			return nil, types.NewError(codeDecode, fmt.Sprintf("invalid prevResult: %v", err), "")
+		}
+	}
+	if err := conf.validateTop(pol); err != nil {
+		return nil, err
+	}
+	origHost := conf.Host
+	if err := conf.Host.normalizeHost(); err != nil {
+		return nil, err
+	}
+	if err := conf.deriveContainer(origHost); err != nil {
+		return nil, err
+	}
+	return conf, nil
+}
+
+// decodeError turns a JSON error into a CNI decoding error that names the
+// field where the JSON library can tell.
+func decodeError(err error) *types.Error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return types.NewError(codeDecode, fmt.Sprintf("invalid %s: expected %s, got JSON %s", typeErr.Field, typeErr.Type, typeErr.Value), "")
+	}
+	return types.NewError(codeDecode, fmt.Sprintf("malformed network configuration: %v", err), "")
+}
+
+func (c *NetConf) validateVersion() error {
+	if c.CNIVersion == "" {
+		// The spec's oldest behaviour: no version means 0.1.0, which we do
+		// not implement; name the field so the fix is obvious.
+		return types.NewError(types.ErrIncompatibleCNIVersion, `missing cniVersion (supported: `+strings.Join(SupportedVersions, ", ")+`)`, "")
+	}
+	for _, v := range SupportedVersions {
+		if c.CNIVersion == v {
+			return nil
+		}
+	}
+	return types.NewError(types.ErrIncompatibleCNIVersion,
+		fmt.Sprintf("unsupported cniVersion %q (supported: %s)", c.CNIVersion, strings.Join(SupportedVersions, ", ")), "")
+}
+
+var logLevels = map[string]bool{"": true, "panic": true, "error": true, "warning": true, "info": true, "debug": true, "verbose": true}
+
+func (c *NetConf) validateTop(pol *policy.Policy) error {
+	if c.Type != "" && c.Type != "userspace" {
+		return fieldError("type", c.Type, `this plugin is "userspace"`)
+	}
+	if !logLevels[c.LogLevel] {
+		return fieldError("logLevel", c.LogLevel, "must be one of panic, error, warning, info, debug, verbose")
+	}
+	for _, p := range []struct {
+		field string
+		kind  policy.Kind
+		value string
+	}{
+		{"logFile", policy.LogFile, c.LogFile},
+		{"kubeconfig", policy.Kubeconfig, c.KubeConfig},
+		{"sharedDir", policy.SharedDir, c.SharedDir},
+	} {
+		if p.value == "" {
+			continue
+		}
+		if _, _, err := pol.Match(p.kind, p.value); err != nil {
+			return fieldError(p.field, p.value, err.Error())
+		}
+	}
+	if c.MTU != 0 && (c.MTU < 68 || c.MTU > MaxMTU) {
+		return fieldError("mtu", c.MTU, fmt.Sprintf("must be between 68 and %d", MaxMTU))
+	}
+	for _, m := range []struct{ field, value string }{
+		{"mac", c.MAC}, {"runtimeConfig.mac", c.RuntimeConfig.MAC}, {"args.cni.mac", c.Args.CNI.MAC},
+	} {
+		if m.value == "" {
+			continue
+		}
+		if err := ValidateMAC(m.value); err != nil {
+			return fieldError(m.field, m.value, err.Error())
+		}
+	}
+	return nil
+}
+
+// ValidateMAC accepts a unicast 48-bit MAC address.
+func ValidateMAC(s string) error {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		return errors.New("not a MAC address")
+	}
+	if len(hw) != 6 {
+		return errors.New("not a 48-bit MAC address")
+	}
+	if hw[0]&1 != 0 {
+		return errors.New("a multicast address cannot be an interface's address")
+	}
+	return nil
+}
+
+// MACFor returns the MAC the attachment should publish: the runtime's
+// capability first, then the pod's cni-args, then CNI_ARGS, then the
+// configuration's; empty when none is set.
+func (c *NetConf) MACFor(args *Args) string {
+	for _, m := range []string{c.RuntimeConfig.MAC, c.Args.CNI.MAC, args.MAC, c.MAC} {
+		if m != "" {
+			return m
+		}
+	}
+	return ""
+}
+
+var (
+	// A file name in the socket directory: no path separators, no "..",
+	// nothing a shell or a regular expression would treat specially.
+	socketfileRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// An OVS bridge name becomes a netdev (its local port): at most 15 bytes.
+	ovsBridgeRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$`)
+	// A group name or a numeric gid.
+	groupRe = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}\$?|[0-9]{1,10})$`)
+)
+
+// ValidateSocketfile checks a socket file name taken from the configuration.
+func ValidateSocketfile(name string) error {
+	if strings.Contains(name, "/") || strings.Contains(name, "..") {
+		return errors.New(`must be a file name without "/" or ".."`)
+	}
+	if !socketfileRe.MatchString(name) {
+		return errors.New("must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	return nil
+}
+
+// normalizeHost validates the host side and fills its defaults.
+func (h *UserSpaceConf) normalizeHost() error {
+	switch h.Engine {
+	case EngineOVSDPDK, EngineVPP:
+	case "":
+		return types.NewError(codeInvalid, `missing host.engine (one of "ovs-dpdk", "vpp")`, "")
+	default:
+		return fieldError("host.engine", h.Engine, `must be "ovs-dpdk" or "vpp"`)
+	}
+	switch h.IfType {
+	case IfTypeVhostUser, IfTypeMemif:
+	case "":
+		return types.NewError(codeInvalid, `missing host.iftype (one of "vhostuser", "memif")`, "")
+	default:
+		return fieldError("host.iftype", h.IfType, `must be "vhostuser" or "memif"`)
+	}
+	switch h.NetType {
+	case "":
+		h.NetType = NetTypeBridge
+	case NetTypeBridge, NetTypeInterface, NetTypeNone:
+	default:
+		return fieldError("host.netType", h.NetType, `must be "bridge", "interface" or "none"`)
+	}
+	if err := h.validateCommon("host"); err != nil {
+		return err
+	}
+	if h.IfType == IfTypeVhostUser && h.Vhost.Mode == "" {
+		// The original's default: the switch is the vhost-user server.
+		h.Vhost.Mode = VhostServer
+	}
+	if h.IfType == IfTypeMemif {
+		if h.Memif.Role == "" {
+			h.Memif.Role = MemifMaster
+		}
+		if h.Memif.Mode == "" {
+			h.Memif.Mode = MemifEthernet
+		}
+	}
+	if h.Bridge.VlanID < 0 || h.Bridge.VlanID > 4095 {
+		return fieldError("host.bridge.vlanId", h.Bridge.VlanID, "must be between 0 and 4095")
+	}
+	switch h.Engine {
+	case EngineOVSDPDK:
+		return h.normalizeOVS()
+	case EngineVPP:
+		return h.normalizeVPP()
+	}
+	return nil
+}
+
+// validateCommon checks the fields both sides share.
+func (s *UserSpaceConf) validateCommon(side string) error {
+	switch s.Vhost.Mode {
+	case "", VhostClient, VhostServer:
+	default:
+		return fieldError(side+".vhost.mode", s.Vhost.Mode, `must be "client" or "server"`)
+	}
+	switch s.Memif.Role {
+	case "", MemifMaster, MemifSlave:
+	default:
+		return fieldError(side+".memif.role", s.Memif.Role, `must be "master" or "slave"`)
+	}
+	switch s.Memif.Mode {
+	case "", MemifEthernet, MemifIP, MemifInjectPunt:
+	default:
+		return fieldError(side+".memif.mode", s.Memif.Mode, `must be "ethernet", "ip" or "inject-punt"`)
+	}
+	for field, name := range map[string]string{side + ".vhost.socketfile": s.Vhost.Socketfile, side + ".memif.socketfile": s.Memif.Socketfile} {
+		if name == "" {
+			continue
+		}
+		if err := ValidateSocketfile(name); err != nil {
+			return fieldError(field, name, err.Error())
+		}
+	}
+	if s.Vhost.Group != "" && !groupRe.MatchString(s.Vhost.Group) {
+		return fieldError(side+".vhost.group", s.Vhost.Group, "must be a group name or a numeric gid")
+	}
+	if s.Bridge.BridgeID < 0 {
+		return fieldError(side+".bridge.bridgeId", s.Bridge.BridgeID, "must not be negative")
+	}
+	return nil
+}
+
+func (h *UserSpaceConf) normalizeOVS() error {
+	if h.IfType != IfTypeVhostUser {
+		return fieldError("host.iftype", h.IfType, `engine "ovs-dpdk" supports only "vhostuser"`)
+	}
+	if h.NetType != NetTypeBridge {
+		return fieldError("host.netType", h.NetType, `engine "ovs-dpdk" attaches ports to a bridge: use "bridge" or leave it unset`)
+	}
+	if h.Bridge.BridgeName == "" {
+		h.Bridge.BridgeName = DefaultOVSBridge
+	}
+	if !ovsBridgeRe.MatchString(h.Bridge.BridgeName) {
+		return fieldError("host.bridge.bridgeName", h.Bridge.BridgeName, "not a valid OVS bridge name (1-15 letters, digits, '.', '_' or '-')")
+	}
+	if h.OVSDBSocket != "" {
+		if _, err := ovsdbPath(h.OVSDBSocket); err != nil {
+			return fieldError("host.ovsdbSocket", h.OVSDBSocket, err.Error())
+		}
+	}
+	return nil
+}
+
+func (h *UserSpaceConf) normalizeVPP() error {
+	if h.NetType != NetTypeBridge {
+		return nil
+	}
+	if _, err := h.BridgeDomainID(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// BridgeDomainID returns the VPP bridge domain of the host side: the numeric
+// bridgeName, else the deprecated bridgeId. ADD and DEL both use this, so
+// they always agree (the original read different fields on ADD and DEL).
+func (h *UserSpaceConf) BridgeDomainID() (uint32, error) {
+	if h.Bridge.BridgeName != "" {
+		id, err := strconv.ParseUint(h.Bridge.BridgeName, 10, 32)
+		if err != nil {
+			return 0, fieldError("host.bridge.bridgeName", h.Bridge.BridgeName, "engine \"vpp\" needs a numeric bridge domain id")
+		}
+		if id == 0 {
+			return 0, fieldError("host.bridge.bridgeName", h.Bridge.BridgeName, "bridge domain 0 is VPP's default domain and cannot be used")
+		}
+		return uint32(id), nil
+	}
+	if h.Bridge.BridgeID <= 0 {
+		return 0, fieldError("host.bridge.bridgeId", h.Bridge.BridgeID, "engine \"vpp\" with netType \"bridge\" needs a bridge domain id above 0 (bridge.bridgeName or bridge.bridgeId)")
+	}
+	if int64(h.Bridge.BridgeID) > int64(^uint32(0)) {
+		return 0, fieldError("host.bridge.bridgeId", h.Bridge.BridgeID, "must fit in 32 bits")
+	}
+	return uint32(h.Bridge.BridgeID), nil
+}
+
+// ovsdbPath extracts the unix socket path from an OVSDB endpoint.
+func ovsdbPath(endpoint string) (string, error) {
+	p := strings.TrimPrefix(endpoint, "unix:")
+	if !strings.HasPrefix(p, "/") {
+		return "", errors.New(`must be a unix socket: "unix:/path" or "/path"`)
+	}
+	return p, nil
+}
+
+// OVSDBEndpoint returns the OVSDB endpoint for the host side and checks it
+// against the node policy.
+func (c *NetConf) OVSDBEndpoint(pol *policy.Policy) (string, error) {
+	endpoint, field := c.Host.OVSDBSocket, "host.ovsdbSocket"
+	if endpoint == "" {
+		endpoint, field = pol.OVSDBSocket, "node policy ovsdbSocket"
+	}
+	path, err := ovsdbPath(endpoint)
+	if err != nil {
+		return "", fieldError(field, endpoint, err.Error())
+	}
+	if _, _, err := pol.Match(policy.OVSDBSocket, path); err != nil {
+		return "", fieldError(field, endpoint, err.Error())
+	}
+	return "unix:" + path, nil
+}
+
+// deriveContainer fills the container side from the host side: roles and
+// modes are the inverse, the rest is copied. Explicit container values that
+// contradict the host are refused: both ends as servers never connect.
+func (c *NetConf) deriveContainer(origHost UserSpaceConf) error {
+	h, ct := &c.Host, &c.Container
+	if err := ct.validateCommon("container"); err != nil {
+		return err
+	}
+	switch ct.Engine {
+	case "":
+		ct.Engine = h.Engine
+	case EngineOVSDPDK, EngineVPP:
+	default:
+		return fieldError("container.engine", ct.Engine, `must be "ovs-dpdk" or "vpp"`)
+	}
+	switch ct.IfType {
+	case "":
+		ct.IfType = h.IfType
+	case h.IfType:
+	default:
+		return fieldError("container.iftype", ct.IfType, fmt.Sprintf("must match host.iftype %q", h.IfType))
+	}
+	switch ct.NetType {
+	case "":
+		ct.NetType = origHost.NetType
+	case NetTypeBridge, NetTypeInterface, NetTypeNone:
+	default:
+		return fieldError("container.netType", ct.NetType, `must be "bridge", "interface" or "none"`)
+	}
+	if ct.Bridge == (BridgeConf{}) {
+		ct.Bridge = origHost.Bridge
+	}
+	switch h.IfType {
+	case IfTypeVhostUser:
+		want := VhostClient
+		if h.Vhost.Mode == VhostClient {
+			want = VhostServer
+		}
+		if ct.Vhost.Mode == "" {
+			ct.Vhost.Mode = want
+		} else if ct.Vhost.Mode != want {
+			return fieldError("container.vhost.mode", ct.Vhost.Mode, fmt.Sprintf("must be the opposite of host.vhost.mode %q", h.Vhost.Mode))
+		}
+		if ct.Vhost.Socketfile != "" && h.Vhost.Socketfile != "" && ct.Vhost.Socketfile != h.Vhost.Socketfile {
+			return fieldError("container.vhost.socketfile", ct.Vhost.Socketfile, fmt.Sprintf("must match host.vhost.socketfile %q", h.Vhost.Socketfile))
+		}
+		if ct.Vhost.Group == "" {
+			ct.Vhost.Group = h.Vhost.Group
+		}
+	case IfTypeMemif:
+		want := MemifSlave
+		if h.Memif.Role == MemifSlave {
+			want = MemifMaster
+		}
+		if ct.Memif.Role == "" {
+			ct.Memif.Role = want
+		} else if ct.Memif.Role != want {
+			return fieldError("container.memif.role", ct.Memif.Role, fmt.Sprintf("must be the opposite of host.memif.role %q", h.Memif.Role))
+		}
+		if ct.Memif.Mode == "" {
+			ct.Memif.Mode = h.Memif.Mode
+		} else if ct.Memif.Mode != h.Memif.Mode {
+			return fieldError("container.memif.mode", ct.Memif.Mode, fmt.Sprintf("must match host.memif.mode %q", h.Memif.Mode))
+		}
+	}
+	return nil
+}

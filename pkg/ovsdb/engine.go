@@ -1,0 +1,342 @@
+// Package ovsdb is the OVS-DPDK engine: it attaches vhost-user ports to a
+// netdev bridge over the native OVSDB protocol (libovsdb), with no
+// ovs-vsctl. Each ADD is one transaction that creates the Interface and Port
+// (and the bridge if needed) with ownership in external_ids; DEL finds the
+// port by that ownership.
+package ovsdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	libclient "github.com/ovn-kubernetes/libovsdb/client"
+	"github.com/ovn-kubernetes/libovsdb/model"
+	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
+
+	"github.com/userspace-cni/userspace/pkg/engine"
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
+)
+
+// Config configures the engine.
+type Config struct {
+	// Endpoint is the OVSDB socket, "unix:/path".
+	Endpoint string
+	// RunDir is ovs-vswitchd's run directory, where it creates the sockets of
+	// dpdkvhostuser ports (under other_config:vhost-sock-dir, if set).
+	RunDir string
+	// ConfirmTimeout bounds how long ADD waits for ovs-vswitchd to apply a
+	// new port (ofport set, Interface.error surfaced). Zero means ADD does not
+	// wait for client-mode ports; server-mode ports always wait, because
+	// their socket only exists once the switch has applied them.
+	ConfirmTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// DefaultConfirmTimeout is how long a waiting ADD gives the switch.
+const DefaultConfirmTimeout = 5 * time.Second
+
+// Engine is a connection to one OVS-DPDK switch.
+type Engine struct {
+	cfg Config
+	cli libclient.Client
+	db  model.DatabaseModel
+	log *slog.Logger
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// clientModel lists only the tables the engine uses, so the connect-time
+// check against the server's schema covers exactly what is relied on.
+func clientModel() (model.ClientDBModel, error) {
+	return model.NewClientDBModel("Open_vSwitch", map[string]model.Model{
+		vswitch.OpenvSwitchTable: &vswitch.OpenvSwitch{},
+		vswitch.BridgeTable:      &vswitch.Bridge{},
+		vswitch.PortTable:        &vswitch.Port{},
+		vswitch.InterfaceTable:   &vswitch.Interface{},
+	})
+}
+
+// Connect opens the OVSDB connection. Errors wrap engine.ErrUnavailable.
+func Connect(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	dbModel, err := clientModel()
+	if err != nil {
+		return nil, err
+	}
+	discard := logr.Discard()
+	cli, err := libclient.NewOVSDBClient(dbModel, libclient.WithEndpoint(cfg.Endpoint), libclient.WithLogger(&discard))
+	if err != nil {
+		return nil, fmt.Errorf("OVSDB client: %w", err)
+	}
+	if err := cli.Connect(ctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("%w: cannot connect to OVSDB at %s: %w", engine.ErrUnavailable, cfg.Endpoint, err)
+	}
+	full, errs := model.NewDatabaseModel(cli.Schema(), dbModel)
+	if len(errs) > 0 {
+		cli.Close()
+		return nil, fmt.Errorf("%w: OVSDB schema at %s is incompatible: %w", engine.ErrUnavailable, cfg.Endpoint, errors.Join(errs...))
+	}
+	return &Engine{cfg: cfg, cli: cli, db: full, log: cfg.Logger}, nil
+}
+
+// Close ends the connection.
+func (e *Engine) Close() { e.cli.Close() }
+
+// record is the engine's part of the attachment record.
+type record struct {
+	Bridge string `json:"bridge"`
+	Port   string `json:"port"`
+	Type   string `json:"type"`
+	// SwitchSocket is where ovs-vswitchd created a server-mode socket.
+	SwitchSocket string `json:"switchSocket,omitempty"`
+	// Mounted says that socket is bind-mounted into the pod's directory
+	// (it lives on another file system, so it could not be linked).
+	Mounted bool `json:"mounted,omitempty"`
+}
+
+// PortName is the Port and Interface name of an attachment: the original
+// plugin's socket name, unique per attachment.
+func PortName(containerID, ifName string) string {
+	return sockdir.ID12(containerID) + "-" + ifName
+}
+
+func ifaceType(h *netconf.UserSpaceConf) string {
+	if h.Vhost.Mode == netconf.VhostClient {
+		return TypeVhostClient
+	}
+	return TypeVhostServer
+}
+
+func ownerIDs(a *engine.Attachment, socket, bridge string) map[string]string {
+	ids := map[string]string{
+		KeyContainerID: a.ContainerID,
+		KeyIfName:      a.IfName,
+		KeySocket:      socket,
+		KeyBridge:      bridge,
+	}
+	for k, v := range map[string]string{KeyNetwork: a.Network, KeyPodNamespace: a.PodNamespace, KeyPodName: a.PodName, KeyPodUID: a.PodUID} {
+		if v != "" {
+			ids[k] = v
+		}
+	}
+	return ids
+}
+
+// Attach creates the vhost-user port in one transaction.
+func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (json.RawMessage, error) {
+	rec, err := e.attachOnce(ctx, a)
+	if err != nil && constraintViolation(err) {
+		// Another writer created the bridge between our read and our
+		// transaction (the unique name index caught it): read again.
+		rec, err = e.attachOnce(ctx, a)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := e.confirm(ctx, a, rec); err != nil {
+		// Leave nothing behind: the port is useless if the switch refused it.
+		if derr := e.detach(ctx, a, rec); derr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back the port: %w", derr))
+		}
+		return nil, err
+	}
+	return json.Marshal(rec)
+}
+
+func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record, error) {
+	bridge := a.Host.Bridge.BridgeName
+	portName := PortName(a.ContainerID, a.IfName)
+	typ := ifaceType(&a.Host)
+	podSocket := a.Layout.SocketPath()
+	connectPath := a.Layout.ConnectPath()
+
+	// One round trip reads everything the checks need.
+	reads := []ovs.Operation{
+		openvSwitchSelect(),
+		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, bridge)}, "name", "datapath_type", "ports"),
+		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name"),
+		selectOp(vswitch.InterfaceTable, []ovs.Condition{cond("name", ovs.ConditionEqual, portName)}, "name", "external_ids"),
+		selectOp(vswitch.InterfaceTable, socketWhere(podSocket), "name", "external_ids"),
+	}
+	if typ == TypeVhostClient {
+		reads = append(reads, selectOp(vswitch.InterfaceTable, serverPathWhere(connectPath), "name", "external_ids"))
+	}
+	res, err := e.transact(ctx, reads...)
+	if err != nil {
+		return nil, fmt.Errorf("reading switch state: %w", err)
+	}
+	roots, err := decode[vswitch.OpenvSwitch](e, vswitch.OpenvSwitchTable, res[0])
+	if err != nil {
+		return nil, err
+	}
+	root, err := checkDPDK(roots, typ)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	}
+	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[1])
+	if err != nil {
+		return nil, err
+	}
+	oldPorts, err := decode[vswitch.Port](e, vswitch.PortTable, res[2])
+	if err != nil {
+		return nil, err
+	}
+	sameName, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[3])
+	if err != nil {
+		return nil, err
+	}
+	var sameSocket []*vswitch.Interface
+	for _, r := range res[4:] {
+		ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, r)
+		if err != nil {
+			return nil, err
+		}
+		sameSocket = append(sameSocket, ifs...)
+	}
+	if len(bridges) == 1 && bridges[0].DatapathType != "netdev" {
+		return nil, fmt.Errorf("bridge %q has datapath_type %q: vhost-user ports need a netdev (userspace) bridge", bridge, bridges[0].DatapathType)
+	}
+	mine := func(ids map[string]string) bool {
+		return ids[KeyContainerID] == a.ContainerID && ids[KeyIfName] == a.IfName
+	}
+	for _, i := range sameName {
+		if !mine(i.ExternalIDs) {
+			return nil, fmt.Errorf("an interface named %q already exists on the switch and does not belong to this attachment", portName)
+		}
+	}
+	for _, i := range sameSocket {
+		if !mine(i.ExternalIDs) {
+			return nil, fmt.Errorf("socket %s is already used by interface %q: two ports on one socket break each other", podSocket, i.Name)
+		}
+	}
+
+	if len(oldPorts) > 0 {
+		// A retried ADD replaces its own earlier port, in a transaction of
+		// its own: the old Interface only disappears at commit.
+		var rm []ovs.Operation
+		for _, p := range oldPorts {
+			rm = append(rm, removePortOp(p.UUID))
+		}
+		if _, err := e.transact(ctx, rm...); err != nil {
+			return nil, fmt.Errorf("replacing the attachment's earlier port: %w", err)
+		}
+	}
+
+	var ops []ovs.Operation
+	bridgeRef := ""
+	if len(bridges) == 1 {
+		bridgeRef = bridges[0].UUID
+	} else {
+		bridgeRef = "newbridge"
+		ops = append(ops, createBridgeOps(bridge, bridgeRef, root.UUID)...)
+	}
+
+	iface := ovs.Row{
+		"name":         portName,
+		"type":         typ,
+		"external_ids": ovsMap(ownerIDs(a, podSocket, bridge)),
+	}
+	if typ == TypeVhostClient {
+		iface["options"] = ovsMap(map[string]string{optServerPath: connectPath})
+	}
+	if a.MTU > 0 {
+		iface["mtu_request"] = a.MTU
+	}
+	port := ovs.Row{
+		"name":         portName,
+		"interfaces":   uuidSet("newiface"),
+		"external_ids": ovsMap(ownerIDs(a, podSocket, bridge)),
+	}
+	if a.Host.Bridge.VlanID > 0 {
+		port["tag"] = a.Host.Bridge.VlanID
+	}
+	ops = append(ops,
+		ovs.Operation{Op: ovs.OperationInsert, Table: vswitch.InterfaceTable, Row: iface, UUIDName: "newiface"},
+		ovs.Operation{Op: ovs.OperationInsert, Table: vswitch.PortTable, Row: port, UUIDName: "newport"},
+		ovs.Operation{Op: ovs.OperationMutate, Table: vswitch.BridgeTable,
+			Where:     []ovs.Condition{cond("_uuid", ovs.ConditionEqual, ovs.UUID{GoUUID: bridgeRef})},
+			Mutations: []ovs.Mutation{*ovs.NewMutation("ports", ovs.MutateOperationInsert, uuidSet("newport"))}},
+		// Atomic uniqueness: within this transaction, the new Interface must
+		// be the only one with this socket, whoever else writes the database.
+		onlyOneOp(socketWhere(podSocket), portName),
+	)
+	if typ == TypeVhostClient {
+		ops = append(ops, onlyOneOp(serverPathWhere(connectPath), portName))
+	}
+	if _, err := e.transact(ctx, ops...); err != nil {
+		if failedWait(err) {
+			return nil, fmt.Errorf("socket %s was taken by another interface while this port was being added", podSocket)
+		}
+		return nil, fmt.Errorf("adding port %q to bridge %q: %w", portName, bridge, err)
+	}
+	rec := &record{Bridge: bridge, Port: portName, Type: typ}
+	if typ == TypeVhostServer {
+		rec.SwitchSocket = filepath.Join(e.serverSocketDir(root), portName)
+	}
+	e.log.Debug("port added", "port", portName, "bridge", bridge, "type", typ, "bridgeCreated", len(bridges) == 0)
+	return rec, nil
+}
+
+// serverSocketDir is where ovs-vswitchd puts dpdkvhostuser sockets.
+func (e *Engine) serverSocketDir(root *vswitch.OpenvSwitch) string {
+	dir := e.cfg.RunDir
+	if sub := root.OtherConfig["vhost-sock-dir"]; sub != "" {
+		dir = filepath.Join(dir, sub)
+	}
+	return dir
+}
+
+func socketWhere(path string) []ovs.Condition {
+	return []ovs.Condition{cond("external_ids", ovs.ConditionIncludes, ovsMap(map[string]string{KeySocket: path}))}
+}
+
+func serverPathWhere(path string) []ovs.Condition {
+	return []ovs.Condition{cond("options", ovs.ConditionIncludes, ovsMap(map[string]string{optServerPath: path}))}
+}
+
+// onlyOneOp fails the transaction unless the Interfaces matching where are
+// exactly the one named name (inserted earlier in the same transaction, which
+// a wait operation sees).
+func onlyOneOp(where []ovs.Condition, name string) ovs.Operation {
+	timeout := 0
+	return ovs.Operation{Op: ovs.OperationWait, Table: vswitch.InterfaceTable, Where: where,
+		Columns: []string{"name"}, Until: string(ovs.WaitConditionEqual),
+		Rows: []ovs.Row{{"name": name}}, Timeout: &timeout}
+}
+
+// removePortOp detaches a port from whichever bridge holds it; OVSDB then
+// garbage-collects the Port and its Interface.
+func removePortOp(portUUID string) ovs.Operation {
+	return ovs.Operation{Op: ovs.OperationMutate, Table: vswitch.BridgeTable,
+		Where:     []ovs.Condition{cond("ports", ovs.ConditionIncludes, uuidSet(portUUID))},
+		Mutations: []ovs.Mutation{*ovs.NewMutation("ports", ovs.MutateOperationDelete, uuidSet(portUUID))}}
+}
+
+// createBridgeOps creates a netdev bridge with its local port, as
+// ovs-vsctl add-br does, marked as created by the plugin. The unique name
+// index makes a concurrent creation fail instead of duplicating it.
+func createBridgeOps(name, ref, rootUUID string) []ovs.Operation {
+	return []ovs.Operation{
+		{Op: ovs.OperationInsert, Table: vswitch.InterfaceTable, UUIDName: "bridgeiface",
+			Row: ovs.Row{"name": name, "type": "internal"}},
+		{Op: ovs.OperationInsert, Table: vswitch.PortTable, UUIDName: "bridgeport",
+			Row: ovs.Row{"name": name, "interfaces": uuidSet("bridgeiface")}},
+		{Op: ovs.OperationInsert, Table: vswitch.BridgeTable, UUIDName: ref,
+			Row: ovs.Row{"name": name, "datapath_type": "netdev", "ports": uuidSet("bridgeport"),
+				"external_ids": ovsMap(map[string]string{KeyCreatedBy: createdByValue})}},
+		{Op: ovs.OperationMutate, Table: vswitch.OpenvSwitchTable,
+			Where:     []ovs.Condition{cond("_uuid", ovs.ConditionEqual, ovs.UUID{GoUUID: rootUUID})},
+			Mutations: []ovs.Mutation{*ovs.NewMutation("bridges", ovs.MutateOperationInsert, uuidSet(ref))}},
+	}
+}

@@ -1,0 +1,367 @@
+package ovsdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"time"
+
+	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
+	"golang.org/x/sys/unix"
+
+	"github.com/userspace-cni/userspace/pkg/engine"
+	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
+)
+
+// confirm waits, bounded, for ovs-vswitchd to apply the new port and
+// surfaces its verdict: ofport -1 or Interface.error mean it refused the port.
+// The wait happens inside ovsdb-server (an OVSDB "wait" operation), so it
+// costs one round trip however long the switch takes.
+func (e *Engine) confirm(ctx context.Context, a *engine.Attachment, rec *record) error {
+	timeout := e.cfg.ConfirmTimeout
+	if rec.Type == TypeVhostServer && timeout == 0 {
+		timeout = DefaultConfirmTimeout
+	}
+	if timeout == 0 {
+		return nil
+	}
+	ms := int(timeout / time.Millisecond)
+	byName := []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Port)}
+	wait := ovs.Operation{Op: ovs.OperationWait, Table: vswitch.InterfaceTable, Where: byName,
+		Columns: []string{"ofport"}, Until: string(ovs.WaitConditionNotEqual),
+		Rows: []ovs.Row{{"ofport": ovs.OvsSet{GoSet: []any{}}}}, Timeout: &ms}
+	wctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
+	defer cancel()
+	res, err := e.transact(wctx, wait, selectOp(vswitch.InterfaceTable, byName, "ofport", "error"))
+	if err != nil {
+		if failedWait(err) {
+			return fmt.Errorf("%w: ovs-vswitchd did not apply port %q within %s (is ovs-vswitchd running?)", engine.ErrUnavailable, rec.Port, timeout)
+		}
+		return fmt.Errorf("waiting for the switch to apply port %q: %w", rec.Port, err)
+	}
+	ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[1])
+	if err != nil {
+		return err
+	}
+	if len(ifs) != 1 {
+		return fmt.Errorf("port %q disappeared while the switch applied it", rec.Port)
+	}
+	if err := portHealth(ifs[0]); err != nil {
+		return err
+	}
+	if rec.Type == TypeVhostServer {
+		return e.exposeServerSocket(a, rec)
+	}
+	return nil
+}
+
+// portHealth reads the switch's verdict on an applied port.
+func portHealth(i *vswitch.Interface) error {
+	if i.Error != nil && *i.Error != "" {
+		return fmt.Errorf("the switch rejected port %q: %s", i.Name, *i.Error)
+	}
+	if i.Ofport == nil {
+		return fmt.Errorf("port %q is not applied by ovs-vswitchd yet (no ofport)", i.Name)
+	}
+	if *i.Ofport <= 0 {
+		return fmt.Errorf("the switch could not open port %q (ofport %d)", i.Name, *i.Ofport)
+	}
+	return nil
+}
+
+// exposeServerSocket makes the socket ovs-vswitchd created in its run
+// directory appear in the pod's directory: a hard link when both are on one
+// file system, else a bind mount of the socket file. Never a move: a rename
+// cannot cross file systems, and the switch owns its file.
+func (e *Engine) exposeServerSocket(a *engine.Attachment, rec *record) error {
+	src := rec.SwitchSocket
+	deadline := time.Now().Add(time.Second)
+	for {
+		fi, err := os.Lstat(src)
+		if err == nil && fi.Mode()&fs.ModeSocket != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the switch applied port %q but its socket %s did not appear (check the policy's ovsRunDir)", rec.Port, src)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	dir, err := a.Layout.OpenDirFD()
+	if err != nil {
+		return fmt.Errorf("opening socket directory: %w", err)
+	}
+	defer dir.Close()
+	name := a.Layout.SocketName
+	err = unix.Linkat(unix.AT_FDCWD, src, int(dir.Fd()), name, 0)
+	if errors.Is(err, unix.EXDEV) {
+		err = bindSocket(src, dir, name)
+		rec.Mounted = err == nil
+	}
+	if err != nil {
+		return fmt.Errorf("exposing switch socket %s as %s: %w", src, a.Layout.SocketPath(), err)
+	}
+	return a.Layout.SetSocketPerms(a.Host.Vhost.Group)
+}
+
+// bindSocket bind-mounts src over a placeholder file in dir. The target is
+// reached through the directory descriptor, so a symlink planted in the
+// shared directory cannot redirect the mount.
+func bindSocket(src string, dir *os.File, name string) error {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating mount point: %w", err)
+	}
+	_ = unix.Close(fd)
+	target := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), name)
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		_ = unix.Unlinkat(int(dir.Fd()), name, 0)
+		return fmt.Errorf("bind-mounting: %w", err)
+	}
+	return nil
+}
+
+// unexposeServerSocket undoes exposeServerSocket; what is already gone is
+// not an error.
+func (e *Engine) unexposeServerSocket(a *engine.Attachment, rec *record) error {
+	if rec.Type != TypeVhostServer || a.Layout == nil {
+		return nil
+	}
+	dir, err := a.Layout.OpenDirFD()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening socket directory: %w", err)
+	}
+	defer dir.Close()
+	name := a.Layout.SocketName
+	if rec.Mounted {
+		target := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), name)
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmounting switch socket at %s: %w", a.Layout.SocketPath(), err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil
+	}
+	// Only the link or the (now unmounted, empty) mount point is ours.
+	if st.Mode&unix.S_IFMT == unix.S_IFSOCK || (rec.Mounted && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0) {
+		if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("removing %s: %w", a.Layout.SocketPath(), err)
+		}
+	}
+	return nil
+}
+
+// loadRecord decodes the engine's record, falling back to what the
+// configuration implies when the record is lost.
+func loadRecord(a *engine.Attachment, data json.RawMessage) *record {
+	rec := &record{}
+	if len(data) > 0 {
+		_ = json.Unmarshal(data, rec)
+	}
+	if rec.Bridge == "" {
+		rec.Bridge = a.Host.Bridge.BridgeName
+	}
+	if rec.Port == "" {
+		rec.Port = PortName(a.ContainerID, a.IfName)
+	}
+	if rec.Type == "" {
+		rec.Type = ifaceType(&a.Host)
+	}
+	return rec
+}
+
+// Detach removes the attachment's port, found by ownership. It does not
+// wait for ovs-vswitchd's vhost teardown (tens of milliseconds inside the
+// switch): nothing the plugin does next depends on it.
+func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
+	return e.detach(ctx, a, loadRecord(a, data))
+}
+
+func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) error {
+	var errs []error
+	if err := e.unexposeServerSocket(a, rec); err != nil {
+		errs = append(errs, err)
+	}
+	res, err := e.transact(ctx,
+		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name"),
+		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Bridge)}, "ports", "external_ids"),
+		selectOp(vswitch.PortTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Bridge)}),
+	)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("reading switch state: %w", err))...)
+	}
+	ports, err := decode[vswitch.Port](e, vswitch.PortTable, res[0])
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if len(ports) == 0 {
+		return errors.Join(errs...) // already gone
+	}
+	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[1])
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	locals, err := decode[vswitch.Port](e, vswitch.PortTable, res[2])
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	var removeOps []ovs.Operation
+	var removed []string
+	for _, p := range ports {
+		removeOps = append(removeOps, removePortOp(p.UUID))
+		removed = append(removed, p.UUID)
+	}
+	ops := removeOps
+	if len(bridges) == 1 && bridges[0].ExternalIDs[KeyCreatedBy] == createdByValue && onlyLocalLeft(bridges[0].Ports, removed, locals) {
+		// The plugin made this bridge and our port was its last: remove it,
+		// guarded by a wait so a port added meanwhile keeps it alive.
+		b := bridges[0]
+		timeout := 0
+		guard := ovs.Operation{Op: ovs.OperationWait, Table: vswitch.BridgeTable,
+			Where:   []ovs.Condition{cond("_uuid", ovs.ConditionEqual, ovs.UUID{GoUUID: b.UUID})},
+			Columns: []string{"ports"}, Until: string(ovs.WaitConditionEqual),
+			Rows: []ovs.Row{{"ports": uuidSet(b.Ports...)}}, Timeout: &timeout}
+		delBridge := ovs.Operation{Op: ovs.OperationMutate, Table: vswitch.OpenvSwitchTable,
+			Where:     []ovs.Condition{cond("bridges", ovs.ConditionIncludes, uuidSet(b.UUID))},
+			Mutations: []ovs.Mutation{*ovs.NewMutation("bridges", ovs.MutateOperationDelete, uuidSet(b.UUID))}}
+		ops = append(append([]ovs.Operation{guard}, removeOps...), delBridge)
+	}
+	_, err = e.transact(ctx, ops...)
+	if err != nil && len(ops) != len(removeOps) && failedWait(err) {
+		_, err = e.transact(ctx, removeOps...)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("removing port %q: %w", rec.Port, err))
+	}
+	return errors.Join(errs...)
+}
+
+// onlyLocalLeft reports whether a bridge's ports, less the removed ones, are
+// at most its own local port.
+func onlyLocalLeft(ports, removed []string, locals []*vswitch.Port) bool {
+	for _, p := range ports {
+		if slices.Contains(removed, p) {
+			continue
+		}
+		if len(locals) == 1 && locals[0].UUID == p {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// Check verifies the port exists with the right type, socket and bridge and
+// that the switch applied it (ofport > 0, no error).
+func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
+	rec := loadRecord(a, data)
+	res, err := e.transact(ctx,
+		openvSwitchSelect(),
+		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name", "interfaces", "tag"),
+		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Bridge)}, "ports"),
+		selectOp(vswitch.InterfaceTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Port)}, "name", "type", "options", "ofport", "error", "mtu_request"),
+	)
+	if err != nil {
+		return fmt.Errorf("reading switch state: %w", err)
+	}
+	roots, err := decode[vswitch.OpenvSwitch](e, vswitch.OpenvSwitchTable, res[0])
+	if err != nil {
+		return err
+	}
+	if _, err := checkDPDK(roots, ""); err != nil {
+		return err
+	}
+	ports, err := decode[vswitch.Port](e, vswitch.PortTable, res[1])
+	if err != nil {
+		return err
+	}
+	if len(ports) != 1 {
+		return fmt.Errorf("no port of container %s interface %s on the switch", a.ContainerID, a.IfName)
+	}
+	port := ports[0]
+	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[2])
+	if err != nil {
+		return err
+	}
+	if len(bridges) != 1 || !slices.Contains(bridges[0].Ports, port.UUID) {
+		return fmt.Errorf("port %q is not on bridge %q", port.Name, rec.Bridge)
+	}
+	ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[3])
+	if err != nil {
+		return err
+	}
+	if len(ifs) != 1 || !slices.Contains(port.Interfaces, ifs[0].UUID) {
+		return fmt.Errorf("port %q has no interface %q", port.Name, rec.Port)
+	}
+	iface := ifs[0]
+	if want := ifaceType(&a.Host); iface.Type != want {
+		return fmt.Errorf("interface %q has type %q, want %q", iface.Name, iface.Type, want)
+	}
+	if iface.Type == TypeVhostClient {
+		if got, want := iface.Options[optServerPath], a.Layout.ConnectPath(); got != want {
+			return fmt.Errorf("interface %q connects to %q, want %q", iface.Name, got, want)
+		}
+	} else if !a.Layout.Exists(a.Layout.SocketName) {
+		return fmt.Errorf("the socket of interface %q is missing from %s", iface.Name, a.Layout.SocketPath())
+	}
+	wantTag := a.Host.Bridge.VlanID
+	if gotTag := port.Tag; (wantTag == 0) != (gotTag == nil) || (gotTag != nil && *gotTag != wantTag) {
+		return fmt.Errorf("port %q has VLAN tag %v, want %d", port.Name, deref(gotTag), wantTag)
+	}
+	if a.MTU > 0 && (iface.MTURequest == nil || *iface.MTURequest != a.MTU) {
+		return fmt.Errorf("interface %q has mtu_request %v, want %d", iface.Name, deref(iface.MTURequest), a.MTU)
+	}
+	return portHealth(iface)
+}
+
+func deref(p *int) any {
+	if p == nil {
+		return "none"
+	}
+	return *p
+}
+
+// ListOwned lists every port the plugin created on the switch.
+func (e *Engine) ListOwned(ctx context.Context) ([]engine.Owned, error) {
+	res, err := e.transact(ctx, selectOp(vswitch.PortTable, nil, "external_ids"))
+	if err != nil {
+		return nil, fmt.Errorf("listing ports: %w", err)
+	}
+	ports, err := decode[vswitch.Port](e, vswitch.PortTable, res[0])
+	if err != nil {
+		return nil, err
+	}
+	var out []engine.Owned
+	for _, p := range ports {
+		cid, ifName := p.ExternalIDs[KeyContainerID], p.ExternalIDs[KeyIfName]
+		if cid != "" && ifName != "" {
+			out = append(out, engine.Owned{ContainerID: cid, IfName: ifName,
+				Network: p.ExternalIDs[KeyNetwork], SocketPath: p.ExternalIDs[KeySocket]})
+		}
+	}
+	return out, nil
+}
+
+// Status reports whether the switch is reachable (Connect succeeded) and
+// can create vhost-user ports.
+func (e *Engine) Status(ctx context.Context) error {
+	res, err := e.transact(ctx, openvSwitchSelect())
+	if err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	}
+	roots, err := decode[vswitch.OpenvSwitch](e, vswitch.OpenvSwitchTable, res[0])
+	if err != nil {
+		return err
+	}
+	if _, err := checkDPDK(roots, TypeVhostClient); err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/userspace-cni/userspace/pkg/configdata"
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
+	"github.com/userspace-cni/userspace/pkg/state"
+)
+
+// Add attaches the pod to the switch. Every step registers its undo; on
+// failure the undos run in reverse, so a failed ADD leaves no port, socket,
+// file, record or IP allocation behind.
+func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
+	inv, err := p.setup(args)
+	if err != nil {
+		return err
+	}
+	defer inv.close()
+	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
+	defer cancel()
+
+	layout, err := socketLayout(inv)
+	if err != nil {
+		return err
+	}
+	unlock, err := inv.store.Lock(ctx)
+	if err != nil {
+		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
+	}
+	defer unlock()
+
+	var undo undoStack
+	defer func() {
+		if err == nil {
+			return
+		}
+		if uerr := undo.run(); uerr != nil {
+			inv.log.Error("rollback of failed ADD incomplete", "error", uerr)
+			err = fmt.Errorf("%w (rollback also failed: %v)", err, uerr)
+		}
+	}()
+
+	ipamRes, err := p.ipamAdd(ctx, inv, &undo)
+	if err != nil {
+		return err
+	}
+
+	if err := layout.Prepare(inv.conf.Host.Vhost.Group); err != nil {
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing socket directory: %v", err), "")
+	}
+	undo.push(layout.Cleanup)
+	if err := layout.RemoveStaleSocket(); err != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+
+	eng, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log)
+	if err != nil {
+		return asCNIError(err, "connecting to the switch")
+	}
+	defer eng.Close()
+	att := attachment(inv, layout)
+	engineData, err := eng.Attach(ctx, att)
+	if err != nil {
+		return asCNIError(err, "attaching to the switch")
+	}
+	undo.push(func() error {
+		rctx, rcancel := context.WithTimeout(context.Background(), rollbackTimeout)
+		defer rcancel()
+		return eng.Detach(rctx, att, engineData)
+	})
+
+	mac := inv.conf.MACFor(inv.cargs)
+	result := buildResult(inv, layout, ipamRes, mac)
+	cdFile, err := configdata.Write(layout, containerData(inv, layout, result))
+	if err != nil {
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
+	}
+	undo.push(func() error { return layout.RemoveFile(cdFile) })
+
+	rec := &state.Record{
+		ContainerID:    args.ContainerID,
+		IfName:         args.IfName,
+		Network:        inv.conf.Name,
+		Netns:          args.Netns,
+		PodNamespace:   inv.cargs.PodNamespace,
+		PodName:        inv.cargs.PodName,
+		PodUID:         inv.cargs.PodUID,
+		Engine:         inv.conf.Host.Engine,
+		Layout:         layout,
+		ConfigDataFile: cdFile,
+		IPAM:           inv.conf.IPAM.Type,
+		EngineData:     engineData,
+		Created:        time.Now().UTC(),
+	}
+	if err := inv.store.Save(rec); err != nil {
+		return types.NewError(types.ErrIOFailure, err.Error(), "")
+	}
+	inv.log.Info("attached", "socket", layout.SocketPath(), "engine", inv.conf.Host.Engine)
+	return types.PrintResult(result, inv.conf.CNIVersion)
+}
+
+// ipamAdd runs the IPAM plugin, if any, and registers its release.
+func (p *Plugin) ipamAdd(ctx context.Context, inv *invocation, undo *undoStack) (*types100.Result, error) {
+	ipamType := inv.conf.IPAM.Type
+	if ipamType == "" {
+		return nil, nil
+	}
+	r, err := invoke.DelegateAdd(ctx, ipamType, inv.args.StdinData, nil)
+	if err != nil {
+		return nil, err
+	}
+	undo.push(func() error {
+		rctx, rcancel := context.WithTimeout(context.Background(), rollbackTimeout)
+		defer rcancel()
+		return invoke.DelegateDel(rctx, ipamType, inv.args.StdinData, nil)
+	})
+	res, err := types100.NewResultFromResult(r)
+	if err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("IPAM plugin %q returned an unusable result: %v", ipamType, err), "")
+	}
+	if len(res.IPs) == 0 {
+		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("IPAM plugin %q returned no addresses", ipamType), "")
+	}
+	return res, nil
+}
+
+// buildResult is the CNI result: the pod-side interface (with the socket
+// for 1.1.0) and the IPAM addresses pointing at it.
+func buildResult(inv *invocation, l *sockdir.Layout, ipamRes *types100.Result, mac string) *types100.Result {
+	iface := &types100.Interface{
+		Name:    inv.args.IfName,
+		Mac:     mac,
+		Mtu:     inv.conf.MTU,
+		Sandbox: inv.args.Netns,
+	}
+	if inv.conf.CNIVersion == "1.1.0" {
+		iface.SocketPath = l.ConnectPath()
+	}
+	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, Interfaces: []*types100.Interface{iface}, DNS: inv.conf.DNS}
+	if ipamRes != nil {
+		zero := 0
+		for _, ip := range ipamRes.IPs {
+			c := *ip
+			c.Interface = &zero
+			res.IPs = append(res.IPs, &c)
+		}
+		res.Routes = ipamRes.Routes
+		if !isEmptyDNS(ipamRes.DNS) {
+			res.DNS = ipamRes.DNS
+		}
+	}
+	return res
+}
+
+func isEmptyDNS(d types.DNS) bool {
+	return len(d.Nameservers) == 0 && d.Domain == "" && len(d.Search) == 0 && len(d.Options) == 0
+}
+
+// containerData is what the pod app reads: the container side with the
+// socket file filled in, and the addresses.
+func containerData(inv *invocation, l *sockdir.Layout, result *types100.Result) *configdata.ConfigData {
+	ct := inv.conf.Container
+	switch ct.IfType {
+	case netconf.IfTypeVhostUser:
+		ct.Vhost.Socketfile = l.SocketName
+	case netconf.IfTypeMemif:
+		ct.Memif.Socketfile = l.SocketName
+	}
+	ipRes := *result
+	ipRes.CNIVersion = "1.0.0"
+	if inv.conf.CNIVersion == "1.1.0" {
+		ipRes.CNIVersion = "1.1.0"
+	}
+	return &configdata.ConfigData{
+		ContainerID: inv.args.ContainerID,
+		IfName:      inv.args.IfName,
+		Name:        inv.conf.Name,
+		Config:      ct,
+		IPResult:    &ipRes,
+	}
+}

@@ -1,0 +1,189 @@
+// Package plugin implements the CNI verbs of the userspace plugin: one
+// readable flow per verb over the configuration, the socket directory, IPAM,
+// the switch engine, the config data for the pod and the local record.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/userspace-cni/userspace/pkg/engine"
+	"github.com/userspace-cni/userspace/pkg/logging"
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/ovsdb"
+	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
+	"github.com/userspace-cni/userspace/pkg/state"
+)
+
+// DefaultOVSSocketBase is where OVS-DPDK sockets go when the configuration
+// names no shared directory: the application notes' layout, with the full
+// container id as the per-pod directory.
+const DefaultOVSSocketBase = "/var/lib/cni/vhostuser"
+
+// Bounds on one invocation. The runtime has its own, longer timeout; these
+// make a stuck switch or lock an error rather than a hang.
+const (
+	verbTimeout     = 2 * time.Minute
+	connectTimeout  = 5 * time.Second
+	rollbackTimeout = 30 * time.Second
+)
+
+// EngineOpener connects to the switch a configuration names.
+type EngineOpener func(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, log *slog.Logger) (engine.Engine, error)
+
+// Plugin carries what the verbs depend on, so tests can substitute them.
+type Plugin struct {
+	Getenv     func(string) string
+	Stderr     io.Writer
+	OpenEngine EngineOpener
+}
+
+// New returns the plugin wired to the real environment and switches.
+func New() *Plugin {
+	return &Plugin{Getenv: os.Getenv, Stderr: os.Stderr, OpenEngine: OpenEngine}
+}
+
+// Funcs returns the verbs for skel.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	return skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status}
+}
+
+// OpenEngine connects to the switch of the configuration's host engine.
+func OpenEngine(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, log *slog.Logger) (engine.Engine, error) {
+	switch conf.Host.Engine {
+	case netconf.EngineOVSDPDK:
+		endpoint, err := conf.OVSDBEndpoint(pol)
+		if err != nil {
+			return nil, err
+		}
+		runDir := pol.OVSRunDir
+		if runDir == "" {
+			runDir = filepath.Dir(endpoint[len("unix:"):])
+		}
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+		return ovsdb.Connect(cctx, ovsdb.Config{
+			Endpoint:       endpoint,
+			RunDir:         runDir,
+			ConfirmTimeout: pol.OVSConfirmTimeout(),
+			Logger:         log,
+		})
+	default:
+		return nil, types.NewError(types.ErrUnsupportedField,
+			fmt.Sprintf("host.engine %q is not available in this build of the plugin", conf.Host.Engine), "")
+	}
+}
+
+// invocation is what every verb starts from.
+type invocation struct {
+	args  *skel.CmdArgs
+	conf  *netconf.NetConf
+	cargs *netconf.Args
+	pol   *policy.Policy
+	log   *slog.Logger
+	store *state.Store
+	close func()
+}
+
+// setup loads the node policy and the configuration and opens the log.
+func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
+	pol, err := policy.Load(p.Getenv)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	conf, err := netconf.Parse(args.StdinData, pol)
+	if err != nil {
+		return nil, err
+	}
+	cargs, err := netconf.ParseArgs(args.Args)
+	if err != nil {
+		return nil, err
+	}
+	log, closeLog, err := logging.Open(conf.LogFile, conf.LogLevel, pol, p.Stderr)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	log = log.With("containerID", args.ContainerID, "ifName", args.IfName)
+	return &invocation{args: args, conf: conf, cargs: cargs, pol: pol, log: log,
+		store: state.New(pol.StateDir), close: closeLog}, nil
+}
+
+// socketLayout works out where the attachment's socket goes: the
+// configuration's sharedDir, else the engine's default.
+func socketLayout(inv *invocation) (*sockdir.Layout, error) {
+	h := &inv.conf.Host
+	name := h.Vhost.Socketfile
+	if h.IfType == netconf.IfTypeMemif {
+		name = h.Memif.Socketfile
+	}
+	if name == "" {
+		name = sockdir.ID12(inv.args.ContainerID) + "-" + inv.args.IfName
+	}
+	var dir string
+	switch {
+	case inv.conf.SharedDir != "":
+		dir = filepath.Join(inv.conf.SharedDir, sockdir.ID12(inv.args.ContainerID))
+	default:
+		dir = filepath.Join(DefaultOVSSocketBase, inv.args.ContainerID)
+	}
+	l, err := sockdir.Plan(inv.pol, dir, true, name)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	return l, nil
+}
+
+// attachment describes the attachment to the engine.
+func attachment(inv *invocation, l *sockdir.Layout) *engine.Attachment {
+	return &engine.Attachment{
+		ContainerID:  inv.args.ContainerID,
+		IfName:       inv.args.IfName,
+		Netns:        inv.args.Netns,
+		Network:      inv.conf.Name,
+		PodNamespace: inv.cargs.PodNamespace,
+		PodName:      inv.cargs.PodName,
+		PodUID:       inv.cargs.PodUID,
+		Host:         inv.conf.Host,
+		Layout:       l,
+		MTU:          inv.conf.MTU,
+	}
+}
+
+// undoStack runs registered undo steps in reverse order.
+type undoStack []func() error
+
+func (u *undoStack) push(f func() error) { *u = append(*u, f) }
+
+func (u undoStack) run() error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		if err := u[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// asUnavailable maps switch-unavailable errors to CNI error 50 and leaves
+// CNI errors as they are.
+func asCNIError(err error, msg string) error {
+	var cniErr *types.Error
+	if errors.As(err, &cniErr) {
+		return cniErr
+	}
+	code := uint(types.ErrInternal)
+	if errors.Is(err, engine.ErrUnavailable) {
+		code = types.ErrPluginNotAvailable
+	}
+	return types.NewError(code, fmt.Sprintf("%s: %v", msg, err), "")
+}

@@ -1,0 +1,37 @@
+package plugin
+
+import (
+	"context"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// Status reports whether the plugin can add attachments now: the switch is
+// reachable and DPDK-capable, and the IPAM plugin is ready. Any failure is
+// CNI error 50 (plugin not available).
+func (p *Plugin) Status(args *skel.CmdArgs) error {
+	inv, err := p.setup(args)
+	if err != nil {
+		return err
+	}
+	defer inv.close()
+	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
+	defer cancel()
+
+	eng, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log)
+	if err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "switch unavailable: "+err.Error(), "")
+	}
+	defer eng.Close()
+	if err := eng.Status(ctx); err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
+	}
+	if t := inv.conf.IPAM.Type; t != "" {
+		if err := invoke.DelegateStatus(ctx, t, args.StdinData, nil); err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, "IPAM plugin "+t+" unavailable: "+err.Error(), "")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+// Package policy holds the node administrator's settings for the plugin: the
+// host locations a network configuration may name (log files, kubeconfigs,
+// shared socket directories, switch API sockets) and the plugin's own
+// directories.
+//
+// A NetworkAttachmentDefinition can be written by any namespace user, so none
+// of these may come from the network configuration itself: they are read from
+// a file on the node (DefaultPath, or the file named by the PathEnv
+// environment variable, which only the container runtime sets).
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultPath is where the administrator's policy file lives.
+const DefaultPath = "/etc/cni/userspace/policy.json"
+
+// PathEnv names the environment variable that overrides DefaultPath. The
+// environment of a CNI plugin is set by the container runtime, not by the
+// network configuration.
+const PathEnv = "USERSPACE_CNI_POLICY"
+
+// Kind names a class of host path that a network configuration may set.
+type Kind string
+
+// The classes of configurable host paths.
+const (
+	LogFile     Kind = "logFile"
+	Kubeconfig  Kind = "kubeconfig"
+	SharedDir   Kind = "sharedDir"
+	OVSDBSocket Kind = "ovsdbSocket"
+)
+
+// Policy is the administrator's policy for this node.
+type Policy struct {
+	// LogDirs are the directories under which logFile may be created.
+	LogDirs []string `json:"logDirs"`
+	// KubeconfigDirs are the directories a kubeconfig may be read from.
+	KubeconfigDirs []string `json:"kubeconfigDirs"`
+	// SharedDirs are the directories under which socket directories may be
+	// created (sharedDir and the engines' defaults must be under one).
+	SharedDirs []string `json:"sharedDirs"`
+	// OVSDBSocketDirs are the directories an OVSDB unix socket may be in.
+	OVSDBSocketDirs []string `json:"ovsdbSocketDirs"`
+
+	// OVSDBSocket is the switch's database socket when the network
+	// configuration names none.
+	OVSDBSocket string `json:"ovsdbSocket"`
+	// OVSRunDir is where ovs-vswitchd creates the sockets of dpdkvhostuser
+	// ports (its run directory plus other_config:vhost-sock-dir). Empty means
+	// the directory of the OVSDB socket.
+	OVSRunDir string `json:"ovsRunDir"`
+	// StateDir holds the plugin's attachment records and node lock. It must
+	// not be shared with pods.
+	StateDir string `json:"stateDir"`
+	// OVSConfirmTimeoutMs bounds how long ADD waits for ovs-vswitchd to
+	// apply a new client-mode port and report an error; 0 makes ADD return
+	// without waiting (CHECK still reports a port the switch refused).
+	// Absent means the default, DefaultOVSConfirmTimeout.
+	OVSConfirmTimeoutMs *int `json:"ovsConfirmTimeoutMs,omitempty"`
+	// ShortSocketDir holds short symbolic links to socket directories whose
+	// paths are too long for a unix socket address (sun_path).
+	ShortSocketDir string `json:"shortSocketDir"`
+}
+
+// DefaultOVSConfirmTimeout is how long ADD waits for the switch by default.
+const DefaultOVSConfirmTimeout = 5 * time.Second
+
+// OVSConfirmTimeout is the bound on ADD's wait for the switch.
+func (p *Policy) OVSConfirmTimeout() time.Duration {
+	if p.OVSConfirmTimeoutMs == nil {
+		return DefaultOVSConfirmTimeout
+	}
+	return time.Duration(*p.OVSConfirmTimeoutMs) * time.Millisecond
+}
+
+// Default returns the policy used when the node has no policy file.
+func Default() *Policy {
+	return &Policy{
+		LogDirs:        []string{"/var/log"},
+		KubeconfigDirs: []string{"/etc/cni/net.d"},
+		SharedDirs: []string{
+			"/var/lib/cni/vhostuser",
+			"/var/lib/cni/usrspcni",
+			"/var/lib/userspace-cni",
+			"/var/run/vpp",
+			"/run/vpp",
+			"/var/run/openvswitch",
+			"/run/openvswitch",
+			"/usr/local/var/run/openvswitch",
+		},
+		OVSDBSocketDirs: []string{"/var/run/openvswitch", "/run/openvswitch", "/usr/local/var/run/openvswitch"},
+		OVSDBSocket:     "unix:/var/run/openvswitch/db.sock",
+		StateDir:        "/var/lib/cni/userspace",
+		ShortSocketDir:  "/run/userspace-cni",
+	}
+}
+
+// Load reads the policy from the file named by PathEnv, else DefaultPath.
+// A missing file means the defaults; fields absent from the file keep their
+// defaults. A malformed file is an error: silently falling back to defaults
+// would widen what the administrator meant to restrict.
+func Load(getenv func(string) string) (*Policy, error) {
+	path := DefaultPath
+	if p := getenv(PathEnv); p != "" {
+		path = p
+	}
+	p := Default()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading node policy %s: %w", path, err)
+	}
+	if err := json.Unmarshal(data, p); err != nil {
+		return nil, fmt.Errorf("parsing node policy %s: %w", path, err)
+	}
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("node policy %s: %w", path, err)
+	}
+	return p, nil
+}
+
+func (p *Policy) validate() error {
+	lists := map[string][]string{
+		"logDirs": p.LogDirs, "kubeconfigDirs": p.KubeconfigDirs,
+		"sharedDirs": p.SharedDirs, "ovsdbSocketDirs": p.OVSDBSocketDirs,
+	}
+	for name, dirs := range lists {
+		for _, d := range dirs {
+			if err := checkAbsClean(d); err != nil {
+				return fmt.Errorf("%s entry %q: %w", name, d, err)
+			}
+		}
+	}
+	for name, d := range map[string]string{"stateDir": p.StateDir, "shortSocketDir": p.ShortSocketDir} {
+		if err := checkAbsClean(d); err != nil {
+			return fmt.Errorf("%s %q: %w", name, d, err)
+		}
+	}
+	if p.OVSConfirmTimeoutMs != nil && (*p.OVSConfirmTimeoutMs < 0 || *p.OVSConfirmTimeoutMs > 60000) {
+		return fmt.Errorf("ovsConfirmTimeoutMs %d: must be between 0 and 60000", *p.OVSConfirmTimeoutMs)
+	}
+	if p.OVSRunDir != "" {
+		if err := checkAbsClean(p.OVSRunDir); err != nil {
+			return fmt.Errorf("ovsRunDir %q: %w", p.OVSRunDir, err)
+		}
+	}
+	return nil
+}
+
+// dirs returns the allowed directories for a kind of path.
+func (p *Policy) dirs(k Kind) []string {
+	switch k {
+	case LogFile:
+		return p.LogDirs
+	case Kubeconfig:
+		return p.KubeconfigDirs
+	case SharedDir:
+		return p.SharedDirs
+	case OVSDBSocket:
+		return p.OVSDBSocketDirs
+	}
+	return nil
+}
+
+// Match checks that path is absolute, has no ".." element and lies under one
+// of the directories allowed for its kind. It returns that directory and the
+// path relative to it, so callers can confine file operations beneath it
+// (see os.OpenRoot) even if a component is later replaced by a symlink.
+func (p *Policy) Match(k Kind, path string) (base, rel string, err error) {
+	if err := checkAbsClean(path); err != nil {
+		return "", "", err
+	}
+	clean := filepath.Clean(path)
+	for _, d := range p.dirs(k) {
+		r, err := filepath.Rel(d, clean)
+		if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			continue
+		}
+		return d, r, nil
+	}
+	return "", "", fmt.Errorf("not under a directory the node policy allows for %s (%s)", k, strings.Join(p.dirs(k), ", "))
+}
+
+// checkAbsClean refuses relative paths and any ".." element, whatever it
+// would resolve to.
+func checkAbsClean(path string) error {
+	if path == "" {
+		return errors.New("empty path")
+	}
+	if !filepath.IsAbs(path) {
+		return errors.New("not an absolute path")
+	}
+	if strings.ContainsRune(path, 0) {
+		return errors.New("contains a NUL byte")
+	}
+	for _, el := range strings.Split(path, "/") {
+		if el == ".." {
+			return errors.New(`contains a ".." element`)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,353 @@
+// Package integration drives the real userspace plugin binary, as a CNI
+// runtime does (libcni), on real network namespaces against a real, private
+// OVS-DPDK (ovsdb-server + ovs-vswitchd-dpdk, no hugepages) and real
+// dpdk-testpmd "pods". Run as root; a missing prerequisite fails the run.
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/tests/testbed"
+)
+
+// h is the shared test bed: one switch and one plugin build per run.
+var h *harness
+
+type harness struct {
+	root     string // private temp dir (short: unix socket paths count)
+	binDir   string
+	ovs      *testbed.OVS
+	policy   string
+	stateDir string
+	shortDir string
+	shared   string // an allowed sharedDir
+	ipamDir  string
+	cni      *libcni.CNIConfig
+}
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration test bed:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	if os.Geteuid() != 0 {
+		return 0, fmt.Errorf("these tests need root (network namespaces, OVS-DPDK)")
+	}
+	if err := testbed.EnsurePackages(testbed.RequiredPackages()...); err != nil {
+		return 0, err
+	}
+	root, err := os.MkdirTemp("/tmp", "usp-it-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(root)
+	hs := &harness{root: root, binDir: filepath.Join(root, "bin"), stateDir: filepath.Join(root, "state"),
+		shortDir: filepath.Join(root, "s"), shared: filepath.Join(root, "shared"), ipamDir: filepath.Join(root, "ipam")}
+	if err := buildBinaries(hs.binDir); err != nil {
+		return 0, err
+	}
+	ovs, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root})
+	if err != nil {
+		return 0, fmt.Errorf("starting OVS-DPDK: %w", err)
+	}
+	defer ovs.Stop()
+	hs.ovs = ovs
+	if err := hs.writePolicy(nil); err != nil {
+		return 0, err
+	}
+	hs.cni = libcni.NewCNIConfigWithCacheDir([]string{hs.binDir}, filepath.Join(root, "cache"), nil)
+	h = hs
+	return m.Run(), nil
+}
+
+// buildBinaries builds the plugin and the reference host-local IPAM plugin
+// (pinned in go.mod as a tool) into dir.
+func buildBinaries(dir string) error {
+	for _, b := range []struct{ out, pkg string }{
+		{"userspace", "github.com/userspace-cni/userspace/cmd/userspace"},
+		{"host-local", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
+	} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// writePolicy writes the node policy the plugin reads (via policy.PathEnv),
+// allowing the test bed's switch and directories; mutate may adjust it.
+func (hs *harness) writePolicy(mutate func(*policy.Policy)) error {
+	p := policy.Default()
+	p.OVSDBSocketDirs = []string{hs.ovs.Dir}
+	p.OVSDBSocket = hs.ovs.DBEndpoint()
+	p.OVSRunDir = hs.ovs.RunDir
+	p.StateDir = hs.stateDir
+	p.ShortSocketDir = hs.shortDir
+	p.SharedDirs = append(p.SharedDirs, hs.shared)
+	p.LogDirs = []string{filepath.Join(hs.root, "log")}
+	if mutate != nil {
+		mutate(p)
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	hs.policy = filepath.Join(hs.root, "policy.json")
+	if err := os.WriteFile(hs.policy, data, 0o644); err != nil {
+		return err
+	}
+	return os.Setenv(policy.PathEnv, hs.policy)
+}
+
+// withPolicy runs a test with an adjusted policy and restores it after.
+func withPolicy(t *testing.T, mutate func(*policy.Policy)) {
+	t.Helper()
+	if err := h.writePolicy(mutate); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.writePolicy(nil); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// pod is a sandbox: a container id and a real network namespace.
+type pod struct {
+	id string
+	ns *testbed.NetNS
+}
+
+func newPod(t *testing.T) *pod {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := testbed.NewNetNS("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	return &pod{id: hex.EncodeToString(b), ns: ns}
+}
+
+func (p *pod) rt(ifName string) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{
+		ContainerID: p.id,
+		NetNS:       p.ns.Path(),
+		IfName:      ifName,
+		// What Multus sends a delegate: its keys, then the runtime's again.
+		Args: [][2]string{
+			{"IgnoreUnknown", "true"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "pod-" + p.id[:8]},
+			{"K8S_POD_INFRA_CONTAINER_ID", p.id}, {"K8S_POD_UID", "uid-" + p.id[:8]},
+			{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "pod-" + p.id[:8]},
+		},
+	}
+}
+
+// confList wraps one userspace plugin configuration in a network list.
+func confList(t *testing.T, version, name string, plugin map[string]any) *libcni.NetworkConfigList {
+	t.Helper()
+	plugin["type"] = "userspace"
+	data, err := json.Marshal(map[string]any{"cniVersion": version, "name": name, "plugins": []any{plugin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := libcni.NetworkConfFromBytes(data)
+	if err != nil {
+		t.Fatalf("conflist: %v", err)
+	}
+	return list
+}
+
+// ovsExample is the published OVS-DPDK example: OVS is the vhost-user
+// client, the pod app the server.
+func ovsExample(bridge string) map[string]any {
+	return map[string]any{
+		"host": map[string]any{"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge",
+			"vhost": map[string]any{"mode": "client"}, "bridge": map[string]any{"bridgeName": bridge}},
+		"container": map[string]any{"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface",
+			"vhost": map[string]any{"mode": "server"}},
+	}
+}
+
+func hostLocal(subnet string) map[string]any {
+	return map[string]any{"type": "host-local", "subnet": subnet, "dataDir": h.ipamDir}
+}
+
+var allVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+
+func ctx() context.Context { return context.Background() }
+
+// cniError extracts the CNI error a failed invocation returned.
+func cniError(t *testing.T, err error) *types.Error {
+	t.Helper()
+	if err == nil {
+		t.Fatal("expected an error, got success")
+	}
+	var e *types.Error
+	if !asError(err, &e) {
+		t.Fatalf("expected a CNI error, got %T: %v", err, err)
+	}
+	return e
+}
+
+func asError(err error, target **types.Error) bool {
+	for err != nil {
+		if e, ok := err.(*types.Error); ok {
+			*target = e
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+// iface is one OVS Interface row as ovs-vsctl reports it: an independent
+// view of the switch, not the plugin's own code.
+type iface map[string]string
+
+// interfacesOf lists the Interfaces the plugin tagged with a container id.
+func interfacesOf(t *testing.T, containerID string) []iface {
+	t.Helper()
+	return findRows(t, "Interface", "external_ids:userspace-cni/container-id="+containerID,
+		"name,type,options,ofport,error,mtu_request,external_ids")
+}
+
+func findRows(t *testing.T, table, cond, cols string) []iface {
+	t.Helper()
+	out, err := h.ovs.Vsctl("--format=json", "--columns="+cols, "find", table, cond)
+	if err != nil {
+		t.Fatalf("ovs-vsctl find %s %s: %v", table, cond, err)
+	}
+	var doc struct {
+		Headings []string `json:"headings"`
+		Data     [][]any  `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("ovs-vsctl output %q: %v", out, err)
+	}
+	var rows []iface
+	for _, d := range doc.Data {
+		r := iface{}
+		for i, hd := range doc.Headings {
+			r[hd] = render(d[i])
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// render flattens an OVSDB JSON value: atoms as text, sets as
+// space-separated atoms, maps as k=v pairs.
+func render(v any) string {
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 2 {
+		return fmt.Sprint(v)
+	}
+	switch arr[0] {
+	case "set":
+		var parts []string
+		for _, e := range arr[1].([]any) {
+			parts = append(parts, render(e))
+		}
+		return strings.Join(parts, " ")
+	case "map":
+		var parts []string
+		for _, e := range arr[1].([]any) {
+			kv := e.([]any)
+			parts = append(parts, render(kv[0])+"="+render(kv[1]))
+		}
+		return strings.Join(parts, " ")
+	case "uuid", "named-uuid":
+		return fmt.Sprint(arr[1])
+	}
+	return fmt.Sprint(v)
+}
+
+// mapValue reads a key from a rendered map column.
+func mapValue(rendered, key string) string {
+	for _, kv := range strings.Fields(rendered) {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
+}
+
+// bridgeExists reports whether the switch has the bridge.
+func bridgeExists(t *testing.T, name string) bool {
+	t.Helper()
+	return len(findRows(t, "Bridge", "name="+name, "name")) > 0
+}
+
+// records lists the plugin's attachment records.
+func records(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(h.stateDir, "attachments"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// ipamAllocations lists host-local's allocations (files named by address).
+func ipamAllocations(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	_ = filepath.Walk(h.ipamDir, func(path string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && !strings.HasPrefix(fi.Name(), "last_reserved_ip") && fi.Name() != "lock" {
+			out = append(out, path)
+		}
+		return nil
+	})
+	return out
+}
+
+// assertClean checks that nothing of a pod remains: no switch interface, no
+// record, no socket directory.
+func assertClean(t *testing.T, p *pod, dirs ...string) {
+	t.Helper()
+	if rows := interfacesOf(t, p.id); len(rows) != 0 {
+		t.Errorf("interfaces left on the switch: %v", rows)
+	}
+	for _, r := range records(t) {
+		if strings.HasPrefix(r, p.id) {
+			t.Errorf("record left behind: %s", r)
+		}
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			entries, _ := os.ReadDir(d)
+			t.Errorf("socket directory %s left behind (%d entries)", d, len(entries))
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc identifies a process we started. The start time (from /proc) guards
+// against killing an unrelated process that reused the PID.
+type proc struct {
+	pid   int
+	start string
+}
+
+// newProc records pid and its start time; a zero proc means "none".
+func newProc(pid int) (proc, error) {
+	_, start, err := procStat(pid)
+	if err != nil {
+		return proc{}, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return proc{pid: pid, start: start}, nil
+}
+
+// procStat returns the state letter and start time (field 22) of pid.
+func procStat(pid int) (state byte, start string, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, "", err
+	}
+	// comm (field 2) may contain spaces and parentheses: split after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, "", fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 20 {
+		return 0, "", fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	return f[0][0], f[19], nil
+}
+
+// ProcessRunning reports whether pid exists and is not a zombie. Zombies count
+// as gone: daemons started with --detach are re-parented to PID 1, which in
+// this sandbox reaps them only after a delay.
+func ProcessRunning(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	state, _, err := procStat(pid)
+	return err == nil && state != 'Z' && state != 'X'
+}
+
+func (p proc) running() bool {
+	if p.pid <= 0 {
+		return false
+	}
+	state, start, err := procStat(p.pid)
+	return err == nil && state != 'Z' && state != 'X' && start == p.start
+}
+
+// terminate sends SIGTERM, waits up to grace, then SIGKILLs and waits again.
+func (p proc) terminate(grace time.Duration) error {
+	if !p.running() {
+		return nil
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	if p.waitGone(grace) {
+		return nil
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	if p.waitGone(5 * time.Second) {
+		return nil
+	}
+	return fmt.Errorf("pid %d did not exit after SIGKILL", p.pid)
+}
+
+func (p proc) waitGone(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for p.running() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// readPidfile parses an OVS-style pidfile.
+func readPidfile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("bad pidfile %s: %q", path, b)
+	}
+	return pid, nil
+}
+
+// run executes a short-lived command with a timeout and returns its trimmed
+// stdout. WaitDelay matters: a command that daemonizes (--detach) may leave a
+// grandchild holding the output pipe, which would block Wait forever.
+func run(timeout time.Duration, env []string, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	cmd.WaitDelay = 2 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	out := strings.TrimSpace(stdout.String())
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("timed out after %v", timeout)
+		}
+		return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err,
+			strings.TrimSpace(stderr.String()+"\n"+out))
+	}
+	return out, nil
+}
+
+// UniqueName returns prefix-<8 random hex digits>, short enough for netns
+// names, DPDK file prefixes and OVS port names (IFNAMSIZ is 16).
+func UniqueName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // never fails on Linux
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// DPDKRuntimeDir is where the DPDK EAL keeps the runtime files (config, mp
+// socket, fbarray) of a process started with --file-prefix=prefix. EAL never
+// removes it, so every Stop does.
+func DPDKRuntimeDir(prefix string) string {
+	base := "/var/run"
+	if os.Geteuid() != 0 {
+		base = os.Getenv("XDG_RUNTIME_DIR")
+		if base == "" {
+			base = "/tmp"
+		}
+	}
+	return filepath.Join(base, "dpdk", prefix)
+}
+
+// removeRuntimeDir deletes the EAL runtime dir of prefix; an empty prefix
+// would address the whole dpdk dir and is refused.
+func removeRuntimeDir(prefix string) error {
+	if prefix == "" || strings.ContainsRune(prefix, '/') {
+		return errors.New("refusing to remove DPDK runtime dir of an empty or nested prefix")
+	}
+	return os.RemoveAll(DPDKRuntimeDir(prefix))
+}
+
+// tailFile returns at most the last n bytes of path ("" if unreadable).
+func tailFile(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, 0)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return string(b)
+}
