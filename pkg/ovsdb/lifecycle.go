@@ -201,9 +201,6 @@ func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) 
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	if len(ports) == 0 {
-		return errors.Join(errs...) // already gone
-	}
 	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[1])
 	if err != nil {
 		return errors.Join(append(errs, err)...)
@@ -219,6 +216,8 @@ func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) 
 		removed = append(removed, p.UUID)
 	}
 	ops := removeOps
+	// Even when the port is already gone (removed out of band, or a retried
+	// DEL), an emptied bridge the plugin created is still removed.
 	if len(bridges) == 1 && bridges[0].ExternalIDs[KeyCreatedBy] == createdByValue && onlyLocalLeft(bridges[0].Ports, removed, locals) {
 		// The plugin made this bridge and our port was its last: remove it,
 		// guarded by a wait so a port added meanwhile keeps it alive.
@@ -233,9 +232,14 @@ func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) 
 			Mutations: []ovs.Mutation{*ovs.NewMutation("bridges", ovs.MutateOperationDelete, uuidSet(b.UUID))}}
 		ops = append(append([]ovs.Operation{guard}, removeOps...), delBridge)
 	}
+	if len(ops) == 0 {
+		return errors.Join(errs...) // already gone
+	}
 	_, err = e.transact(ctx, ops...)
-	if err != nil && len(ops) != len(removeOps) && failedWait(err) {
+	if err != nil && len(ops) != len(removeOps) && failedWait(err) && len(removeOps) > 0 {
 		_, err = e.transact(ctx, removeOps...)
+	} else if err != nil && failedWait(err) {
+		err = nil // the bridge gained a port meanwhile: it stays
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("removing port %q: %w", rec.Port, err))
