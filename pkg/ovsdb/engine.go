@@ -161,6 +161,11 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	podSocket := a.Layout.SocketPath()
 	connectPath := a.Layout.ConnectPath()
 
+	// Whether ovs-vswitchd runs is asked on a side connection while the
+	// reads go out, so the pre-flight costs no extra round trip.
+	alive := make(chan error, 1)
+	go func() { alive <- e.requireVswitchd(ctx) }()
+
 	// One round trip reads everything the checks need.
 	reads := []ovs.Operation{
 		openvSwitchSelect(),
@@ -183,6 +188,9 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	root, err := checkDPDK(roots, typ)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	}
+	if err := <-alive; err != nil {
+		return nil, err
 	}
 	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[1])
 	if err != nil {
@@ -286,6 +294,19 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	}
 	e.log.Debug("port added", "port", portName, "bridge", bridge, "type", typ, "bridgeCreated", len(bridges) == 0)
 	return rec, nil
+}
+
+// requireVswitchd fails unless ovs-vswitchd is running on this database.
+func (e *Engine) requireVswitchd(ctx context.Context) error {
+	running, err := vswitchdRunning(ctx, e.cfg.Endpoint)
+	if err != nil {
+		return fmt.Errorf("%w: checking that ovs-vswitchd runs: %w", engine.ErrUnavailable, err)
+	}
+	if !running {
+		return fmt.Errorf("%w: ovs-vswitchd is not running on %s (nobody holds its %q lock): ports added now would never be created",
+			engine.ErrUnavailable, e.cfg.Endpoint, vswitchdLock)
+	}
+	return nil
 }
 
 // serverSocketDir is where ovs-vswitchd puts dpdkvhostuser sockets.

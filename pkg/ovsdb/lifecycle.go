@@ -29,34 +29,46 @@ func (e *Engine) confirm(ctx context.Context, a *engine.Attachment, rec *record)
 	if timeout == 0 {
 		return nil
 	}
-	ms := int(timeout / time.Millisecond)
-	byName := []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Port)}
-	wait := ovs.Operation{Op: ovs.OperationWait, Table: vswitch.InterfaceTable, Where: byName,
-		Columns: []string{"ofport"}, Until: string(ovs.WaitConditionNotEqual),
-		Rows: []ovs.Row{{"ofport": ovs.OvsSet{GoSet: []any{}}}}, Timeout: &ms}
-	wctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
-	defer cancel()
-	res, err := e.transact(wctx, wait, selectOp(vswitch.InterfaceTable, byName, "ofport", "error"))
-	if err != nil {
-		if failedWait(err) {
-			return fmt.Errorf("%w: ovs-vswitchd did not apply port %q within %s (is ovs-vswitchd running?)", engine.ErrUnavailable, rec.Port, timeout)
-		}
-		return fmt.Errorf("waiting for the switch to apply port %q: %w", rec.Port, err)
-	}
-	ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[1])
+	iface, err := e.waitApplied(ctx, rec.Port, timeout)
 	if err != nil {
 		return err
 	}
-	if len(ifs) != 1 {
-		return fmt.Errorf("port %q disappeared while the switch applied it", rec.Port)
-	}
-	if err := portHealth(ifs[0]); err != nil {
+	if err := portHealth(iface); err != nil {
 		return err
 	}
 	if rec.Type == TypeVhostServer {
 		return e.exposeServerSocket(a, rec)
 	}
 	return nil
+}
+
+// waitApplied waits, bounded, until ovs-vswitchd has applied the interface
+// (its ofport is set, to a port number or -1) and returns it. The wait
+// happens inside ovsdb-server (an OVSDB "wait" operation), so it costs one
+// round trip however long the switch takes.
+func (e *Engine) waitApplied(ctx context.Context, name string, timeout time.Duration) (*vswitch.Interface, error) {
+	ms := int(timeout / time.Millisecond)
+	byName := []ovs.Condition{cond("name", ovs.ConditionEqual, name)}
+	wait := ovs.Operation{Op: ovs.OperationWait, Table: vswitch.InterfaceTable, Where: byName,
+		Columns: []string{"ofport"}, Until: string(ovs.WaitConditionNotEqual),
+		Rows: []ovs.Row{{"ofport": ovs.OvsSet{GoSet: []any{}}}}, Timeout: &ms}
+	wctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
+	defer cancel()
+	res, err := e.transact(wctx, wait, selectOp(vswitch.InterfaceTable, byName, "name", "ofport", "error"))
+	if err != nil {
+		if failedWait(err) {
+			return nil, fmt.Errorf("%w: ovs-vswitchd did not apply port %q within %s (is ovs-vswitchd running?)", engine.ErrUnavailable, name, timeout)
+		}
+		return nil, fmt.Errorf("waiting for the switch to apply port %q: %w", name, err)
+	}
+	ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[1])
+	if err != nil {
+		return nil, err
+	}
+	if len(ifs) != 1 {
+		return nil, fmt.Errorf("port %q disappeared while the switch applied it", name)
+	}
+	return ifs[0], nil
 }
 
 // portHealth reads the switch's verdict on an applied port.
@@ -157,6 +169,10 @@ func (e *Engine) unexposeServerSocket(a *engine.Attachment, rec *record) error {
 	}
 	return nil
 }
+
+// checkApplyTimeout bounds how long CHECK waits for a port the switch has
+// not applied yet.
+const checkApplyTimeout = 2 * time.Second
 
 // loadRecord decodes the engine's record, falling back to what the
 // configuration implies when the record is lost.
@@ -322,6 +338,12 @@ func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawM
 	if a.MTU > 0 && (iface.MTURequest == nil || *iface.MTURequest != a.MTU) {
 		return fmt.Errorf("interface %q has mtu_request %v, want %d", iface.Name, deref(iface.MTURequest), a.MTU)
 	}
+	if iface.Ofport == nil {
+		// ADD does not wait for the switch; give a fresh port a moment.
+		if iface, err = e.waitApplied(ctx, iface.Name, checkApplyTimeout); err != nil {
+			return err
+		}
+	}
 	return portHealth(iface)
 }
 
@@ -367,5 +389,5 @@ func (e *Engine) Status(ctx context.Context) error {
 	if _, err := checkDPDK(roots, TypeVhostClient); err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 	}
-	return nil
+	return e.requireVswitchd(ctx)
 }

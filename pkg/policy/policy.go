@@ -61,18 +61,24 @@ type Policy struct {
 	// StateDir holds the plugin's attachment records and node lock. It must
 	// not be shared with pods.
 	StateDir string `json:"stateDir"`
-	// OVSConfirmTimeoutMs bounds how long ADD waits for ovs-vswitchd to
-	// apply a new client-mode port and report an error; 0 makes ADD return
-	// without waiting (CHECK still reports a port the switch refused).
-	// Absent means the default, DefaultOVSConfirmTimeout.
+	// OVSConfirmTimeoutMs, when above 0, makes ADD wait up to that long for
+	// ovs-vswitchd to apply a new client-mode port and fail with the
+	// switch's error if it refuses it. 0 (the default) returns at once;
+	// CHECK still reports a port the switch refused. Server-mode ports always
+	// wait: their socket exists only once the switch applied them.
 	OVSConfirmTimeoutMs *int `json:"ovsConfirmTimeoutMs,omitempty"`
 	// ShortSocketDir holds short symbolic links to socket directories whose
 	// paths are too long for a unix socket address (sun_path).
 	ShortSocketDir string `json:"shortSocketDir"`
 }
 
-// DefaultOVSConfirmTimeout is how long ADD waits for the switch by default.
-const DefaultOVSConfirmTimeout = 5 * time.Second
+// DefaultOVSConfirmTimeout is how long ADD waits for the switch to apply a
+// client-mode port by default: not at all. The pre-flight (DPDK initialised,
+// ovs-vswitchd running, socket unique, directory present, path short enough)
+// rules out the failures the switch would report, and waiting would make ADD
+// as slow as the switch's reconfiguration, which grows with its port count.
+// CHECK confirms the port (ofport > 0, no Interface.error).
+const DefaultOVSConfirmTimeout = 0
 
 // OVSConfirmTimeout is the bound on ADD's wait for the switch.
 func (p *Policy) OVSConfirmTimeout() time.Duration {

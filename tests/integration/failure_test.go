@@ -13,13 +13,11 @@ import (
 	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
-// TestVswitchdDown: with ovs-vswitchd stopped the database still accepts the
-// port, but nobody applies it. ADD must say so within its bound and roll back
-// everything, including the IP allocation; STATUS stays OK (the database is
-// reachable and DPDK-initialised) but ADD does not pretend.
+// TestVswitchdDown: with ovs-vswitchd stopped the database still accepts
+// ports, but nobody would create them. ADD's pre-flight must see that (nobody
+// holds the switch's OVSDB lock) and fail at once with code 50, rolling back
+// everything including the IP allocation; STATUS reports 50 too.
 func TestVswitchdDown(t *testing.T) {
-	confirm := 1000
-	withPolicy(t, func(p *policy.Policy) { p.OVSConfirmTimeoutMs = &confirm })
 	conf := ovsExample("br-down")
 	conf["ipam"] = hostLocal("10.58.0.0/24")
 	list := confList(t, "1.1.0", "down", conf)
@@ -40,8 +38,11 @@ func TestVswitchdDown(t *testing.T) {
 	if !strings.Contains(e.Msg, "ovs-vswitchd") || e.Code != types.ErrPluginNotAvailable {
 		t.Errorf("error %d %q should blame ovs-vswitchd with code 50", e.Code, e.Msg)
 	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("ADD took %v with a 1 s confirmation bound", d)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("ADD took %v to notice the switch is down", d)
+	}
+	if e := cniError(t, h.cni.GetStatusNetworkList(ctx(), list)); e.Code != types.ErrPluginNotAvailable || !strings.Contains(e.Msg, "ovs-vswitchd") {
+		t.Errorf("STATUS %d %q: want 50 naming ovs-vswitchd", e.Code, e.Msg)
 	}
 	assertClean(t, p, filepath.Join("/var/lib/cni/vhostuser", p.id))
 	if n := len(ipamAllocations(t)); n != allocs {
@@ -231,5 +232,19 @@ func TestCheckDetectsDrift(t *testing.T) {
 	}
 	if err := h.cni.CheckNetworkList(ctx(), list, rt); err == nil {
 		t.Errorf("CHECK passed with the port gone")
+	}
+}
+
+// TestConfirmOption: with ovsConfirmTimeoutMs set by the administrator, ADD
+// returns only once the switch has applied the port (ofport already set).
+func TestConfirmOption(t *testing.T) {
+	confirm := 3000
+	withPolicy(t, func(p *policy.Policy) { p.OVSConfirmTimeoutMs = &confirm })
+	list := confList(t, "1.0.0", "confirm", ovsExample("br-cfm"))
+	p := newPod(t)
+	attach(t, list, p, "net1")
+	rows := interfacesOf(t, p.id)
+	if len(rows) != 1 || rows[0]["ofport"] == "" || strings.HasPrefix(rows[0]["ofport"], "-") {
+		t.Fatalf("ADD returned before the switch applied the port: %v", rows)
 	}
 }

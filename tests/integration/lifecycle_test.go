@@ -48,9 +48,7 @@ func TestLifecycleAllVersions(t *testing.T) {
 			if r["type"] != "dpdkvhostuserclient" || mapValue(r["options"], "vhost-server-path") != sock {
 				t.Errorf("interface %v: want dpdkvhostuserclient connecting to %s", r, sock)
 			}
-			if r["ofport"] == "" || strings.HasPrefix(r["ofport"], "-") || r["error"] != "" {
-				t.Errorf("switch did not apply the port cleanly: ofport %q error %q", r["ofport"], r["error"])
-			}
+			waitApplied(t, p.id)
 			ids := r["external_ids"]
 			for k, want := range map[string]string{"userspace-cni/ifname": "net1", "userspace-cni/pod-namespace": "default",
 				"userspace-cni/pod-name": "pod-" + p.id[:8], "userspace-cni/pod-uid": "uid-" + p.id[:8], "userspace-cni/network": "ovs-life"} {

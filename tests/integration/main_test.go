@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -349,5 +350,25 @@ func assertClean(t *testing.T, p *pod, dirs ...string) {
 			entries, _ := os.ReadDir(d)
 			t.Errorf("socket directory %s left behind (%d entries)", d, len(entries))
 		}
+	}
+}
+
+// waitApplied waits until the switch has applied the pod's interface (ADD
+// does not wait for it) and checks it did so cleanly.
+func waitApplied(t *testing.T, containerID string) iface {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows := interfacesOf(t, containerID)
+		if len(rows) == 1 && rows[0]["ofport"] != "" {
+			if strings.HasPrefix(rows[0]["ofport"], "-") || rows[0]["error"] != "" {
+				t.Fatalf("the switch refused the port: %v", rows[0])
+			}
+			return rows[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the switch did not apply the port within 10s: %v\n%s", rows, h.ovs.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
