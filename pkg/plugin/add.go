@@ -20,11 +20,14 @@ import (
 // failure the undos run in reverse, so a failed ADD leaves no port, socket,
 // file, record or IP allocation behind.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
+	ph := newPhases()
 	inv, err := p.setup(args)
 	if err != nil {
 		return err
 	}
 	defer inv.close()
+	defer func() { ph.log(inv.log, "ADD") }()
+	ph.mark("setup")
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
 
@@ -37,6 +40,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
 	}
 	defer unlock()
+	ph.mark("lock")
 
 	var undo undoStack
 	defer func() {
@@ -53,6 +57,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	ph.mark("ipam")
 
 	if err := layout.Prepare(inv.conf.Host.Vhost.Group); err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing socket directory: %v", err), "")
@@ -61,12 +66,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err := layout.RemoveStaleSocket(); err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
+	ph.mark("socketDir")
 
 	eng, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log)
 	if err != nil {
 		return asCNIError(err, "connecting to the switch")
 	}
 	defer eng.Close()
+	ph.mark("connect")
 	att := attachment(inv, layout)
 	engineData, err := eng.Attach(ctx, att)
 	if err != nil {
@@ -77,6 +84,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		defer rcancel()
 		return eng.Detach(rctx, att, engineData)
 	})
+	ph.mark("attach")
 
 	mac := inv.conf.MACFor(inv.cargs)
 	result := buildResult(inv, layout, ipamRes, mac)
@@ -104,6 +112,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err := inv.store.Save(rec); err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
+	ph.mark("publish")
 	inv.log.Info("attached", "socket", layout.SocketPath(), "engine", inv.conf.Host.Engine)
 	return types.PrintResult(result, inv.conf.CNIVersion)
 }

@@ -20,11 +20,14 @@ import (
 // is always released; the record goes last, and only once everything else
 // succeeded, so a retried DEL still knows what to remove.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
+	ph := newPhases()
 	inv, err := p.setup(args)
 	if err != nil {
 		return err
 	}
 	defer inv.close()
+	defer func() { ph.log(inv.log, "DEL") }()
+	ph.mark("setup")
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
 	unlock, err := inv.store.Lock(ctx)
@@ -36,9 +39,13 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	var errs []error
 	rec, err := inv.store.Load(args.ContainerID, args.IfName)
 	if err != nil {
-		errs = append(errs, err)
+		// A corrupt record must not block DEL forever: carry on with what
+		// the configuration and the switch's ownership keys say.
+		inv.log.Warn("ignoring unreadable attachment record", "error", err)
+		rec = nil
 	}
-	if err := p.teardown(ctx, inv, rec); err != nil {
+	ph.mark("lock")
+	if err := p.teardown(ctx, inv, rec, ph); err != nil {
 		errs = append(errs, err)
 	}
 	if t := inv.conf.IPAM.Type; t != "" {
@@ -46,6 +53,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 			errs = append(errs, fmt.Errorf("releasing IPAM (%s): %w", t, err))
 		}
 	}
+	ph.mark("ipam")
 	if len(errs) > 0 {
 		return asCNIError(errors.Join(errs...), "DEL incomplete, will be retried")
 	}
@@ -59,7 +67,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 // teardown removes the switch port, the config data and the socket files of
 // one attachment, using its record when there is one and the configuration
 // otherwise.
-func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Record) error {
+func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Record, ph *phases) error {
 	var errs []error
 	layout, cdFile := (*sockdir.Layout)(nil), configdata.FileName(inv.args.ContainerID, inv.args.IfName)
 	var engineData []byte
@@ -77,6 +85,7 @@ func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Recor
 		att.Network, att.Netns = rec.Network, rec.Netns
 	}
 	eng, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log)
+	ph.mark("connect")
 	if err != nil {
 		errs = append(errs, fmt.Errorf("connecting to the switch: %w", err))
 	} else {
@@ -84,6 +93,7 @@ func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Recor
 			errs = append(errs, err)
 		}
 		eng.Close()
+		ph.mark("detach")
 	}
 	if layout != nil {
 		if err := layout.RemoveFile(cdFile); err != nil {
@@ -92,6 +102,7 @@ func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Recor
 		if err := layout.Cleanup(); err != nil {
 			errs = append(errs, err)
 		}
+		ph.mark("files")
 	}
 	return errors.Join(errs...)
 }

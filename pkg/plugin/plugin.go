@@ -159,6 +159,25 @@ func attachment(inv *invocation, l *sockdir.Layout) *engine.Attachment {
 	}
 }
 
+// phases records how long each step of a verb took, logged at debug level
+// so an operator can see where an invocation spends its time.
+type phases struct {
+	last  time.Time
+	attrs []any
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.attrs = append(p.attrs, slog.Duration(name, now.Sub(p.last)))
+	p.last = now
+}
+
+func (p *phases) log(log *slog.Logger, verb string) {
+	log.Debug(verb+" timings", p.attrs...)
+}
+
 // undoStack runs registered undo steps in reverse order.
 type undoStack []func() error
 

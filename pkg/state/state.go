@@ -85,14 +85,18 @@ func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 		}
 		return func() { _ = f.Close() }, nil
 	case <-ctx.Done():
-		// Closing the descriptor ends the pending flock; the goroutine then
-		// exits with an error or with a lock that the close releases.
+		// Closing the descriptor would not interrupt the pending flock (the
+		// kernel holds its own reference to the open file), so leave the
+		// goroutine waiting and close once it returns: that releases the
+		// lock it may then have taken. Process exit releases it too.
 		go func() { <-done; _ = f.Close() }()
 		return nil, fmt.Errorf("timed out waiting for the node lock %s: %w", filepath.Join(s.dir, "lock"), ctx.Err())
 	}
 }
 
-// Save writes a record atomically.
+// Save writes a record atomically (write, then rename). It does not fsync:
+// a record lost or torn by a power cut costs nothing, because DEL and GC
+// also find the attachment on the switch by ownership.
 func (s *Store) Save(r *Record) error {
 	r.Version = recordVersion
 	data, err := json.MarshalIndent(r, "", "  ")
@@ -109,9 +113,6 @@ func (s *Store) Save(r *Record) error {
 		return fmt.Errorf("writing record: %w", err)
 	}
 	_, werr := tmp.Write(data)
-	if werr == nil {
-		werr = tmp.Sync()
-	}
 	if cerr := tmp.Close(); werr == nil {
 		werr = cerr
 	}

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,7 +61,8 @@ func run(m *testing.M) (int, error) {
 	defer os.RemoveAll(root)
 	hs := &harness{root: root, binDir: filepath.Join(root, "bin"), stateDir: filepath.Join(root, "state"),
 		shortDir: filepath.Join(root, "s"), shared: filepath.Join(root, "shared"), ipamDir: filepath.Join(root, "ipam")}
-	if err := buildBinaries(hs.binDir); err != nil {
+	// (stateDir and shortDir match what OVS.PluginPolicy derives from root.)
+	if err := testbed.BuildBinaries(hs.binDir); err != nil {
 		return 0, err
 	}
 	ovs, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root})
@@ -79,44 +79,16 @@ func run(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
-// buildBinaries builds the plugin and the reference host-local IPAM plugin
-// (pinned in go.mod as a tool) into dir.
-func buildBinaries(dir string) error {
-	for _, b := range []struct{ out, pkg string }{
-		{"userspace", "github.com/userspace-cni/userspace/cmd/userspace"},
-		{"host-local", "github.com/containernetworking/plugins/plugins/ipam/host-local"},
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
-		}
-	}
-	return nil
-}
-
 // writePolicy writes the node policy the plugin reads (via policy.PathEnv),
 // allowing the test bed's switch and directories; mutate may adjust it.
 func (hs *harness) writePolicy(mutate func(*policy.Policy)) error {
-	p := policy.Default()
-	p.OVSDBSocketDirs = []string{hs.ovs.Dir}
-	p.OVSDBSocket = hs.ovs.DBEndpoint()
-	p.OVSRunDir = hs.ovs.RunDir
-	p.StateDir = hs.stateDir
-	p.ShortSocketDir = hs.shortDir
+	p := hs.ovs.PluginPolicy(hs.root)
 	p.SharedDirs = append(p.SharedDirs, hs.shared)
-	p.LogDirs = []string{filepath.Join(hs.root, "log")}
 	if mutate != nil {
 		mutate(p)
 	}
-	data, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
 	hs.policy = filepath.Join(hs.root, "policy.json")
-	if err := os.WriteFile(hs.policy, data, 0o644); err != nil {
-		return err
-	}
-	return os.Setenv(policy.PathEnv, hs.policy)
+	return testbed.WritePolicy(p, hs.policy)
 }
 
 // withPolicy runs a test with an adjusted policy and restores it after.

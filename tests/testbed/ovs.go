@@ -32,6 +32,10 @@ type OVSOptions struct {
 	NoDPDK bool
 	// MemoryMB is the switch's EAL -m (default 512, plain pages).
 	MemoryMB int
+	// SharedMempool uses OVS's default shared mempools instead of
+	// per-port ones: needed for hundreds of ports (a per-port pool takes
+	// tens of MB), and needs MemoryMB of about 1024 or more.
+	SharedMempool bool
 	// PMDCPUMask is other_config:pmd-cpu-mask (default "0x2": the PMD on CPU
 	// 1, the main thread on CPU 0).
 	PMDCPUMask string
@@ -150,7 +154,7 @@ func (o *OVS) start() error {
 		fmt.Sprintf("other_config:dpdk-extra=--no-huge -m %d --legacy-mem --no-pci --file-prefix=%s",
 			o.opts.MemoryMB, o.FilePrefix),
 		// Per-port mempools: the shared default pool would not fit in -m 512.
-		"other_config:per-port-memory=true",
+		fmt.Sprintf("other_config:per-port-memory=%t", !o.opts.SharedMempool),
 		"other_config:pmd-cpu-mask="+o.opts.PMDCPUMask,
 		// Let idle PMDs sleep up to 10 ms: idle switch CPU drops from a
 		// whole core to ~1%, leaving CPU for the testpmd "pods".

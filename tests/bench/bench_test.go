@@ -1,0 +1,318 @@
+// Package bench measures the plugin binary against a real OVS-DPDK, side by
+// side in one run with the original plugin's mechanism (its sequence of
+// ovs-vsctl calls) and with the floor (one bare OVSDB transaction from a
+// persistent client, with and without the switch's confirmation).
+//
+//	go test -run '^$' -bench . -benchtime 50x ./tests/bench/
+//
+// Each iteration is one attachment; metrics are per-attachment latencies
+// in milliseconds (p50/p99). Timing targets live here, not in tests.
+package bench
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/tests/testbed"
+)
+
+var bed struct {
+	root   string
+	bin    string
+	ovs    *testbed.OVS
+	policy string
+}
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench test bed:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	if os.Geteuid() != 0 {
+		return 0, fmt.Errorf("benchmarks need root (OVS-DPDK, network namespaces)")
+	}
+	if err := testbed.EnsurePackages(testbed.RequiredPackages()...); err != nil {
+		return 0, err
+	}
+	root, err := os.MkdirTemp("/tmp", "usp-bench-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(root)
+	bed.root = root
+	if err := testbed.BuildBinaries(filepath.Join(root, "bin")); err != nil {
+		return 0, err
+	}
+	bed.bin = filepath.Join(root, "bin", "userspace")
+	// Shared mempools (OVS's default) with enough memory that a thousand
+	// vhost-user ports fit: per-port mempools would need ~50 MB each.
+	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root, MemoryMB: 1536, SharedMempool: true})
+	if err != nil {
+		return 0, err
+	}
+	defer o.Stop()
+	bed.ovs = o
+	bed.policy = filepath.Join(root, "policy.json")
+	if err := writePolicy(nil); err != nil {
+		return 0, err
+	}
+	return m.Run(), nil
+}
+
+func writePolicy(mutate func(*policy.Policy)) error {
+	p := bed.ovs.PluginPolicy(bed.root)
+	p.SharedDirs = append(p.SharedDirs, filepath.Join(bed.root, "shared"))
+	if mutate != nil {
+		mutate(p)
+	}
+	return testbed.WritePolicy(p, bed.policy)
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// conf is the published OVS-DPDK example (OVS as vhost-user client) with
+// its sockets under the bench's shared directory.
+func conf(bridge, mode string) []byte {
+	return fmt.Appendf(nil, `{"cniVersion": "1.1.0", "name": "bench", "type": "userspace", "sharedDir": %q,
+ "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge", "vhost": {"mode": %q}, "bridge": {"bridgeName": %q}},
+ "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"}}`,
+		filepath.Join(bed.root, "shared"), mode, bridge)
+}
+
+// plugin runs the binary once, as a runtime does, and returns its wall time.
+func plugin(verb, id string, stdin []byte) (time.Duration, error) {
+	cmd := exec.Command(bed.bin)
+	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+id, "CNI_NETNS=/var/run/netns/bench",
+		"CNI_IFNAME=net1", "CNI_PATH="+filepath.Dir(bed.bin),
+		"CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-"+id[:8])
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("%s: %v: %s", verb, err, out.String())
+	}
+	return d, nil
+}
+
+func vsctl(args ...string) error {
+	_, err := bed.ovs.Vsctl(args...)
+	return err
+}
+
+func ensureBridge(b *testing.B, name string) {
+	b.Helper()
+	if err := vsctl("--may-exist", "add-br", name, "--", "set", "bridge", name, "datapath_type=netdev"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// samples collects latencies and reports percentiles as metrics.
+type samples map[string][]time.Duration
+
+func (s samples) add(name string, d time.Duration) { s[name] = append(s[name], d) }
+
+func (s samples) report(b *testing.B) {
+	for name, ds := range s {
+		b.ReportMetric(pct(ds, 50), name+"-p50-ms")
+		b.ReportMetric(pct(ds, 99), name+"-p99-ms")
+	}
+}
+
+func pct(ds []time.Duration, p int) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return float64(s[i].Microseconds()) / 1000
+}
+
+// BenchmarkAddDel compares one attachment's ADD and DEL through the plugin
+// binary with the original plugin's ovs-vsctl sequence and the OVSDB floor.
+func BenchmarkAddDel(b *testing.B) {
+	b.Run("plugin", func(b *testing.B) { benchPlugin(b, "br-bp", "client") })
+	b.Run("plugin-confirmed", func(b *testing.B) {
+		confirm := 5000
+		if err := writePolicy(func(p *policy.Policy) { p.OVSConfirmTimeoutMs = &confirm }); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = writePolicy(nil) }()
+		benchPlugin(b, "br-bpc", "client")
+	})
+	b.Run("plugin-server-mode", func(b *testing.B) { benchPlugin(b, "br-bps", "server") })
+	b.Run("original-ovs-vsctl", func(b *testing.B) { benchOriginal(b, "br-orig") })
+	b.Run("floor-ovsdb-confirmed", func(b *testing.B) { benchFloor(b, "br-floor", true) })
+	b.Run("floor-ovsdb-unconfirmed", func(b *testing.B) { benchFloor(b, "br-floor2", false) })
+}
+
+func benchPlugin(b *testing.B, bridge, mode string) {
+	ensureBridge(b, bridge)
+	stdin := conf(bridge, mode)
+	s := samples{}
+	for b.Loop() {
+		id := newID()
+		d, err := plugin("ADD", id, stdin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.add("add", d)
+		if d, err = plugin("DEL", id, stdin); err != nil {
+			b.Fatal(err)
+		}
+		s.add("del", d)
+	}
+	s.report(b)
+}
+
+// benchOriginal replays the original plugin's ovs-vsctl calls for one
+// attachment: find the bridge, add the port, read the port's MAC; then
+// delete the port and list the bridge's ports.
+func benchOriginal(b *testing.B, bridge string) {
+	ensureBridge(b, bridge)
+	dir := filepath.Join(bed.root, "orig")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	s := samples{}
+	for b.Loop() {
+		name := newID()[:12] + "-net1"
+		start := time.Now()
+		steps := [][]string{
+			{"--bare", "--columns=name", "find", "bridge", "name=" + bridge},
+			{"add-port", bridge, name, "--", "set", "Interface", name, "type=dpdkvhostuserclient",
+				"options:vhost-server-path=" + filepath.Join(dir, name)},
+			{"--bare", "--columns=mac", "find", "port", "name=" + name},
+		}
+		for _, st := range steps {
+			if err := vsctl(st...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.add("add", time.Since(start))
+		start = time.Now()
+		for _, st := range [][]string{{"--if-exists", "del-port", bridge, name}, {"list-ports", bridge}} {
+			if err := vsctl(st...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.add("del", time.Since(start))
+	}
+	s.report(b)
+}
+
+// BenchmarkVersion times the binary's start-up (CNI_COMMAND=VERSION).
+func BenchmarkVersion(b *testing.B) {
+	s := samples{}
+	for b.Loop() {
+		d, err := plugin("VERSION", newID(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.add("version", d)
+	}
+	s.report(b)
+}
+
+// BenchmarkScale compares ADD and DEL on an empty bridge with the same on a
+// bridge that already holds 1000 vhost-user ports.
+func BenchmarkScale(b *testing.B) {
+	const existing = 1000
+	ensureBridge(b, "br-scale")
+	stdin := conf("br-scale", "client")
+	run := func(s samples, prefix string) {
+		for range b.N {
+			id := newID()
+			d, err := plugin("ADD", id, stdin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.add(prefix+"add", d)
+			if d, err = plugin("DEL", id, stdin); err != nil {
+				b.Fatal(err)
+			}
+			s.add(prefix+"del", d)
+		}
+	}
+	s := samples{}
+	run(s, "empty-")
+	if err := addPorts("br-scale", existing); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = vsctl("del-br", "br-scale") }()
+	run(s, "1000ports-")
+	s.report(b)
+	b.ReportMetric(pct(s["1000ports-add"], 50)/pct(s["empty-add"], 50), "add-p50-ratio")
+}
+
+// BenchmarkParallel runs 100 ADDs, 8 at a time, then the 100 DELs the same
+// way, and fails on any error.
+func BenchmarkParallel(b *testing.B) {
+	const total, width = 100, 8
+	ensureBridge(b, "br-par")
+	stdin := conf("br-par", "client")
+	s := samples{}
+	for range b.N {
+		ids := make([]string, total)
+		for i := range ids {
+			ids[i] = newID()
+		}
+		for _, verb := range []string{"ADD", "DEL"} {
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			var errs []error
+			work := make(chan string)
+			start := time.Now()
+			for range width {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for id := range work {
+						d, err := plugin(verb, id, stdin)
+						mu.Lock()
+						s.add("par-"+verb, d)
+						if err != nil {
+							errs = append(errs, err)
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			for _, id := range ids {
+				work <- id
+			}
+			close(work)
+			wg.Wait()
+			if len(errs) > 0 {
+				b.Fatalf("%d of %d parallel %ss failed; first: %v", len(errs), total, verb, errs[0])
+			}
+			b.ReportMetric(float64(time.Since(start).Milliseconds()), "par-"+verb+"-wall-ms")
+		}
+	}
+	s.report(b)
+}
