@@ -4,8 +4,10 @@
 package logging
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -51,9 +53,35 @@ func Open(file, level string, pol *policy.Policy, stderr io.Writer) (*slog.Logge
 			return nil, nil, fmt.Errorf("logFile %q: %w", file, err)
 		}
 	}
-	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o640)
+	f, err := openLog(root, rel)
 	if err != nil {
 		return nil, nil, fmt.Errorf("logFile %q: %w", file, err)
 	}
 	return slog.New(slog.NewTextHandler(f, opts)), func() { _ = f.Close() }, nil
+}
+
+// openLog opens rel beneath root for appending, creating it if needed.
+// os.Root ignores O_NOFOLLOW for a final symlink that stays beneath the root
+// (it follows it), so the name is checked before and the opened file after:
+// it must be the regular file rel names, not a symlink's target.
+func openLog(root *os.Root, rel string) (*os.File, error) {
+	if fi, err := root.Lstat(rel); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (mode %v)", fi.Mode())
+	}
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		var lfi fs.FileInfo
+		if lfi, err = root.Lstat(rel); err == nil && (!lfi.Mode().IsRegular() || !os.SameFile(fi, lfi)) {
+			err = errors.New("replaced by a symbolic link or another file while opening")
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
 }

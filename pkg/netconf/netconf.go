@@ -124,6 +124,17 @@ type NetConf struct {
 	} `json:"args,omitzero"`
 }
 
+// MarshalJSON encodes the whole configuration. Without it, the embedded
+// types.PluginConf's MarshalJSON (pointer receiver) is promoted to *NetConf,
+// and json.Marshal(conf) encodes only cniVersion, name, type, ipam and dns,
+// silently dropping host, container and the rest.
+func (c NetConf) MarshalJSON() ([]byte, error) {
+	// A defined type has no methods of its own, and a non-addressable value
+	// does not get the embedded pointer-receiver one: every field is encoded.
+	type fields NetConf
+	return json.Marshal(fields(c))
+}
+
 // Error codes used for configuration problems.
 const (
 	codeDecode  = types.ErrDecodingFailure
@@ -323,9 +334,6 @@ func (h *UserSpaceConf) normalizeHost() error {
 			h.Memif.Mode = MemifEthernet
 		}
 	}
-	if h.Bridge.VlanID < 0 || h.Bridge.VlanID > 4095 {
-		return fieldError("host.bridge.vlanId", h.Bridge.VlanID, "must be between 0 and 4095")
-	}
 	switch h.Engine {
 	case EngineOVSDPDK:
 		return h.normalizeOVS()
@@ -365,6 +373,9 @@ func (s *UserSpaceConf) validateCommon(side string) error {
 	}
 	if s.Bridge.BridgeID < 0 {
 		return fieldError(side+".bridge.bridgeId", s.Bridge.BridgeID, "must not be negative")
+	}
+	if s.Bridge.VlanID < 0 || s.Bridge.VlanID > 4095 {
+		return fieldError(side+".bridge.vlanId", s.Bridge.VlanID, "must be between 0 and 4095")
 	}
 	return nil
 }

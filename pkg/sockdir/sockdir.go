@@ -140,10 +140,17 @@ func (l *Layout) Prepare(group string) error {
 		return fmt.Errorf("opening %s: %w", l.Base, err)
 	}
 	defer base.Close()
+	// Directories between the base and the socket directory must be
+	// traversable by the pod app, which may not run as root.
+	if parent := filepath.Dir(rel); parent != "." {
+		if err := base.MkdirAll(parent, modeBaseDir); err != nil {
+			return fmt.Errorf("creating socket directory %s: %w", l.Dir, err)
+		}
+	}
 	if err := base.MkdirAll(rel, 0o700); err != nil {
 		return fmt.Errorf("creating socket directory %s: %w", l.Dir, err)
 	}
-	if l.OwnDir {
+	if l.OwnDir && rel != "." {
 		// Only the per-pod directory gets the pod's permissions; the base and
 		// a pod's own volume keep theirs.
 		if err := setPerms(base, rel, group, modeDirOpen, modeDirGroup); err != nil {
@@ -160,12 +167,29 @@ func (l *Layout) Prepare(group string) error {
 
 // setPerms sets mode and group through an open descriptor, so a path swapped
 // for a symlink meanwhile cannot redirect the change.
+// The directory itself must not be a symlink: os.Root follows symlinks that
+// stay beneath it, so a planted link to the base or to another pod's
+// directory would otherwise get this pod's permissions.
 func setPerms(root *os.Root, name, group string, open, grouped fs.FileMode) error {
+	lfi, err := root.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if !lfi.IsDir() {
+		return fmt.Errorf("%s is not a directory (%s)", name, lfi.Mode().Type())
+	}
 	f, err := root.Open(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(lfi, fi) {
+		return fmt.Errorf("%s was replaced while being opened", name)
+	}
 	if group == "" {
 		return f.Chmod(open)
 	}
@@ -377,8 +401,19 @@ func (l *Layout) removeDirIfEmpty() error {
 		return err
 	}
 	defer base.Close()
-	err = base.Remove(rel)
-	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+	parent, err := base.Open(filepath.Dir(rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing socket directory %s: %w", l.Dir, err)
+	}
+	defer parent.Close()
+	// AT_REMOVEDIR removes only an empty directory, never a file or a
+	// symlink a pod put in its place (root.Remove would remove either).
+	err = unix.Unlinkat(int(parent.Fd()), filepath.Base(rel), unix.AT_REMOVEDIR)
+	if err == nil || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTEMPTY) ||
+		errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTDIR) {
 		return nil
 	}
 	return fmt.Errorf("removing socket directory %s: %w", l.Dir, err)
