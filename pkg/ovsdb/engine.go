@@ -14,9 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/go-logr/logr"
-	libclient "github.com/ovn-kubernetes/libovsdb/client"
-	"github.com/ovn-kubernetes/libovsdb/model"
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 
 	"github.com/userspace-cni/userspace/pkg/engine"
@@ -46,52 +43,29 @@ const DefaultConfirmTimeout = 5 * time.Second
 // Engine is a connection to one OVS-DPDK switch.
 type Engine struct {
 	cfg Config
-	cli libclient.Client
-	db  model.DatabaseModel
+	c   *conn
 	log *slog.Logger
 }
 
 var _ engine.Engine = (*Engine)(nil)
 
-// clientModel lists only the tables the engine uses, so the connect-time
-// check against the server's schema covers exactly what is relied on.
-func clientModel() (model.ClientDBModel, error) {
-	return model.NewClientDBModel("Open_vSwitch", map[string]model.Model{
-		vswitch.OpenvSwitchTable: &vswitch.OpenvSwitch{},
-		vswitch.BridgeTable:      &vswitch.Bridge{},
-		vswitch.PortTable:        &vswitch.Port{},
-		vswitch.InterfaceTable:   &vswitch.Interface{},
-	})
-}
-
 // Connect opens the OVSDB connection. Errors wrap engine.ErrUnavailable.
+// There is no handshake: the first transaction names the database, and the
+// server rejects columns it lacks (the models come from schema 8.3.1, the
+// oldest supported).
 func Connect(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	dbModel, err := clientModel()
+	c, err := dial(ctx, cfg.Endpoint)
 	if err != nil {
-		return nil, err
-	}
-	discard := logr.Discard()
-	cli, err := libclient.NewOVSDBClient(dbModel, libclient.WithEndpoint(cfg.Endpoint), libclient.WithLogger(&discard))
-	if err != nil {
-		return nil, fmt.Errorf("OVSDB client: %w", err)
-	}
-	if err := cli.Connect(ctx); err != nil {
-		cli.Close()
 		return nil, fmt.Errorf("%w: cannot connect to OVSDB at %s: %w", engine.ErrUnavailable, cfg.Endpoint, err)
 	}
-	full, errs := model.NewDatabaseModel(cli.Schema(), dbModel)
-	if len(errs) > 0 {
-		cli.Close()
-		return nil, fmt.Errorf("%w: OVSDB schema at %s is incompatible: %w", engine.ErrUnavailable, cfg.Endpoint, errors.Join(errs...))
-	}
-	return &Engine{cfg: cfg, cli: cli, db: full, log: cfg.Logger}, nil
+	return &Engine{cfg: cfg, c: c, log: cfg.Logger}, nil
 }
 
 // Close ends the connection.
-func (e *Engine) Close() { e.cli.Close() }
+func (e *Engine) Close() { _ = e.c.Close() }
 
 // record is the engine's part of the attachment record.
 type record struct {
@@ -169,9 +143,11 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	// One round trip reads everything the checks need.
 	reads := []ovs.Operation{
 		openvSwitchSelect(),
-		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, bridge)}, "name", "datapath_type", "ports"),
+		// Never the bridge's ports: with a thousand ports that set alone
+		// costs milliseconds to serialize and decode.
+		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, bridge)}, "name", "datapath_type"),
 		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name"),
-		selectOp(vswitch.InterfaceTable, []ovs.Condition{cond("name", ovs.ConditionEqual, portName)}, "name", "external_ids"),
+		selectOp(vswitch.InterfaceTable, []ovs.Condition{cond("name", ovs.ConditionEqual, portName)}, "name", "type", "external_ids"),
 		selectOp(vswitch.InterfaceTable, socketWhere(podSocket), "name", "external_ids"),
 	}
 	if typ == TypeVhostClient {
@@ -181,7 +157,7 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	if err != nil {
 		return nil, fmt.Errorf("reading switch state: %w", err)
 	}
-	roots, err := decode[vswitch.OpenvSwitch](e, vswitch.OpenvSwitchTable, res[0])
+	roots, err := decode[vswitch.OpenvSwitch](vswitch.OpenvSwitchTable, res[0])
 	if err != nil {
 		return nil, err
 	}
@@ -192,21 +168,21 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	if err := <-alive; err != nil {
 		return nil, err
 	}
-	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[1])
+	bridges, err := decode[vswitch.Bridge](vswitch.BridgeTable, res[1])
 	if err != nil {
 		return nil, err
 	}
-	oldPorts, err := decode[vswitch.Port](e, vswitch.PortTable, res[2])
+	oldPorts, err := decode[vswitch.Port](vswitch.PortTable, res[2])
 	if err != nil {
 		return nil, err
 	}
-	sameName, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[3])
+	sameName, err := decode[vswitch.Interface](vswitch.InterfaceTable, res[3])
 	if err != nil {
 		return nil, err
 	}
 	var sameSocket []*vswitch.Interface
 	for _, r := range res[4:] {
-		ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, r)
+		ifs, err := decode[vswitch.Interface](vswitch.InterfaceTable, r)
 		if err != nil {
 			return nil, err
 		}
@@ -232,6 +208,14 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	if len(oldPorts) > 0 {
 		// A retried ADD replaces its own earlier port, in a transaction of
 		// its own: the old Interface only disappears at commit.
+		if len(sameName) == 1 && sameName[0].Type == TypeVhostServer {
+			// The earlier server-mode port's socket is still exposed in the
+			// pod's directory (linked or mounted; its record is not at hand)
+			// and would stop the new one from being exposed.
+			if err := e.unexposeServerSocket(a, &record{Type: TypeVhostServer, Mounted: true}); err != nil {
+				return nil, fmt.Errorf("replacing the attachment's earlier port: %w", err)
+			}
+		}
 		var rm []ovs.Operation
 		for _, p := range oldPorts {
 			rm = append(rm, removePortOp(p.UUID))

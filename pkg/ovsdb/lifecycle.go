@@ -61,7 +61,7 @@ func (e *Engine) waitApplied(ctx context.Context, name string, timeout time.Dura
 		}
 		return nil, fmt.Errorf("waiting for the switch to apply port %q: %w", name, err)
 	}
-	ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[1])
+	ifs, err := decode[vswitch.Interface](vswitch.InterfaceTable, res[1])
 	if err != nil {
 		return nil, err
 	}
@@ -206,56 +206,47 @@ func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) 
 		errs = append(errs, err)
 	}
 	res, err := e.transact(ctx,
-		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name"),
-		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Bridge)}, "ports", "external_ids"),
+		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName)),
+		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Bridge)}, "external_ids"),
 		selectOp(vswitch.PortTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Bridge)}),
 	)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("reading switch state: %w", err))...)
 	}
-	ports, err := decode[vswitch.Port](e, vswitch.PortTable, res[0])
+	ports, err := decode[vswitch.Port](vswitch.PortTable, res[0])
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[1])
+	bridges, err := decode[vswitch.Bridge](vswitch.BridgeTable, res[1])
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	locals, err := decode[vswitch.Port](e, vswitch.PortTable, res[2])
+	locals, err := decode[vswitch.Port](vswitch.PortTable, res[2])
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	var removeOps []ovs.Operation
-	var removed []string
 	for _, p := range ports {
 		removeOps = append(removeOps, removePortOp(p.UUID))
-		removed = append(removed, p.UUID)
 	}
 	ops := removeOps
-	// Even when the port is already gone (removed out of band, or a retried
-	// DEL), an emptied bridge the plugin created is still removed.
-	if len(bridges) == 1 && bridges[0].ExternalIDs[KeyCreatedBy] == createdByValue && onlyLocalLeft(bridges[0].Ports, removed, locals) {
-		// The plugin made this bridge and our port was its last: remove it,
-		// guarded by a wait so a port added meanwhile keeps it alive.
-		b := bridges[0]
-		timeout := 0
-		guard := ovs.Operation{Op: ovs.OperationWait, Table: vswitch.BridgeTable,
-			Where:   []ovs.Condition{cond("_uuid", ovs.ConditionEqual, ovs.UUID{GoUUID: b.UUID})},
-			Columns: []string{"ports"}, Until: string(ovs.WaitConditionEqual),
-			Rows: []ovs.Row{{"ports": uuidSet(b.Ports...)}}, Timeout: &timeout}
-		delBridge := ovs.Operation{Op: ovs.OperationMutate, Table: vswitch.OpenvSwitchTable,
-			Where:     []ovs.Condition{cond("bridges", ovs.ConditionIncludes, uuidSet(b.UUID))},
-			Mutations: []ovs.Mutation{*ovs.NewMutation("bridges", ovs.MutateOperationDelete, uuidSet(b.UUID))}}
-		ops = append(append([]ovs.Operation{guard}, removeOps...), delBridge)
+	if len(bridges) == 1 && bridges[0].ExternalIDs[KeyCreatedBy] == createdByValue {
+		// The plugin made this bridge: remove it too if, once our port is
+		// gone, only its local port is left. The wait sees the transaction's
+		// own removal; if other ports remain it fails the transaction, which
+		// is then retried without the bridge. Even when our port is already
+		// gone (removed out of band, or a retried DEL) an emptied bridge goes.
+		ops = append(append([]ovs.Operation{}, removeOps...), emptyBridgeOps(bridges[0].UUID, locals)...)
 	}
 	if len(ops) == 0 {
 		return errors.Join(errs...) // already gone
 	}
 	_, err = e.transact(ctx, ops...)
-	if err != nil && len(ops) != len(removeOps) && failedWait(err) && len(removeOps) > 0 {
-		_, err = e.transact(ctx, removeOps...)
-	} else if err != nil && failedWait(err) {
-		err = nil // the bridge gained a port meanwhile: it stays
+	if err != nil && failedWait(err) {
+		err = nil
+		if len(removeOps) > 0 {
+			_, err = e.transact(ctx, removeOps...)
+		}
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("removing port %q: %w", rec.Port, err))
@@ -263,19 +254,23 @@ func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) 
 	return errors.Join(errs...)
 }
 
-// onlyLocalLeft reports whether a bridge's ports, less the removed ones, are
-// at most its own local port.
-func onlyLocalLeft(ports, removed []string, locals []*vswitch.Port) bool {
-	for _, p := range ports {
-		if slices.Contains(removed, p) {
-			continue
-		}
-		if len(locals) == 1 && locals[0].UUID == p {
-			continue
-		}
-		return false
+// emptyBridgeOps delete a bridge provided that its ports are exactly its
+// local port (or none): the bridge's port set is compared inside ovsdb-server
+// instead of being read, which with many ports is costly.
+func emptyBridgeOps(bridgeUUID string, locals []*vswitch.Port) []ovs.Operation {
+	var local []string
+	for _, l := range locals {
+		local = append(local, l.UUID)
 	}
-	return true
+	timeout := 0
+	byUUID := []ovs.Condition{cond("_uuid", ovs.ConditionEqual, ovs.UUID{GoUUID: bridgeUUID})}
+	return []ovs.Operation{
+		{Op: ovs.OperationWait, Table: vswitch.BridgeTable, Where: byUUID, Columns: []string{"ports"},
+			Until: string(ovs.WaitConditionEqual), Rows: []ovs.Row{{"ports": uuidSet(local...)}}, Timeout: &timeout},
+		{Op: ovs.OperationMutate, Table: vswitch.OpenvSwitchTable,
+			Where:     []ovs.Condition{cond("bridges", ovs.ConditionIncludes, uuidSet(bridgeUUID))},
+			Mutations: []ovs.Mutation{*ovs.NewMutation("bridges", ovs.MutateOperationDelete, uuidSet(bridgeUUID))}},
+	}
 }
 
 // Check verifies the port exists with the right type, socket and bridge and
@@ -285,20 +280,19 @@ func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawM
 	res, err := e.transact(ctx,
 		openvSwitchSelect(),
 		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name", "interfaces", "tag"),
-		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Bridge)}, "ports"),
 		selectOp(vswitch.InterfaceTable, []ovs.Condition{cond("name", ovs.ConditionEqual, rec.Port)}, "name", "type", "options", "ofport", "error", "mtu_request"),
 	)
 	if err != nil {
 		return fmt.Errorf("reading switch state: %w", err)
 	}
-	roots, err := decode[vswitch.OpenvSwitch](e, vswitch.OpenvSwitchTable, res[0])
+	roots, err := decode[vswitch.OpenvSwitch](vswitch.OpenvSwitchTable, res[0])
 	if err != nil {
 		return err
 	}
 	if _, err := checkDPDK(roots, ""); err != nil {
 		return err
 	}
-	ports, err := decode[vswitch.Port](e, vswitch.PortTable, res[1])
+	ports, err := decode[vswitch.Port](vswitch.PortTable, res[1])
 	if err != nil {
 		return err
 	}
@@ -306,14 +300,17 @@ func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawM
 		return fmt.Errorf("no port of container %s interface %s on the switch", a.ContainerID, a.IfName)
 	}
 	port := ports[0]
-	bridges, err := decode[vswitch.Bridge](e, vswitch.BridgeTable, res[2])
+	// Membership is asked of ovsdb-server rather than read from the bridge's
+	// whole port set.
+	res2, err := e.transact(ctx, selectOp(vswitch.BridgeTable, []ovs.Condition{
+		cond("name", ovs.ConditionEqual, rec.Bridge), cond("ports", ovs.ConditionIncludes, uuidSet(port.UUID))}))
 	if err != nil {
-		return err
+		return fmt.Errorf("reading switch state: %w", err)
 	}
-	if len(bridges) != 1 || !slices.Contains(bridges[0].Ports, port.UUID) {
+	if len(res2[0].Rows) != 1 {
 		return fmt.Errorf("port %q is not on bridge %q", port.Name, rec.Bridge)
 	}
-	ifs, err := decode[vswitch.Interface](e, vswitch.InterfaceTable, res[3])
+	ifs, err := decode[vswitch.Interface](vswitch.InterfaceTable, res[2])
 	if err != nil {
 		return err
 	}
@@ -360,7 +357,7 @@ func (e *Engine) ListOwned(ctx context.Context) ([]engine.Owned, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing ports: %w", err)
 	}
-	ports, err := decode[vswitch.Port](e, vswitch.PortTable, res[0])
+	ports, err := decode[vswitch.Port](vswitch.PortTable, res[0])
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +379,7 @@ func (e *Engine) Status(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 	}
-	roots, err := decode[vswitch.OpenvSwitch](e, vswitch.OpenvSwitchTable, res[0])
+	roots, err := decode[vswitch.OpenvSwitch](vswitch.OpenvSwitchTable, res[0])
 	if err != nil {
 		return err
 	}

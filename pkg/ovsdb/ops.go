@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ovn-kubernetes/libovsdb/model"
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 
 	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
@@ -68,12 +67,18 @@ func selectOp(table string, where []ovs.Condition, columns ...string) ovs.Operat
 // transact runs ops in one transaction and turns OVSDB errors into Go errors
 // naming the failed operation.
 func (e *Engine) transact(ctx context.Context, ops ...ovs.Operation) ([]ovs.OperationResult, error) {
-	res, err := e.cli.Transact(ctx, ops...)
+	res, err := e.c.transact(ctx, ops...)
 	if err != nil {
 		return nil, fmt.Errorf("OVSDB transaction: %w", err)
 	}
 	opErrs, err := ovs.CheckOperationResults(res, ops)
 	if err != nil {
+		var commitErr ovs.OperationError
+		if len(opErrs) == 0 && errors.As(err, &commitErr) {
+			// Every operation succeeded but the commit failed (RFC 7047:
+			// one extra result), as when a unique index is violated.
+			opErrs = []ovs.OperationError{commitErr}
+		}
 		if len(opErrs) == 0 {
 			return res, fmt.Errorf("OVSDB transaction: %w", err)
 		}
@@ -131,23 +136,14 @@ func constraintViolation(err error) bool {
 }
 
 // decode turns selected rows into models of type T.
-func decode[T any](e *Engine, table string, res ovs.OperationResult) ([]*T, error) {
+func decode[T any](table string, res ovs.OperationResult) ([]*T, error) {
 	out := make([]*T, 0, len(res.Rows))
-	for i := range res.Rows {
-		row := res.Rows[i]
-		uuid := ""
-		if u, ok := row["_uuid"].(ovs.UUID); ok {
-			uuid = u.GoUUID
-		}
-		m, err := model.CreateModel(e.db, table, &row, uuid)
-		if err != nil {
+	for _, row := range res.Rows {
+		m := new(T)
+		if err := decodeRow(row, m); err != nil {
 			return nil, fmt.Errorf("decoding %s row: %w", table, err)
 		}
-		t, ok := m.(*T)
-		if !ok {
-			return nil, fmt.Errorf("decoding %s row: unexpected model %T", table, m)
-		}
-		out = append(out, t)
+		out = append(out, m)
 	}
 	return out, nil
 }
@@ -160,7 +156,7 @@ func ownerWhere(containerID, ifName string) []ovs.Condition {
 
 // openvSwitch reads the root row's DPDK state.
 func openvSwitchSelect() ovs.Operation {
-	return selectOp(vswitch.OpenvSwitchTable, nil, "dpdk_initialized", "iface_types", "other_config", "bridges")
+	return selectOp(vswitch.OpenvSwitchTable, nil, "dpdk_initialized", "iface_types", "other_config")
 }
 
 // checkDPDK is the pre-flight: a switch without DPDK accepts vhost-user
