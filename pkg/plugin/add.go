@@ -42,6 +42,15 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	defer unlock()
 	ph.mark("lock")
 
+	// A runtime should DEL before adding the same attachment again; if it
+	// did not, replace what the earlier ADD left (its socket is still live).
+	if old, err := inv.store.Load(args.ContainerID, args.IfName); err == nil && old != nil {
+		inv.log.Warn("replacing an attachment that was added before and never deleted")
+		if err := p.teardown(ctx, inv, old, ph); err != nil {
+			return asCNIError(err, "replacing the earlier attachment")
+		}
+	}
+
 	var undo undoStack
 	defer func() {
 		if err == nil {

@@ -90,6 +90,9 @@ func StartOVS(opts OVSOptions) (*OVS, error) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 30 * time.Second
 	}
+	if err := ReapOrphans(); err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp(opts.BaseDir, "usp-ovs-")
 	if err != nil {
 		return nil, err
@@ -111,6 +114,10 @@ func StartOVS(opts OVSOptions) (*OVS, error) {
 	if len(dir) > maxDirLen {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("testbed dir %q longer than %d bytes: unix socket paths would not fit", dir, maxDirLen)
+	}
+	if err := o.register(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
 	}
 	if err := o.start(); err != nil {
 		if serr := o.Stop(); serr != nil {
@@ -277,7 +284,11 @@ func (o *OVS) Stop() error {
 	if o.ns != nil {
 		errs = append(errs, o.ns.Close())
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err == nil {
+		err = o.unregister()
+	}
+	return err
 }
 
 // DBEndpoint is the OVSDB remote for ovs-vsctl --db= or libovsdb.

@@ -1,8 +1,10 @@
 package testbed
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -409,4 +411,40 @@ func TestParseStats(t *testing.T) {
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("parseStats = %+v, want %+v", got, want)
 	}
+}
+
+// TestReapOrphans: a switch whose test binary died (here: a registry entry
+// naming a process that is gone) is stopped by the next test bed.
+func TestReapOrphans(t *testing.T) {
+	requirePackages(t)
+	o, err := StartOVS(OVSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := o.PIDs()
+	// Pretend the owner died: rewrite the entry with a PID that has exited.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := entry{OwnerPID: dead.Process.Pid, OwnerStart: "1", Dir: o.Dir, NetNS: o.FilePrefix, FilePrefix: o.FilePrefix}
+	data, _ := json.Marshal(e)
+	if err := os.WriteFile(filepath.Join(registryDir, o.FilePrefix+".json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ReapOrphans(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if ProcessRunning(pid) {
+			t.Errorf("orphaned daemon %d still running", pid)
+		}
+	}
+	if _, err := os.Stat(o.Dir); !os.IsNotExist(err) {
+		t.Errorf("orphan's directory %s left", o.Dir)
+	}
+	if _, err := os.Stat(filepath.Join("/var/run/netns", o.FilePrefix)); !os.IsNotExist(err) {
+		t.Errorf("orphan's netns left")
+	}
+	_ = o.Stop() // already reaped: must not fail on what is gone
 }
