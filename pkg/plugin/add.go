@@ -51,14 +51,19 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		}
 	}
 
+	// Resources the undo steps use (the switch connection) are closed only
+	// after the rollback has run: a plain defer would close them first.
 	var undo undoStack
+	var closers []func()
 	defer func() {
-		if err == nil {
-			return
+		if err != nil {
+			if uerr := undo.run(); uerr != nil {
+				inv.log.Error("rollback of failed ADD incomplete", "error", uerr)
+				err = fmt.Errorf("%w (rollback also failed: %v)", err, uerr)
+			}
 		}
-		if uerr := undo.run(); uerr != nil {
-			inv.log.Error("rollback of failed ADD incomplete", "error", uerr)
-			err = fmt.Errorf("%w (rollback also failed: %v)", err, uerr)
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
 		}
 	}()
 
@@ -81,7 +86,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return asCNIError(err, "connecting to the switch")
 	}
-	defer eng.Close()
+	closers = append(closers, eng.Close)
 	ph.mark("connect")
 	att := attachment(inv, layout)
 	engineData, err := eng.Attach(ctx, att)

@@ -93,7 +93,10 @@ func TestSwitchRejectsPort(t *testing.T) {
 // fail fast with code 50; DEL of an existing attachment keeps its record
 // (so the retry knows what to remove) and succeeds once the switch is back.
 func TestSwitchUnreachable(t *testing.T) {
-	list := confList(t, "1.1.0", "unreach", ovsExample("br-unr"))
+	conf := ovsExample("br-unr")
+	conf["ipam"] = hostLocal("10.61.0.0/24")
+	list := confList(t, "1.1.0", "unreach", conf)
+	allocs := len(ipamAllocations(t))
 	p := newPod(t)
 	rt := p.rt("net1")
 	if _, err := h.cni.AddNetworkList(ctx(), list, rt); err != nil {
@@ -122,6 +125,9 @@ func TestSwitchUnreachable(t *testing.T) {
 	}
 	if len(records(t)) == 0 || len(interfacesOf(t, p.id)) != 1 {
 		t.Fatalf("a failed DEL must keep the record and cannot have removed the port")
+	}
+	if n := len(ipamAllocations(t)); n != allocs {
+		t.Errorf("DEL must release IPAM even when the switch is unreachable (%d -> %d allocations)", allocs, n)
 	}
 	if err := h.writePolicy(nil); err != nil {
 		t.Fatal(err)
@@ -289,6 +295,57 @@ func TestRepeatedAdd(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertClean(t, p, filepath.Join("/var/lib/cni/vhostuser", p.id))
+		})
+	}
+}
+
+// TestRollbackLateFailure makes ADD fail after the port, socket directory
+// and IP allocation exist (the config data or the record cannot be
+// written) and checks the undo steps remove all of them.
+func TestRollbackLateFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		block func(p *pod) string // creates an obstacle, returns what to remove after
+	}{
+		{"config data unwritable", func(p *pod) string {
+			dir := filepath.Join("/var/lib/cni/vhostuser", p.id)
+			// A directory where the config data file goes: the rename fails.
+			if err := os.MkdirAll(filepath.Join(dir, "configData-"+p.id[:12]+"-net1.json"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{"record unwritable", func(p *pod) string {
+			rec := filepath.Join(h.stateDir, "attachments", p.id+"@net1.json")
+			if err := os.MkdirAll(filepath.Join(rec, "x"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return rec
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := ovsExample("br-late")
+			conf["ipam"] = hostLocal("10.60.0.0/24")
+			list := confList(t, "1.0.0", "late", conf)
+			p := newPod(t)
+			obstacle := tc.block(p)
+			defer os.RemoveAll(obstacle)
+			allocs := len(ipamAllocations(t))
+			if _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); err == nil {
+				t.Fatal("ADD succeeded despite the obstacle")
+			}
+			if rows := interfacesOf(t, p.id); len(rows) != 0 {
+				t.Errorf("rollback left the port: %v", rows)
+			}
+			if n := len(ipamAllocations(t)); n != allocs {
+				t.Errorf("rollback left the IP allocation (%d -> %d)", allocs, n)
+			}
+			if _, err := os.Lstat(filepath.Join("/var/lib/cni/vhostuser", p.id, p.id[:12]+"-net1")); !os.IsNotExist(err) {
+				t.Errorf("rollback left the socket path: %v", err)
+			}
+			if bridgeExists(t, "br-late") {
+				t.Errorf("rollback left the bridge it created")
+			}
 		})
 	}
 }
