@@ -174,7 +174,12 @@ func BenchmarkAddDel(b *testing.B) {
 
 func benchPlugin(b *testing.B, bridge, mode string) {
 	ensureBridge(b, bridge)
-	stdin := conf(bridge, mode)
+	addDel(b, conf(bridge, mode))
+}
+
+// addDel adds and deletes one attachment per iteration through the binary
+// and reports both latencies.
+func addDel(b *testing.B, stdin []byte) samples {
 	s := samples{}
 	for b.Loop() {
 		id := newID()
@@ -189,6 +194,7 @@ func benchPlugin(b *testing.B, bridge, mode string) {
 		s.add("del", d)
 	}
 	s.report(b)
+	return s
 }
 
 // benchOriginal replays the original plugin's ovs-vsctl calls for one
@@ -305,22 +311,7 @@ func BenchmarkScale(b *testing.B) {
 			}
 			defer func() { _ = writePolicy(nil) }()
 		}
-		stdin := conf("br-scale", "client")
-		s := samples{}
-		for b.Loop() {
-			id := newID()
-			d, err := plugin("ADD", id, stdin)
-			if err != nil {
-				b.Fatal(err)
-			}
-			s.add("add", d)
-			if d, err = plugin("DEL", id, stdin); err != nil {
-				b.Fatal(err)
-			}
-			s.add("del", d)
-		}
-		s.report(b)
-		return s
+		return addDel(b, conf("br-scale", "client"))
 	}
 	b.Run("empty", func(b *testing.B) { emptyP50 = pct(run(b, false)["add"], 50) })
 	if err := addPorts("br-scale", existing); err != nil {
