@@ -49,6 +49,15 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		if err := p.teardown(ctx, inv, old, ph); err != nil {
 			return asCNIError(err, "replacing the earlier attachment")
 		}
+		// Its address goes too: IPAM plugins refuse a second allocation
+		// for the same attachment (host-local: "duplicate allocation is
+		// not allowed"), which would fail this ADD after the teardown.
+		if err := releaseIPAM(ctx, inv); err != nil {
+			return asCNIError(err, "replacing the earlier attachment")
+		}
+		if err := inv.store.Delete(args.ContainerID, args.IfName); err != nil {
+			return asCNIError(err, "replacing the earlier attachment")
+		}
 	}
 
 	// Resources the undo steps use (the switch connection) are closed only

@@ -48,10 +48,8 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err := p.teardown(ctx, inv, rec, ph); err != nil {
 		errs = append(errs, err)
 	}
-	if t := inv.conf.IPAM.Type; t != "" {
-		if err := invoke.DelegateDel(ctx, t, args.StdinData, nil); err != nil {
-			errs = append(errs, fmt.Errorf("releasing IPAM (%s): %w", t, err))
-		}
+	if err := releaseIPAM(ctx, inv); err != nil {
+		errs = append(errs, err)
 	}
 	ph.mark("ipam")
 	if len(errs) > 0 {
@@ -61,6 +59,18 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		return asCNIError(err, "DEL")
 	}
 	inv.log.Info("detached")
+	return nil
+}
+
+// releaseIPAM releases the attachment's address, if the network has IPAM.
+func releaseIPAM(ctx context.Context, inv *invocation) error {
+	t := inv.conf.IPAM.Type
+	if t == "" {
+		return nil
+	}
+	if err := invoke.DelegateDel(ctx, t, inv.args.StdinData, nil); err != nil {
+		return fmt.Errorf("releasing IPAM (%s): %w", t, err)
+	}
 	return nil
 }
 
