@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -21,11 +23,16 @@ import (
 // plugin start-up, and its connect fetches and parses the whole schema
 // (another 2-3 ms), both on every CNI invocation for nothing the plugin uses.
 type conn struct {
+	path   string
 	c      net.Conn
 	enc    *json.Encoder
 	dec    *json.Decoder
 	mu     sync.Mutex // one request at a time: replies come back in order
 	nextID int
+	// broken is set after an I/O error or an abandoned request: the stream
+	// can no longer be trusted, so the next call redials (a failed ADD's
+	// rollback still needs to reach the switch after a timeout).
+	broken bool
 }
 
 // database is the OVSDB database the engine works on.
@@ -37,15 +44,28 @@ func dial(ctx context.Context, endpoint string) (*conn, error) {
 	if !ok {
 		return nil, fmt.Errorf("unsupported OVSDB endpoint %q (want unix:/path)", endpoint)
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
+	c := &conn{path: path}
+	if err := c.open(ctx); err != nil {
 		return nil, err
 	}
-	return &conn{c: c, enc: json.NewEncoder(c), dec: json.NewDecoder(bufio.NewReader(c))}, nil
+	return c, nil
 }
 
-func (c *conn) Close() error { return c.c.Close() }
+func (c *conn) open(ctx context.Context) error {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", c.path)
+	if err != nil {
+		return err
+	}
+	c.c, c.enc, c.dec, c.broken = nc, json.NewEncoder(nc), json.NewDecoder(bufio.NewReader(nc)), false
+	return nil
+}
+
+func (c *conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.c.Close()
+}
 
 // rpcError is an error reply to a whole request (not to one operation).
 type rpcError struct {
@@ -60,6 +80,12 @@ func (e *rpcError) Error() string { return fmt.Sprintf("OVSDB %s: %v", e.Method,
 func (c *conn) call(ctx context.Context, method string, params []any, result any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.broken {
+		_ = c.c.Close()
+		if err := c.open(ctx); err != nil {
+			return fmt.Errorf("OVSDB reconnect: %w", err)
+		}
+	}
 	c.nextID++
 	id := c.nextID
 	deadline, ok := ctx.Deadline()
@@ -69,8 +95,10 @@ func (c *conn) call(ctx context.Context, method string, params []any, result any
 	if err := c.c.SetDeadline(deadline); err != nil {
 		return err
 	}
-	// A cancelled context interrupts a blocked read or write.
-	stop := context.AfterFunc(ctx, func() { _ = c.c.SetDeadline(time.Unix(1, 0)) })
+	// A cancelled context interrupts a blocked read or write. The closure
+	// holds this connection, not c.c: it may run after a redial.
+	nc := c.c
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := c.enc.Encode(map[string]any{"method": method, "params": params, "id": id}); err != nil {
 		return c.ioError(ctx, err)
@@ -113,8 +141,14 @@ func (c *conn) call(ctx context.Context, method string, params []any, result any
 }
 
 func (c *conn) ioError(ctx context.Context, err error) error {
+	c.broken = true
 	if ctx.Err() != nil {
 		return fmt.Errorf("OVSDB: %w", ctx.Err())
+	}
+	// The socket deadline is the context's: it can fire a moment before the
+	// context itself reports expiry.
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("OVSDB: %w", context.DeadlineExceeded)
 	}
 	return fmt.Errorf("OVSDB connection: %w", err)
 }
