@@ -98,6 +98,21 @@ func waitApplied(cli libclient.Client) error {
 	return err
 }
 
+// apply runs ops as one transaction; confirmed also waits, as ovs-vsctl
+// does, for the switch to acknowledge it.
+func apply(cli libclient.Client, confirmed bool, ops ...ovs.Operation) error {
+	if confirmed {
+		ops = append(ops, bumpOp())
+	}
+	if _, err := transact(cli, ops...); err != nil {
+		return err
+	}
+	if confirmed {
+		return waitApplied(cli)
+	}
+	return nil
+}
+
 // benchFloor adds and deletes a port with one transaction each from a
 // persistent client; confirmed waits for the switch to apply each.
 func benchFloor(b *testing.B, bridge string, confirmed bool) {
@@ -108,17 +123,8 @@ func benchFloor(b *testing.B, bridge string, confirmed bool) {
 	for b.Loop() {
 		name := newID()[:12] + "-net1"
 		start := time.Now()
-		ops := portOps(bridge, name, filepath.Join(dir, name), "new")
-		if confirmed {
-			ops = append(ops, bumpOp())
-		}
-		if _, err := transact(cli, ops...); err != nil {
+		if err := apply(cli, confirmed, portOps(bridge, name, filepath.Join(dir, name), "new")...); err != nil {
 			b.Fatal(err)
-		}
-		if confirmed {
-			if err := waitApplied(cli); err != nil {
-				b.Fatal(err)
-			}
 		}
 		s.add("add", time.Since(start))
 
@@ -129,18 +135,9 @@ func benchFloor(b *testing.B, bridge string, confirmed bool) {
 			b.Fatal(err)
 		}
 		port := res[0].Rows[0]["_uuid"].(ovs.UUID)
-		ops = []ovs.Operation{{Op: ovs.OperationMutate, Table: vswitch.BridgeTable, Where: where("name", bridge),
-			Mutations: []ovs.Mutation{*ovs.NewMutation("ports", ovs.MutateOperationDelete, ovs.OvsSet{GoSet: []any{port}})}}}
-		if confirmed {
-			ops = append(ops, bumpOp())
-		}
-		if _, err := transact(cli, ops...); err != nil {
+		if err := apply(cli, confirmed, ovs.Operation{Op: ovs.OperationMutate, Table: vswitch.BridgeTable, Where: where("name", bridge),
+			Mutations: []ovs.Mutation{*ovs.NewMutation("ports", ovs.MutateOperationDelete, ovs.OvsSet{GoSet: []any{port}})}}); err != nil {
 			b.Fatal(err)
-		}
-		if confirmed {
-			if err := waitApplied(cli); err != nil {
-				b.Fatal(err)
-			}
 		}
 		s.add("del", time.Since(start))
 	}
