@@ -78,72 +78,52 @@ func releaseIPAM(ctx context.Context, inv *invocation) error {
 // one attachment, using its record when there is one and the configuration
 // otherwise.
 func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Record, ph *phases) error {
-	var errs []error
-	layout, cdFile := (*sockdir.Layout)(nil), configdata.FileName(inv.args.ContainerID, inv.args.IfName)
-	var engineData []byte
-	if rec != nil {
-		layout, engineData = rec.Layout, rec.EngineData
-		if rec.ConfigDataFile != "" {
-			cdFile = rec.ConfigDataFile
+	var layout *sockdir.Layout
+	if rec == nil {
+		if l, err := socketLayout(inv); err == nil {
+			layout = l
 		}
-	} else if l, err := socketLayout(inv); err == nil {
-		layout = l
 	}
-
-	att := attachment(inv, layout)
-	if rec != nil {
-		att.Network, att.Netns = rec.Network, rec.Netns
-	}
-	eng, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log)
-	ph.mark("connect")
-	if err != nil {
+	var errs []error
+	var eng engine.Engine
+	if e, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log); err != nil {
 		errs = append(errs, fmt.Errorf("connecting to the switch: %w", err))
 	} else {
-		if err := eng.Detach(ctx, att, engineData); err != nil {
-			errs = append(errs, err)
-		}
-		eng.Close()
-		ph.mark("detach")
+		eng = e
+		defer eng.Close()
 	}
-	if layout != nil {
-		if err := layout.RemoveFile(cdFile); err != nil {
-			errs = append(errs, err)
-		}
-		if err := layout.Cleanup(); err != nil {
-			errs = append(errs, err)
-		}
-		ph.mark("files")
+	ph.mark("connect")
+	if err := removeAttachment(ctx, eng, attachment(inv, layout), rec); err != nil {
+		errs = append(errs, err)
 	}
+	ph.mark("teardown")
 	return errors.Join(errs...)
 }
 
-// detachOwned removes an attachment found on the switch or in the records
-// (GC), with what is known about it.
-func (p *Plugin) detachOwned(ctx context.Context, inv *invocation, eng engine.Engine, att *engine.Attachment, rec *state.Record) error {
+// removeAttachment detaches an attachment from the switch (unless eng is
+// nil: unreachable) and removes its config data and socket files. What ADD
+// recorded wins over what the caller derived; every step runs even when
+// another fails. DEL, a repeated ADD and GC share it.
+func removeAttachment(ctx context.Context, eng engine.Engine, att *engine.Attachment, rec *state.Record) error {
 	var errs []error
 	var data []byte
 	cdFile := configdata.FileName(att.ContainerID, att.IfName)
 	if rec != nil {
-		data = rec.EngineData
-		att.Layout = rec.Layout
-		att.Netns = rec.Netns
+		data, att.Layout, att.Network, att.Netns = rec.EngineData, rec.Layout, rec.Network, rec.Netns
 		if rec.ConfigDataFile != "" {
 			cdFile = rec.ConfigDataFile
 		}
 	}
-	if err := eng.Detach(ctx, att, data); err != nil {
-		errs = append(errs, err)
+	if eng != nil {
+		if err := eng.Detach(ctx, att, data); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if att.Layout != nil {
 		if err := att.Layout.RemoveFile(cdFile); err != nil {
 			errs = append(errs, err)
 		}
 		if err := att.Layout.Cleanup(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) == 0 {
-		if err := inv.store.Delete(att.ContainerID, att.IfName); err != nil {
 			errs = append(errs, err)
 		}
 	}

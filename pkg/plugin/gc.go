@@ -81,7 +81,11 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 					att.Layout = l
 				}
 			}
-			if err := p.detachOwned(ctx, inv, eng, att, rec); err != nil {
+			err := removeAttachment(ctx, eng, att, rec)
+			if err == nil {
+				err = inv.store.Delete(k.containerID, k.ifName)
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("collecting container %s interface %s: %w", k.containerID, k.ifName, err))
 				continue
 			}
