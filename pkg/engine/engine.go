@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
@@ -25,6 +26,9 @@ type Attachment struct {
 	// Layout is where the socket lives on the host.
 	Layout *sockdir.Layout
 	MTU    int
+	// IPs are the IPAM addresses. Engines that give the host side an
+	// address (VPP with netType "interface") use them.
+	IPs []net.IPNet
 }
 
 // Owned identifies an attachment the engine found on the switch.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -66,7 +67,26 @@ type MemifConf struct {
 	Role       string `json:"role,omitempty"`
 	Mode       string `json:"mode,omitempty"`
 	Socketfile string `json:"socketfile,omitempty"`
+
+	// Extensions, optional (0 or empty: VPP's defaults). Both ends of a
+	// memif must agree on them, so the container side inherits them.
+	RingSize   int    `json:"ringSize,omitempty"`
+	BufferSize int    `json:"bufferSize,omitempty"`
+	Queues     int    `json:"queues,omitempty"`
+	Secret     string `json:"secret,omitempty"`
+	// MAC is the interface's own address on this side.
+	MAC string `json:"mac,omitempty"`
 }
+
+// Memif limits: VPP keeps the ring size as a power-of-two exponent of at
+// most 14, the buffer size and queue counts in 16 and 8 bits, and the secret
+// in a 24-byte field.
+const (
+	MaxMemifRingSize   = 1 << 14
+	MaxMemifBufferSize = 65535
+	MaxMemifQueues     = 255
+	MaxMemifSecret     = 24
+)
 
 // BridgeConf configures the bridge (OVS) or bridge domain (VPP).
 type BridgeConf struct {
@@ -90,6 +110,9 @@ type UserSpaceConf struct {
 	// OVSDBSocket is the OVSDB endpoint ("unix:/path" or "/path"); an
 	// extension, host side only. Defaults to the node policy's.
 	OVSDBSocket string `json:"ovsdbSocket,omitempty"`
+	// VPPAPISocket is VPP's binary API socket; an extension, host side
+	// only. Defaults to the node policy's (/run/vpp/api.sock).
+	VPPAPISocket string `json:"vppApiSocket,omitempty"`
 }
 
 // RuntimeConfig carries the capabilities the runtime passes.
@@ -368,6 +391,9 @@ func (s *UserSpaceConf) validateCommon(side string) error {
 			return fieldError(field, name, err.Error())
 		}
 	}
+	if err := s.Memif.validate(side + ".memif"); err != nil {
+		return err
+	}
 	if s.Vhost.Group != "" && !groupRe.MatchString(s.Vhost.Group) {
 		return fieldError(side+".vhost.group", s.Vhost.Group, "must be a group name or a numeric gid")
 	}
@@ -376,6 +402,33 @@ func (s *UserSpaceConf) validateCommon(side string) error {
 	}
 	if s.Bridge.VlanID < 0 || s.Bridge.VlanID > 4095 {
 		return fieldError(side+".bridge.vlanId", s.Bridge.VlanID, "must be between 0 and 4095")
+	}
+	return nil
+}
+
+// validate checks the memif extensions.
+func (m *MemifConf) validate(prefix string) error {
+	if r := m.RingSize; r != 0 && (r < 2 || r > MaxMemifRingSize || r&(r-1) != 0) {
+		return fieldError(prefix+".ringSize", r, fmt.Sprintf("must be a power of two between 2 and %d", MaxMemifRingSize))
+	}
+	if b := m.BufferSize; b < 0 || b > MaxMemifBufferSize {
+		return fieldError(prefix+".bufferSize", b, fmt.Sprintf("must be between 0 and %d", MaxMemifBufferSize))
+	}
+	if q := m.Queues; q < 0 || q > MaxMemifQueues {
+		return fieldError(prefix+".queues", q, fmt.Sprintf("must be between 0 and %d", MaxMemifQueues))
+	}
+	if len(m.Secret) > MaxMemifSecret {
+		return fieldError(prefix+".secret", fmt.Sprintf("(%d bytes)", len(m.Secret)), fmt.Sprintf("must be at most %d bytes", MaxMemifSecret))
+	}
+	for _, c := range m.Secret {
+		if c < 0x21 || c > 0x7e {
+			return fieldError(prefix+".secret", "(hidden)", "must be printable ASCII without spaces")
+		}
+	}
+	if m.MAC != "" {
+		if err := ValidateMAC(m.MAC); err != nil {
+			return fieldError(prefix+".mac", m.MAC, err.Error())
+		}
 	}
 	return nil
 }
@@ -402,6 +455,12 @@ func (h *UserSpaceConf) normalizeOVS() error {
 }
 
 func (h *UserSpaceConf) normalizeVPP() error {
+	if h.VPPAPISocket != "" && !filepath.IsAbs(h.VPPAPISocket) {
+		return fieldError("host.vppApiSocket", h.VPPAPISocket, "must be an absolute path")
+	}
+	if h.OVSDBSocket != "" {
+		return fieldError("host.ovsdbSocket", h.OVSDBSocket, `applies only to engine "ovs-dpdk"`)
+	}
 	if h.NetType != NetTypeBridge {
 		return nil
 	}
@@ -441,6 +500,19 @@ func ovsdbPath(endpoint string) (string, error) {
 		return "", errors.New(`must be a unix socket: "unix:/path" or "/path"`)
 	}
 	return p, nil
+}
+
+// VPPAPISocketPath returns VPP's API socket for the host side and checks it
+// against the node policy.
+func (c *NetConf) VPPAPISocketPath(pol *policy.Policy) (string, error) {
+	path, field := c.Host.VPPAPISocket, "host.vppApiSocket"
+	if path == "" {
+		path, field = pol.VPPAPISocket, "node policy vppApiSocket"
+	}
+	if _, _, err := pol.Match(policy.VPPAPISocket, path); err != nil {
+		return "", fieldError(field, path, err.Error())
+	}
+	return filepath.Clean(path), nil
 }
 
 // OVSDBEndpoint returns the OVSDB endpoint for the host side and checks it
@@ -523,6 +595,23 @@ func (c *NetConf) deriveContainer(origHost UserSpaceConf) error {
 			ct.Memif.Mode = h.Memif.Mode
 		} else if ct.Memif.Mode != h.Memif.Mode {
 			return fieldError("container.memif.mode", ct.Memif.Mode, fmt.Sprintf("must match host.memif.mode %q", h.Memif.Mode))
+		}
+		if ct.Memif.Socketfile != "" && h.Memif.Socketfile != "" && ct.Memif.Socketfile != h.Memif.Socketfile {
+			return fieldError("container.memif.socketfile", ct.Memif.Socketfile, fmt.Sprintf("must match host.memif.socketfile %q", h.Memif.Socketfile))
+		}
+		if ct.Memif.Secret == "" {
+			ct.Memif.Secret = h.Memif.Secret
+		} else if h.Memif.Secret != "" && ct.Memif.Secret != h.Memif.Secret {
+			return fieldError("container.memif.secret", "(hidden)", "must match host.memif.secret")
+		}
+		if ct.Memif.RingSize == 0 {
+			ct.Memif.RingSize = h.Memif.RingSize
+		}
+		if ct.Memif.BufferSize == 0 {
+			ct.Memif.BufferSize = h.Memif.BufferSize
+		}
+		if ct.Memif.Queues == 0 {
+			ct.Memif.Queues = h.Memif.Queues
 		}
 	}
 	return nil

@@ -98,6 +98,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	closers = append(closers, eng.Close)
 	ph.mark("connect")
 	att := attachment(inv, layout)
+	if ipamRes != nil {
+		for _, ip := range ipamRes.IPs {
+			att.IPs = append(att.IPs, ip.Address)
+		}
+	}
 	engineData, err := eng.Attach(ctx, att)
 	if err != nil {
 		return asCNIError(err, "attaching to the switch")
@@ -117,6 +122,27 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	undo.push(func() error { return layout.RemoveFile(cdFile) })
 
+	notes, err := notesLayout(inv)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	var notesFiles []string
+	if notes != nil {
+		if err := notes.Prepare(inv.conf.Host.Vhost.Group); err != nil {
+			return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing %s: %v", notes.Dir, err), "")
+		}
+		undo.push(notes.Cleanup)
+		if notesFiles, err = writeNotes(notes, inv, layout.SocketName, containerData(inv, layout, result).IPResult); err != nil {
+			return types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
+		}
+		undo.push(func() error {
+			for _, f := range notesFiles {
+				_ = notes.RemoveFile(f)
+			}
+			return nil
+		})
+	}
+
 	rec := &state.Record{
 		ContainerID:    args.ContainerID,
 		IfName:         args.IfName,
@@ -128,6 +154,8 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		Engine:         inv.conf.Host.Engine,
 		Layout:         layout,
 		ConfigDataFile: cdFile,
+		NotesLayout:    notes,
+		NotesFiles:     notesFiles,
 		IPAM:           inv.conf.IPAM.Type,
 		EngineData:     engineData,
 		Created:        time.Now().UTC(),

@@ -94,6 +94,13 @@ func TestAddSuccess(t *testing.T) {
 				Layout: &sockdir.Layout{Base: e.shared, Dir: filepath.Join(e.shared, id12), OwnDir: true, SocketName: id12 + "-net1"},
 				MTU:    9000,
 			}
+			// The engine gets the IPAM address (VPP puts it on the host side
+			// with netType "interface").
+			if ips := attaches[0].att.IPs; len(ips) != 1 || ips[0].String() != "10.56.217.2/24" {
+				t.Errorf("Attach got IPs %v, want [10.56.217.2/24]", ips)
+			} else {
+				want.IPs = ips
+			}
 			if got := attaches[0].att; !reflect.DeepEqual(got, want) {
 				t.Errorf("Attach got\n%+v (layout %+v)\nwant\n%+v (layout %+v)", got, got.Layout, want, want.Layout)
 			}

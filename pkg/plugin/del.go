@@ -127,5 +127,15 @@ func removeAttachment(ctx context.Context, eng engine.Engine, att *engine.Attach
 			errs = append(errs, err)
 		}
 	}
+	if rec != nil && rec.NotesLayout != nil {
+		for _, f := range rec.NotesFiles {
+			if err := rec.NotesLayout.RemoveFile(f); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := rec.NotesLayout.Cleanup(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -44,8 +44,10 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		errs = append(errs, err)
 	}
 	stale := map[attachmentKey]*state.Record{}
+	recorded := map[attachmentKey]bool{}
 	for _, r := range records {
 		k := attachmentKey{r.ContainerID, r.IfName}
+		recorded[k] = true
 		if r.Network == inv.conf.Name && r.Engine == inv.conf.Host.Engine && !valid[k] {
 			stale[k] = r
 		}
@@ -65,7 +67,11 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		sockets := map[attachmentKey]string{}
 		for _, o := range owned {
 			k := attachmentKey{o.ContainerID, o.IfName}
-			if o.Network == inv.conf.Name && !valid[k] {
+			// A switch that cannot say which network an interface is in (VPP)
+			// leaves it to the records: without one, it is an orphan of a
+			// lost record; with one, that record's network decides.
+			mine := o.Network == inv.conf.Name || o.Network == "" && !recorded[k]
+			if mine && !valid[k] {
 				if _, ok := stale[k]; !ok {
 					stale[k] = nil
 					sockets[k] = o.SocketPath

@@ -18,17 +18,28 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/logging"
+	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/ovsdb"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
+	"github.com/userspace-cni/userspace/pkg/vpp"
 )
 
 // DefaultOVSSocketBase is where OVS-DPDK sockets go when the configuration
 // names no shared directory: the application notes' layout, with the full
 // container id as the per-pod directory.
 const DefaultOVSSocketBase = "/var/lib/cni/vhostuser"
+
+// The application notes' VPP layout, used when the configuration names no
+// shared directory: pods mount DefaultVPPBase; sockets of every pod are in
+// its "shared" directory, and each pod's notes files (remote-<ifName>.json,
+// addData-<ifName>.json) in a directory named by its full container id.
+const (
+	DefaultVPPBase      = "/var/run/vpp/cni"
+	DefaultVPPSocketDir = DefaultVPPBase + "/shared"
+)
 
 // Bounds on one invocation. The runtime has its own, longer timeout; these
 // make a stuck switch or lock an error rather than a hang.
@@ -78,6 +89,14 @@ func OpenEngine(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, 
 			ConfirmTimeout: pol.OVSConfirmTimeout(),
 			Logger:         log,
 		})
+	case netconf.EngineVPP:
+		socket, err := conf.VPPAPISocketPath(pol)
+		if err != nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+		return vpp.Connect(cctx, vpp.Config{Socket: socket, IfType: conf.Host.IfType, Logger: log})
 	default:
 		return nil, types.NewError(types.ErrUnsupportedField,
 			fmt.Sprintf("host.engine %q is not available in this build of the plugin", conf.Host.Engine), "")
@@ -128,15 +147,20 @@ func socketLayout(inv *invocation) (*sockdir.Layout, error) {
 	}
 	if name == "" {
 		name = sockdir.ID12(inv.args.ContainerID) + "-" + inv.args.IfName
+		if h.IfType == netconf.IfTypeMemif {
+			name = memif.SocketName(inv.args.ContainerID, inv.args.IfName)
+		}
 	}
-	var dir string
+	dir, own := "", true
 	switch {
 	case inv.conf.SharedDir != "":
 		dir = filepath.Join(inv.conf.SharedDir, sockdir.ID12(inv.args.ContainerID))
+	case h.Engine == netconf.EngineVPP:
+		dir, own = DefaultVPPSocketDir, false
 	default:
 		dir = filepath.Join(DefaultOVSSocketBase, inv.args.ContainerID)
 	}
-	l, err := sockdir.Plan(inv.pol, dir, true, name)
+	l, err := sockdir.Plan(inv.pol, dir, own, name)
 	if err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}

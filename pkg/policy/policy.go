@@ -37,6 +37,8 @@ const (
 	Kubeconfig  Kind = "kubeconfig"
 	SharedDir   Kind = "sharedDir"
 	OVSDBSocket Kind = "ovsdbSocket"
+	// VPPAPISocket is VPP's binary API socket.
+	VPPAPISocket Kind = "vppApiSocket"
 )
 
 // Policy is the administrator's policy for this node.
@@ -50,6 +52,12 @@ type Policy struct {
 	SharedDirs []string `json:"sharedDirs"`
 	// OVSDBSocketDirs are the directories an OVSDB unix socket may be in.
 	OVSDBSocketDirs []string `json:"ovsdbSocketDirs"`
+
+	// VPPAPISocketDirs are the directories VPP's API socket may be in.
+	VPPAPISocketDirs []string `json:"vppApiSocketDirs"`
+	// VPPAPISocket is VPP's API socket when the network configuration
+	// names none.
+	VPPAPISocket string `json:"vppApiSocket"`
 
 	// OVSDBSocket is the switch's database socket when the network
 	// configuration names none.
@@ -103,10 +111,12 @@ func Default() *Policy {
 			"/run/openvswitch",
 			"/usr/local/var/run/openvswitch",
 		},
-		OVSDBSocketDirs: []string{"/var/run/openvswitch", "/run/openvswitch", "/usr/local/var/run/openvswitch"},
-		OVSDBSocket:     "unix:/var/run/openvswitch/db.sock",
-		StateDir:        "/var/lib/cni/userspace",
-		ShortSocketDir:  "/run/userspace-cni",
+		OVSDBSocketDirs:  []string{"/var/run/openvswitch", "/run/openvswitch", "/usr/local/var/run/openvswitch"},
+		OVSDBSocket:      "unix:/var/run/openvswitch/db.sock",
+		VPPAPISocketDirs: []string{"/run/vpp", "/var/run/vpp"},
+		VPPAPISocket:     "/run/vpp/api.sock",
+		StateDir:         "/var/lib/cni/userspace",
+		ShortSocketDir:   "/run/userspace-cni",
 	}
 }
 
@@ -140,6 +150,7 @@ func (p *Policy) validate() error {
 	lists := map[string][]string{
 		"logDirs": p.LogDirs, "kubeconfigDirs": p.KubeconfigDirs,
 		"sharedDirs": p.SharedDirs, "ovsdbSocketDirs": p.OVSDBSocketDirs,
+		"vppApiSocketDirs": p.VPPAPISocketDirs,
 	}
 	for name, dirs := range lists {
 		for _, d := range dirs {
@@ -175,6 +186,8 @@ func (p *Policy) dirs(k Kind) []string {
 		return p.SharedDirs
 	case OVSDBSocket:
 		return p.OVSDBSocketDirs
+	case VPPAPISocket:
+		return p.VPPAPISocketDirs
 	}
 	return nil
 }

@@ -89,7 +89,8 @@ func TestLoadFullFile(t *testing.T) {
 	path := writePolicy(t, `{
 		"logDirs": ["/l"], "kubeconfigDirs": ["/k"], "sharedDirs": ["/s1", "/s2/"],
 		"ovsdbSocketDirs": ["/o"], "ovsdbSocket": "unix:/o/db.sock", "ovsRunDir": "/o/run",
-		"stateDir": "/st", "ovsConfirmTimeoutMs": 0, "shortSocketDir": "/sh"}`)
+		"stateDir": "/st", "ovsConfirmTimeoutMs": 0, "shortSocketDir": "/sh",
+		"vppApiSocketDirs": ["/v"], "vppApiSocket": "/v/api.sock"}`)
 	p, err := Load(envWith(path))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -99,6 +100,7 @@ func TestLoadFullFile(t *testing.T) {
 		LogDirs: []string{"/l"}, KubeconfigDirs: []string{"/k"}, SharedDirs: []string{"/s1", "/s2/"},
 		OVSDBSocketDirs: []string{"/o"}, OVSDBSocket: "unix:/o/db.sock", OVSRunDir: "/o/run",
 		StateDir: "/st", OVSConfirmTimeoutMs: &zero, ShortSocketDir: "/sh",
+		VPPAPISocketDirs: []string{"/v"}, VPPAPISocket: "/v/api.sock",
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("Load = %+v, want %+v", p, want)

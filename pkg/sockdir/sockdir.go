@@ -364,6 +364,9 @@ func (l *Layout) Cleanup() error {
 // removeSocket removes the socket file only if it is a socket: DEL must
 // never delete a pod's regular files that happen to share the name.
 func (l *Layout) removeSocket() error {
+	if l.SocketName == "" {
+		return nil
+	}
 	root, err := l.openDir()
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -37,6 +37,10 @@ type Record struct {
 	Layout *sockdir.Layout `json:"layout"`
 	// ConfigDataFile is the config-data file's name in Layout.Dir.
 	ConfigDataFile string `json:"configDataFile,omitempty"`
+	// NotesLayout and NotesFiles are the application notes' per-pod files
+	// (VPP's default layout), when written.
+	NotesLayout *sockdir.Layout `json:"notesLayout,omitempty"`
+	NotesFiles  []string        `json:"notesFiles,omitempty"`
 	// IPAM is the IPAM plugin type used, if any.
 	IPAM string `json:"ipam,omitempty"`
 	// EngineData is the engine's own record of what it created.

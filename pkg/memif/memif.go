@@ -1,0 +1,278 @@
+// Package memif drives memif interfaces through VPP's binary API. Both ends
+// use it: the plugin on the host (usually the master, in a bridge domain) and
+// the VPP helper in the pod (usually the slave). It owns socket naming, the
+// translation of the configuration's role and mode, and the requests that
+// register a socket file and create or delete an interface.
+package memif
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/ethernet_types"
+	"go.fd.io/govpp/binapi/interface_types"
+	vppmemif "go.fd.io/govpp/binapi/memif"
+
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
+)
+
+// AllocateID asks VPP to choose a socket id (VPP's "~0").
+const AllocateID = ^uint32(0)
+
+// VPP return values the memif calls can give that callers treat specially.
+const (
+	// RetvalNoSuchInterface: the interface (or socket id) is already gone.
+	RetvalNoSuchInterface = -2
+	// RetvalInUse: a socket filename still used by an interface.
+	RetvalInUse = -74
+)
+
+// SocketName is the original plugin's memif socket file name, which pod
+// specs and apps build paths from.
+func SocketName(containerID, ifName string) string {
+	return fmt.Sprintf("memif-%s-%s.sock", sockdir.ID12(containerID), ifName)
+}
+
+// Messages are the VPP API messages this package sends or receives, for
+// the compatibility check at connect time.
+func Messages() []api.Message {
+	return []api.Message{
+		(*vppmemif.MemifSocketFilenameAddDelV2)(nil), (*vppmemif.MemifSocketFilenameAddDelV2Reply)(nil),
+		(*vppmemif.MemifCreateV2)(nil), (*vppmemif.MemifCreateV2Reply)(nil),
+		(*vppmemif.MemifDelete)(nil), (*vppmemif.MemifDeleteReply)(nil),
+		(*vppmemif.MemifDump)(nil), (*vppmemif.MemifDetails)(nil),
+		(*vppmemif.MemifSocketFilenameDump)(nil), (*vppmemif.MemifSocketFilenameDetails)(nil),
+	}
+}
+
+// Spec is one memif interface as the configuration describes it.
+type Spec struct {
+	Role       string // netconf.MemifMaster or netconf.MemifSlave
+	Mode       string // netconf.MemifEthernet, MemifIP or MemifInjectPunt
+	SocketPath string
+	// ID is the interface id within its socket; both ends must agree. The
+	// plugin uses one socket per attachment, so 0.
+	ID         uint32
+	RingSize   uint32
+	BufferSize uint16
+	Queues     uint8
+	Secret     string
+	MAC        string
+}
+
+// SpecFrom builds a Spec from one side of a configuration.
+func SpecFrom(m netconf.MemifConf, socketPath string) Spec {
+	return Spec{
+		Role: m.Role, Mode: m.Mode, SocketPath: socketPath,
+		RingSize: uint32(m.RingSize), BufferSize: uint16(m.BufferSize), Queues: uint8(m.Queues),
+		Secret: m.Secret, MAC: m.MAC,
+	}
+}
+
+// Role translates a configured role.
+func Role(role string) (vppmemif.MemifRole, error) {
+	switch role {
+	case netconf.MemifMaster, "":
+		return vppmemif.MEMIF_ROLE_API_MASTER, nil
+	case netconf.MemifSlave:
+		return vppmemif.MEMIF_ROLE_API_SLAVE, nil
+	}
+	return 0, fmt.Errorf("unknown memif role %q", role)
+}
+
+// RoleName is the configuration's name of a VPP role.
+func RoleName(r vppmemif.MemifRole) string {
+	if r == vppmemif.MEMIF_ROLE_API_SLAVE {
+		return netconf.MemifSlave
+	}
+	return netconf.MemifMaster
+}
+
+// Mode translates a configured mode.
+func Mode(mode string) (vppmemif.MemifMode, error) {
+	switch mode {
+	case netconf.MemifEthernet, "":
+		return vppmemif.MEMIF_MODE_API_ETHERNET, nil
+	case netconf.MemifIP:
+		return vppmemif.MEMIF_MODE_API_IP, nil
+	case netconf.MemifInjectPunt:
+		return vppmemif.MEMIF_MODE_API_PUNT_INJECT, nil
+	}
+	return 0, fmt.Errorf("unknown memif mode %q", mode)
+}
+
+// ModeName is the configuration's name of a VPP mode.
+func ModeName(m vppmemif.MemifMode) string {
+	switch m {
+	case vppmemif.MEMIF_MODE_API_IP:
+		return netconf.MemifIP
+	case vppmemif.MEMIF_MODE_API_PUNT_INJECT:
+		return netconf.MemifInjectPunt
+	}
+	return netconf.MemifEthernet
+}
+
+// RegisterSocketRequest registers the socket file under an id VPP chooses:
+// letting VPP allocate is what keeps concurrent attachments from colliding.
+func RegisterSocketRequest(path string) *vppmemif.MemifSocketFilenameAddDelV2 {
+	// default= values in binapi tags are not applied: set every field.
+	return &vppmemif.MemifSocketFilenameAddDelV2{IsAdd: true, SocketID: AllocateID, SocketFilename: path}
+}
+
+// UnregisterSocketRequest removes a socket id's registration.
+func UnregisterSocketRequest(socketID uint32) *vppmemif.MemifSocketFilenameAddDelV2 {
+	return &vppmemif.MemifSocketFilenameAddDelV2{IsAdd: false, SocketID: socketID}
+}
+
+// CreateRequest creates the interface on a registered socket.
+func CreateRequest(s Spec, socketID uint32) (*vppmemif.MemifCreateV2, error) {
+	role, err := Role(s.Role)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := Mode(s.Mode)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.Secret) > netconf.MaxMemifSecret {
+		return nil, fmt.Errorf("memif secret is %d bytes, at most %d", len(s.Secret), netconf.MaxMemifSecret)
+	}
+	req := &vppmemif.MemifCreateV2{
+		Role: role, Mode: mode, ID: s.ID, SocketID: socketID,
+		RingSize: s.RingSize, BufferSize: s.BufferSize,
+		RxQueues: s.Queues, TxQueues: s.Queues, Secret: s.Secret,
+	}
+	if s.MAC != "" {
+		hw, err := net.ParseMAC(s.MAC)
+		if err != nil || len(hw) != 6 {
+			return nil, fmt.Errorf("memif MAC %q is not a 48-bit MAC address", s.MAC)
+		}
+		req.HwAddr = ethernet_types.MacAddress(hw)
+	}
+	return req, nil
+}
+
+// DeleteRequest deletes an interface. VPP leaves a master's socket file on
+// disk: the caller removes it.
+func DeleteRequest(swIfIndex interface_types.InterfaceIndex) *vppmemif.MemifDelete {
+	return &vppmemif.MemifDelete{SwIfIndex: swIfIndex}
+}
+
+// IsRetval reports whether err is VPP's answer with the given return value.
+func IsRetval(err error, retval int32) bool {
+	var apiErr api.VPPApiError
+	return errors.As(err, &apiErr) && int32(apiErr) == retval
+}
+
+// Interface is a memif VPP reports, joined with its socket file.
+type Interface struct {
+	SwIfIndex  interface_types.InterfaceIndex
+	Name       string
+	ID         uint32
+	SocketID   uint32
+	SocketPath string
+	Role       string
+	Mode       string
+	AdminUp    bool
+	LinkUp     bool
+}
+
+// List reads every memif and socket registration from VPP in one round
+// trip (both dumps are sent before either is read).
+func List(ch api.Channel) ([]Interface, map[uint32]string, error) {
+	ifReq := ch.SendMultiRequest(&vppmemif.MemifDump{})
+	sockReq := ch.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{})
+	ifs, err := ReadInterfaces(ifReq)
+	sockets, serr := ReadSockets(sockReq)
+	if err != nil {
+		return nil, nil, err
+	}
+	if serr != nil {
+		return nil, nil, serr
+	}
+	for i := range ifs {
+		ifs[i].SocketPath = sockets[ifs[i].SocketID]
+	}
+	return ifs, sockets, nil
+}
+
+// ReadInterfaces reads the replies of a memif_dump.
+func ReadInterfaces(req api.MultiRequestCtx) ([]Interface, error) {
+	var out []Interface
+	for {
+		d := &vppmemif.MemifDetails{}
+		last, err := req.ReceiveReply(d)
+		if err != nil {
+			return nil, fmt.Errorf("memif_dump: %w", err)
+		}
+		if last {
+			return out, nil
+		}
+		out = append(out, Interface{
+			SwIfIndex: d.SwIfIndex, Name: d.IfName, ID: d.ID, SocketID: d.SocketID,
+			Role: RoleName(d.Role), Mode: ModeName(d.Mode),
+			AdminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
+			LinkUp:  d.Flags&interface_types.IF_STATUS_API_FLAG_LINK_UP != 0,
+		})
+	}
+}
+
+// ReadSockets reads the replies of a memif_socket_filename_dump.
+func ReadSockets(req api.MultiRequestCtx) (map[uint32]string, error) {
+	out := map[uint32]string{}
+	for {
+		d := &vppmemif.MemifSocketFilenameDetails{}
+		last, err := req.ReceiveReply(d)
+		if err != nil {
+			return nil, fmt.Errorf("memif_socket_filename_dump: %w", err)
+		}
+		if last {
+			return out, nil
+		}
+		out[d.SocketID] = d.SocketFilename
+	}
+}
+
+// Create registers the socket and creates the interface: two round trips,
+// the second needing the id the first allocates. On failure nothing stays
+// registered.
+func Create(ch api.Channel, s Spec) (interface_types.InterfaceIndex, uint32, error) {
+	req, err := CreateRequest(s, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	sockReply := &vppmemif.MemifSocketFilenameAddDelV2Reply{}
+	if err := ch.SendRequest(RegisterSocketRequest(s.SocketPath)).ReceiveReply(sockReply); err != nil {
+		return 0, 0, fmt.Errorf("registering memif socket %s: %w", s.SocketPath, err)
+	}
+	req.SocketID = sockReply.SocketID
+	reply := &vppmemif.MemifCreateV2Reply{}
+	if err := ch.SendRequest(req).ReceiveReply(reply); err != nil {
+		_ = ch.SendRequest(UnregisterSocketRequest(sockReply.SocketID)).ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{})
+		return 0, 0, fmt.Errorf("creating memif %s on %s: %w", s.Role, s.SocketPath, err)
+	}
+	return reply.SwIfIndex, sockReply.SocketID, nil
+}
+
+// Delete deletes the interface and its socket registration; either already
+// gone is fine.
+func Delete(ch api.Channel, swIfIndex interface_types.InterfaceIndex, socketID uint32) error {
+	delReq := ch.SendRequest(DeleteRequest(swIfIndex))
+	var sockReq api.RequestCtx
+	if socketID != 0 {
+		sockReq = ch.SendRequest(UnregisterSocketRequest(socketID))
+	}
+	var errs []error
+	if err := delReq.ReceiveReply(&vppmemif.MemifDeleteReply{}); err != nil && !IsRetval(err, RetvalNoSuchInterface) {
+		errs = append(errs, fmt.Errorf("deleting memif %d: %w", swIfIndex, err))
+	}
+	if sockReq != nil {
+		if err := sockReq.ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{}); err != nil && !IsRetval(err, RetvalNoSuchInterface) {
+			errs = append(errs, fmt.Errorf("unregistering memif socket %d: %w", socketID, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,669 @@
+package vpp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"go.fd.io/govpp/adapter"
+	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/ethernet_types"
+	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip_types"
+	"go.fd.io/govpp/binapi/l2"
+	vppmemif "go.fd.io/govpp/binapi/memif"
+	"go.fd.io/govpp/binapi/vhost_user"
+
+	"github.com/userspace-cni/userspace/pkg/engine"
+	"github.com/userspace-cni/userspace/pkg/memif"
+	"github.com/userspace-cni/userspace/pkg/netconf"
+)
+
+// VPP return values the engine tolerates.
+const (
+	retvalNoSuchInterface = int32(api.INVALID_SW_IF_INDEX) // -2: already gone
+	retvalBridgeExists    = int32(api.BD_ALREADY_EXISTS)   // -119
+	retvalBridgeInUse     = int32(api.BD_IN_USE)           // -120: has members
+	retvalNoSuchBridge    = int32(api.NO_SUCH_ENTRY)       // -6
+)
+
+// allInterfaces is sw_if_index ~0: every interface (binapi defaults are not
+// applied, so dumps set it explicitly).
+const allInterfaces = interface_types.InterfaceIndex(^uint32(0))
+
+// Config says how to reach VPP and what the engine will be asked to do.
+type Config struct {
+	// Socket is VPP's API socket.
+	Socket string
+	// IfType is the attachments' interface type; the compatibility check
+	// covers exactly the messages it needs.
+	IfType string
+	Logger *slog.Logger
+	// Adapter replaces the API socket client (unit tests).
+	Adapter adapter.VppAPI
+}
+
+// Engine drives one VPP instance over one API connection.
+type Engine struct {
+	cfg Config
+	c   *conn
+	log *slog.Logger
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// Messages are the API messages the engine uses for an interface type.
+func Messages(ifType string) []api.Message {
+	msgs := []api.Message{
+		(*interfaces.SwInterfaceDump)(nil), (*interfaces.SwInterfaceDetails)(nil),
+		(*interfaces.SwInterfaceSetFlags)(nil), (*interfaces.SwInterfaceSetFlagsReply)(nil),
+		(*interfaces.SwInterfaceAddDelAddress)(nil), (*interfaces.SwInterfaceAddDelAddressReply)(nil),
+		(*l2.BridgeDomainAddDelV2)(nil), (*l2.BridgeDomainAddDelV2Reply)(nil),
+		(*l2.BridgeDomainDump)(nil), (*l2.BridgeDomainDetails)(nil),
+		(*l2.SwInterfaceSetL2Bridge)(nil), (*l2.SwInterfaceSetL2BridgeReply)(nil),
+	}
+	switch ifType {
+	case netconf.IfTypeVhostUser:
+		msgs = append(msgs,
+			(*vhost_user.CreateVhostUserIfV2)(nil), (*vhost_user.CreateVhostUserIfV2Reply)(nil),
+			(*vhost_user.DeleteVhostUserIf)(nil), (*vhost_user.DeleteVhostUserIfReply)(nil),
+			(*vhost_user.SwInterfaceVhostUserDump)(nil), (*vhost_user.SwInterfaceVhostUserDetails)(nil))
+	default:
+		msgs = append(msgs, memif.Messages()...)
+		msgs = append(msgs, (*interfaces.SwInterfaceTagAddDel)(nil), (*interfaces.SwInterfaceTagAddDelReply)(nil))
+	}
+	return msgs
+}
+
+// Connect connects to VPP and checks it speaks the messages the engine
+// will use.
+func Connect(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Socket == "" {
+		cfg.Socket = DefaultAPISocket
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := dial(ctx, cfg.Socket, cfg.Adapter)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkCompatible(cfg.Socket, Messages(cfg.IfType)); err != nil {
+		c.close()
+		return nil, err
+	}
+	return &Engine{cfg: cfg, c: c, log: log}, nil
+}
+
+// Close releases the connection.
+func (e *Engine) Close() {
+	e.log.Debug("VPP API use", "roundTrips", e.c.trips)
+	e.c.close()
+}
+
+// RoundTrips is the number of request/reply exchanges so far, connecting
+// included.
+func (e *Engine) RoundTrips() int { return e.c.trips }
+
+// Status: the connection and compatibility check already proved VPP can
+// take attachments.
+func (e *Engine) Status(context.Context) error { return nil }
+
+// record is what Attach returns for the attachment record. DEL does not
+// trust it (VPP may have restarted and reused indexes); it is for humans
+// and for CHECK's messages.
+type record struct {
+	Tag           string `json:"tag"`
+	Interface     string `json:"interface,omitempty"`
+	SwIfIndex     uint32 `json:"swIfIndex"`
+	SocketID      uint32 `json:"socketId,omitempty"`
+	BridgeDomain  uint32 `json:"bridgeDomain,omitempty"`
+	CreatedBridge bool   `json:"createdBridge,omitempty"`
+}
+
+// bridgeDomain is the attachment's bridge domain, 0 when not bridged.
+func bridgeDomain(a *engine.Attachment) uint32 {
+	if a.Host.NetType != netconf.NetTypeBridge {
+		return 0
+	}
+	bd, err := a.Host.BridgeDomainID()
+	if err != nil {
+		return 0
+	}
+	return bd
+}
+
+// Attach creates the interface in at most three round trips after
+// connecting: socket registration and bridge domain together, the
+// interface, then its tag, bridge membership or address, and admin up
+// together (VPP handles one client's requests in order, so a batch can
+// depend on its earlier members). On error, what was created is removed.
+func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.RawMessage, err error) {
+	if a.Layout == nil {
+		return nil, errors.New("attachment has no socket layout")
+	}
+	ch := e.c.ch
+	rec := record{Tag: OwnerTag(a.ContainerID, a.IfName), BridgeDomain: bridgeDomain(a)}
+	socketPath := a.Layout.ConnectPath()
+	var undo []func() error
+	defer func() {
+		if err == nil {
+			return
+		}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil {
+				e.log.Error("VPP rollback step failed", "error", uerr)
+				err = fmt.Errorf("%w (rollback: %v)", err, uerr)
+			}
+		}
+	}()
+
+	var swIfIndex interface_types.InterfaceIndex
+	switch a.Host.IfType {
+	case netconf.IfTypeMemif:
+		spec := memif.SpecFrom(a.Host.Memif, socketPath)
+		create, err := memif.CreateRequest(spec, 0)
+		if err != nil {
+			return nil, err
+		}
+		sockCtx := ch.SendRequest(memif.RegisterSocketRequest(socketPath))
+		bdCtx := e.sendBridgeAdd(rec.BridgeDomain)
+		e.c.trips++
+		sockReply := &vppmemif.MemifSocketFilenameAddDelV2Reply{}
+		sockErr := sockCtx.ReceiveReply(sockReply)
+		if sockErr == nil {
+			rec.SocketID = sockReply.SocketID
+			undo = append(undo, func() error { return e.unregisterSocket(sockReply.SocketID) })
+		}
+		if err := e.recvBridgeAdd(bdCtx, &rec, &undo); err != nil {
+			return nil, err
+		}
+		if sockErr != nil {
+			return nil, fmt.Errorf("registering memif socket %s with VPP: %w", socketPath, sockErr)
+		}
+
+		create.SocketID = rec.SocketID
+		reply := &vppmemif.MemifCreateV2Reply{}
+		e.c.trips++
+		if err := ch.SendRequest(create).ReceiveReply(reply); err != nil {
+			return nil, fmt.Errorf("creating memif %s (role %s, mode %s) on %s: %w", rec.Tag, spec.Role, spec.Mode, socketPath, err)
+		}
+		swIfIndex = reply.SwIfIndex
+		undo = append(undo, func() error { return e.deleteInterface(a.Host.IfType, swIfIndex) })
+	case netconf.IfTypeVhostUser:
+		req := &vhost_user.CreateVhostUserIfV2{
+			IsServer:     a.Host.Vhost.Mode == netconf.VhostServer,
+			SockFilename: socketPath,
+			Tag:          rec.Tag,
+		}
+		bdCtx := e.sendBridgeAdd(rec.BridgeDomain)
+		createCtx := ch.SendRequest(req)
+		e.c.trips++
+		bdErr := e.recvBridgeAdd(bdCtx, &rec, &undo)
+		reply := &vhost_user.CreateVhostUserIfV2Reply{}
+		if err := createCtx.ReceiveReply(reply); err != nil {
+			if bdErr != nil {
+				return nil, bdErr
+			}
+			return nil, fmt.Errorf("creating vhost-user interface %s (VPP as %s) on %s: %w", rec.Tag, a.Host.Vhost.Mode, socketPath, err)
+		}
+		swIfIndex = reply.SwIfIndex
+		undo = append(undo, func() error { return e.deleteInterface(a.Host.IfType, swIfIndex) })
+		if bdErr != nil {
+			return nil, bdErr
+		}
+	default:
+		return nil, fmt.Errorf("host.iftype %q is not supported by engine vpp", a.Host.IfType)
+	}
+	rec.SwIfIndex = uint32(swIfIndex)
+
+	// One batch: tag, bridge membership or addresses, admin up.
+	type step struct {
+		what  string
+		ctx   api.RequestCtx
+		reply api.Message
+	}
+	var steps []step
+	if a.Host.IfType == netconf.IfTypeMemif {
+		steps = append(steps, step{"tagging the interface", ch.SendRequest(&interfaces.SwInterfaceTagAddDel{
+			IsAdd: true, SwIfIndex: swIfIndex, Tag: rec.Tag,
+		}), &interfaces.SwInterfaceTagAddDelReply{}})
+	}
+	switch {
+	case rec.BridgeDomain != 0:
+		steps = append(steps, step{fmt.Sprintf("adding the interface to bridge domain %d", rec.BridgeDomain),
+			ch.SendRequest(&l2.SwInterfaceSetL2Bridge{
+				RxSwIfIndex: swIfIndex, BdID: rec.BridgeDomain, PortType: l2.L2_API_PORT_TYPE_NORMAL, Enable: true,
+			}), &l2.SwInterfaceSetL2BridgeReply{}})
+	case a.Host.NetType == netconf.NetTypeInterface:
+		for _, ip := range a.IPs {
+			steps = append(steps, step{"setting address " + ip.String(),
+				ch.SendRequest(&interfaces.SwInterfaceAddDelAddress{
+					SwIfIndex: swIfIndex, IsAdd: true, Prefix: ip_types.NewAddressWithPrefix(ip),
+				}), &interfaces.SwInterfaceAddDelAddressReply{}})
+		}
+	}
+	steps = append(steps, step{"setting the interface up", ch.SendRequest(&interfaces.SwInterfaceSetFlags{
+		SwIfIndex: swIfIndex, Flags: interface_types.IF_STATUS_API_FLAG_ADMIN_UP,
+	}), &interfaces.SwInterfaceSetFlagsReply{}})
+	e.c.trips++
+	var errs []error
+	for _, s := range steps {
+		if err := s.ctx.ReceiveReply(s.reply); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	if a.Host.IfType == netconf.IfTypeMemif && a.Host.Memif.Role == netconf.MemifMaster ||
+		a.Host.IfType == netconf.IfTypeVhostUser && a.Host.Vhost.Mode == netconf.VhostServer {
+		// VPP created the listening socket as root: open it to the pod's app.
+		if err := a.Layout.SetSocketPerms(a.Host.Vhost.Group); err != nil {
+			return nil, fmt.Errorf("setting permissions of %s: %w", a.Layout.SocketPath(), err)
+		}
+	}
+	e.log.Debug("VPP interface created", "tag", rec.Tag, "swIfIndex", rec.SwIfIndex, "socketId", rec.SocketID,
+		"bridgeDomain", rec.BridgeDomain, "createdBridge", rec.CreatedBridge)
+	return json.Marshal(rec)
+}
+
+// sendBridgeAdd asks for the bridge domain (nil when not bridged).
+func (e *Engine) sendBridgeAdd(bd uint32) api.RequestCtx {
+	if bd == 0 {
+		return nil
+	}
+	return e.c.ch.SendRequest(&l2.BridgeDomainAddDelV2{
+		BdID: bd, Flood: true, UuFlood: true, Forward: true, Learn: true,
+		BdTag: BridgeTag, IsAdd: true,
+	})
+}
+
+// recvBridgeAdd reads sendBridgeAdd's answer: created (undo registered) or
+// already there (someone else's, or ours from an earlier attachment).
+func (e *Engine) recvBridgeAdd(ctx api.RequestCtx, rec *record, undo *[]func() error) error {
+	if ctx == nil {
+		return nil
+	}
+	err := ctx.ReceiveReply(&l2.BridgeDomainAddDelV2Reply{})
+	switch {
+	case err == nil:
+		rec.CreatedBridge = true
+		bd := rec.BridgeDomain
+		*undo = append(*undo, func() error { return e.deleteBridge(bd) })
+		return nil
+	case memif.IsRetval(err, retvalBridgeExists):
+		return nil
+	}
+	return fmt.Errorf("creating bridge domain %d: %w", rec.BridgeDomain, err)
+}
+
+func (e *Engine) deleteBridge(bd uint32) error {
+	e.c.trips++
+	err := e.c.ch.SendRequest(&l2.BridgeDomainAddDelV2{BdID: bd, IsAdd: false}).ReceiveReply(&l2.BridgeDomainAddDelV2Reply{})
+	if err == nil || memif.IsRetval(err, retvalBridgeInUse) || memif.IsRetval(err, retvalNoSuchBridge) {
+		return nil
+	}
+	return fmt.Errorf("deleting bridge domain %d: %w", bd, err)
+}
+
+func (e *Engine) unregisterSocket(id uint32) error {
+	e.c.trips++
+	err := e.c.ch.SendRequest(memif.UnregisterSocketRequest(id)).ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{})
+	if err == nil || memif.IsRetval(err, retvalNoSuchInterface) {
+		return nil
+	}
+	return fmt.Errorf("unregistering memif socket %d: %w", id, err)
+}
+
+func deleteRequest(ifType string, idx interface_types.InterfaceIndex) (api.Message, api.Message) {
+	if ifType == netconf.IfTypeVhostUser {
+		return &vhost_user.DeleteVhostUserIf{SwIfIndex: idx}, &vhost_user.DeleteVhostUserIfReply{}
+	}
+	return memif.DeleteRequest(idx), &vppmemif.MemifDeleteReply{}
+}
+
+func (e *Engine) deleteInterface(ifType string, idx interface_types.InterfaceIndex) error {
+	req, reply := deleteRequest(ifType, idx)
+	e.c.trips++
+	err := e.c.ch.SendRequest(req).ReceiveReply(reply)
+	if err == nil || memif.IsRetval(err, retvalNoSuchInterface) {
+		return nil
+	}
+	return fmt.Errorf("deleting interface %d: %w", idx, err)
+}
+
+// vppInterface is an interface as sw_interface_dump reports it.
+type vppInterface struct {
+	index   interface_types.InterfaceIndex
+	name    string
+	tag     string
+	adminUp bool
+	mac     ethernet_types.MacAddress
+}
+
+func readInterfaces(req api.MultiRequestCtx) ([]vppInterface, error) {
+	var out []vppInterface
+	for {
+		d := &interfaces.SwInterfaceDetails{}
+		last, err := req.ReceiveReply(d)
+		if err != nil {
+			return nil, fmt.Errorf("sw_interface_dump: %w", err)
+		}
+		if last {
+			return out, nil
+		}
+		out = append(out, vppInterface{
+			index: d.SwIfIndex, name: d.InterfaceName, tag: d.Tag, mac: d.L2Address,
+			adminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
+		})
+	}
+}
+
+// bridge is a bridge domain as bridge_domain_dump reports it.
+type bridge struct {
+	id      uint32
+	tag     string
+	members map[interface_types.InterfaceIndex]bool
+}
+
+// readBridge reads a bridge_domain_dump of one domain; nil when it does not
+// exist.
+func readBridge(req api.MultiRequestCtx) (*bridge, error) {
+	var out *bridge
+	for {
+		d := &l2.BridgeDomainDetails{}
+		last, err := req.ReceiveReply(d)
+		if err != nil {
+			return nil, fmt.Errorf("bridge_domain_dump: %w", err)
+		}
+		if last {
+			return out, nil
+		}
+		out = &bridge{id: d.BdID, tag: d.BdTag, members: map[interface_types.InterfaceIndex]bool{}}
+		for _, m := range d.SwIfDetails {
+			out.members[m.SwIfIndex] = true
+		}
+	}
+}
+
+// vhostInterface is a vhost-user interface as VPP reports it.
+type vhostInterface struct {
+	index    interface_types.InterfaceIndex
+	socket   string
+	isServer bool
+}
+
+func readVhost(req api.MultiRequestCtx) (map[interface_types.InterfaceIndex]vhostInterface, error) {
+	out := map[interface_types.InterfaceIndex]vhostInterface{}
+	for {
+		d := &vhost_user.SwInterfaceVhostUserDetails{}
+		last, err := req.ReceiveReply(d)
+		if err != nil {
+			return nil, fmt.Errorf("sw_interface_vhost_user_dump: %w", err)
+		}
+		if last {
+			return out, nil
+		}
+		out[d.SwIfIndex] = vhostInterface{index: d.SwIfIndex, socket: d.SockFilename, isServer: d.IsServer}
+	}
+}
+
+// snapshot is what VPP holds that concerns the plugin, read in one round
+// trip (every dump is sent before any reply is read).
+type snapshot struct {
+	ifs     []vppInterface
+	memifs  map[interface_types.InterfaceIndex]memif.Interface
+	sockets map[uint32]string
+	vhosts  map[interface_types.InterfaceIndex]vhostInterface
+	bridge  *bridge
+}
+
+func (e *Engine) snapshot(ifType string, bd uint32) (*snapshot, error) {
+	ch := e.c.ch
+	ifReq := ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: allInterfaces})
+	var memifReq, sockReq, vhostReq, bdReq api.MultiRequestCtx
+	if ifType == netconf.IfTypeVhostUser {
+		vhostReq = ch.SendMultiRequest(&vhost_user.SwInterfaceVhostUserDump{SwIfIndex: allInterfaces})
+	} else {
+		memifReq = ch.SendMultiRequest(&vppmemif.MemifDump{})
+		sockReq = ch.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{})
+	}
+	if bd != 0 {
+		bdReq = ch.SendMultiRequest(&l2.BridgeDomainDump{BdID: bd, SwIfIndex: allInterfaces})
+	}
+	e.c.trips++
+	s := &snapshot{}
+	var errs []error
+	var err error
+	if s.ifs, err = readInterfaces(ifReq); err != nil {
+		errs = append(errs, err)
+	}
+	if memifReq != nil {
+		list, err := memif.ReadInterfaces(memifReq)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if s.sockets, err = memif.ReadSockets(sockReq); err != nil {
+			errs = append(errs, err)
+		}
+		s.memifs = map[interface_types.InterfaceIndex]memif.Interface{}
+		for _, m := range list {
+			m.SocketPath = s.sockets[m.SocketID]
+			s.memifs[m.SwIfIndex] = m
+		}
+	}
+	if vhostReq != nil {
+		if s.vhosts, err = readVhost(vhostReq); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if bdReq != nil {
+		if s.bridge, err = readBridge(bdReq); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("reading VPP state: %w", errors.Join(errs...))
+	}
+	return s, nil
+}
+
+// find returns the attachment's interface, if VPP has it.
+func (s *snapshot) find(tag string) (vppInterface, bool) {
+	for _, i := range s.ifs {
+		if i.tag == tag {
+			return i, true
+		}
+	}
+	return vppInterface{}, false
+}
+
+// Detach removes the attachment's interface, found by its tag, its socket
+// registration, and the bridge domain if the plugin created it and nothing
+// else is in it: two round trips after connecting. Anything already gone
+// (VPP restarted, an earlier DEL) is success. The socket file is the
+// caller's to remove: VPP leaves memif sockets on disk.
+func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
+	tag := OwnerTag(a.ContainerID, a.IfName)
+	bd := bridgeDomain(a)
+	var rec record
+	if len(data) > 0 && json.Unmarshal(data, &rec) == nil && rec.BridgeDomain != 0 {
+		// The domain ADD used, even if the configuration changed since.
+		bd = rec.BridgeDomain
+	}
+	s, err := e.snapshot(a.Host.IfType, bd)
+	if err != nil {
+		return err
+	}
+	ch := e.c.ch
+	type step struct {
+		what     string
+		ctx      api.RequestCtx
+		reply    api.Message
+		tolerate []int32
+	}
+	var steps []step
+	iface, found := s.find(tag)
+	if found {
+		req, reply := deleteRequest(a.Host.IfType, iface.index)
+		steps = append(steps, step{fmt.Sprintf("deleting interface %s (%d)", iface.name, iface.index), ch.SendRequest(req), reply, []int32{retvalNoSuchInterface}})
+	}
+	// Socket registrations: the interface's own, and any left on the
+	// attachment's socket path by an ADD that failed half-way.
+	for id := range e.ownSockets(s, a, iface.index, found) {
+		steps = append(steps, step{fmt.Sprintf("unregistering memif socket %d", id),
+			ch.SendRequest(memif.UnregisterSocketRequest(id)), &vppmemif.MemifSocketFilenameAddDelV2Reply{}, []int32{retvalNoSuchInterface}})
+	}
+	if b := s.bridge; b != nil && b.tag == BridgeTag {
+		others := 0
+		for m := range b.members {
+			if !found || m != iface.index {
+				others++
+			}
+		}
+		if others == 0 {
+			steps = append(steps, step{fmt.Sprintf("deleting bridge domain %d", b.id),
+				ch.SendRequest(&l2.BridgeDomainAddDelV2{BdID: b.id, IsAdd: false}), &l2.BridgeDomainAddDelV2Reply{},
+				[]int32{retvalBridgeInUse, retvalNoSuchBridge}})
+		}
+	}
+	if len(steps) == 0 {
+		e.log.Debug("nothing of the attachment left in VPP", "tag", tag)
+		return nil
+	}
+	e.c.trips++
+	var errs []error
+	for _, st := range steps {
+		err := st.ctx.ReceiveReply(st.reply)
+		if err == nil {
+			continue
+		}
+		ok := false
+		for _, r := range st.tolerate {
+			ok = ok || memif.IsRetval(err, r)
+		}
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %w", st.what, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ownSockets are the memif socket ids to unregister with the attachment:
+// its interface's, and registrations of its socket path no other memif uses.
+func (e *Engine) ownSockets(s *snapshot, a *engine.Attachment, idx interface_types.InterfaceIndex, found bool) map[uint32]bool {
+	ids := map[uint32]bool{}
+	if s.memifs == nil {
+		return ids
+	}
+	used := map[uint32]bool{}
+	for _, m := range s.memifs {
+		if found && m.SwIfIndex == idx {
+			if m.SocketID != 0 {
+				ids[m.SocketID] = true
+			}
+			continue
+		}
+		used[m.SocketID] = true
+	}
+	if a.Layout != nil {
+		for id, path := range s.sockets {
+			if id != 0 && (path == a.Layout.ConnectPath() || path == a.Layout.SocketPath()) {
+				ids[id] = true
+			}
+		}
+	}
+	for id := range ids {
+		if used[id] {
+			delete(ids, id)
+		}
+	}
+	return ids
+}
+
+// Check verifies the tagged interface exists, is up, uses the attachment's
+// socket with the configured role and mode, and is in its bridge domain.
+func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
+	tag := OwnerTag(a.ContainerID, a.IfName)
+	bd := bridgeDomain(a)
+	s, err := e.snapshot(a.Host.IfType, bd)
+	if err != nil {
+		return err
+	}
+	iface, ok := s.find(tag)
+	if !ok {
+		return fmt.Errorf("VPP has no interface tagged %s (was VPP restarted?)", tag)
+	}
+	if !iface.adminUp {
+		return fmt.Errorf("VPP interface %s is administratively down", iface.name)
+	}
+	want := map[string]bool{}
+	if a.Layout != nil {
+		want[a.Layout.ConnectPath()], want[a.Layout.SocketPath()] = true, true
+	}
+	switch a.Host.IfType {
+	case netconf.IfTypeMemif:
+		m, ok := s.memifs[iface.index]
+		if !ok {
+			return fmt.Errorf("VPP interface %s is not a memif", iface.name)
+		}
+		if len(want) > 0 && !want[m.SocketPath] {
+			return fmt.Errorf("memif %s uses socket %q, want %q", iface.name, m.SocketPath, a.Layout.ConnectPath())
+		}
+		if m.Role != a.Host.Memif.Role || m.Mode != a.Host.Memif.Mode {
+			return fmt.Errorf("memif %s is %s/%s, want %s/%s", iface.name, m.Role, m.Mode, a.Host.Memif.Role, a.Host.Memif.Mode)
+		}
+	case netconf.IfTypeVhostUser:
+		v, ok := s.vhosts[iface.index]
+		if !ok {
+			return fmt.Errorf("VPP interface %s is not a vhost-user interface", iface.name)
+		}
+		if len(want) > 0 && !want[v.socket] {
+			return fmt.Errorf("vhost-user interface %s uses socket %q, want %q", iface.name, v.socket, a.Layout.ConnectPath())
+		}
+		if v.isServer != (a.Host.Vhost.Mode == netconf.VhostServer) {
+			return fmt.Errorf("vhost-user interface %s has the wrong mode (server=%v)", iface.name, v.isServer)
+		}
+	}
+	if bd != 0 {
+		if s.bridge == nil {
+			return fmt.Errorf("bridge domain %d does not exist", bd)
+		}
+		if !s.bridge.members[iface.index] {
+			return fmt.Errorf("VPP interface %s is not in bridge domain %d", iface.name, bd)
+		}
+	}
+	return nil
+}
+
+// ListOwned lists the interfaces the plugin tagged, with their sockets. The
+// network is not recorded in VPP (a tag holds 63 bytes); GC relies on the
+// local records for it.
+func (e *Engine) ListOwned(ctx context.Context) ([]engine.Owned, error) {
+	s, err := e.snapshot(e.cfg.IfType, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []engine.Owned
+	for _, i := range s.ifs {
+		cid, ifName, ok := ParseOwnerTag(i.tag)
+		if !ok {
+			continue
+		}
+		o := engine.Owned{ContainerID: cid, IfName: ifName}
+		if m, ok := s.memifs[i.index]; ok {
+			o.SocketPath = m.SocketPath
+		}
+		if v, ok := s.vhosts[i.index]; ok {
+			o.SocketPath = v.socket
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
