@@ -247,6 +247,7 @@ func (c *NetConf) validateTop(pol *policy.Policy) error {
 		{"logFile", policy.LogFile, c.LogFile},
 		{"kubeconfig", policy.Kubeconfig, c.KubeConfig},
 		{"sharedDir", policy.SharedDir, c.SharedDir},
+		{"host.vppApiSocket", policy.VPPAPISocket, c.Host.VPPAPISocket},
 	} {
 		if p.value == "" {
 			continue
