@@ -26,9 +26,18 @@ const AllocateID = ^uint32(0)
 const (
 	// RetvalNoSuchInterface: the interface (or socket id) is already gone.
 	RetvalNoSuchInterface = -2
+	// RetvalNoSuchSocket: unregistering a socket id VPP does not have
+	// (memif_delete_socket_file answers INVALID_ARGUMENT, not -2).
+	RetvalNoSuchSocket = -73
 	// RetvalInUse: a socket filename still used by an interface.
 	RetvalInUse = -74
 )
+
+// IsSocketGone reports whether unregistering a socket failed only because
+// the registration is already gone.
+func IsSocketGone(err error) bool {
+	return IsRetval(err, RetvalNoSuchSocket) || IsRetval(err, RetvalNoSuchInterface)
+}
 
 // SocketName is the original plugin's memif socket file name, which pod
 // specs and apps build paths from.
@@ -270,7 +279,7 @@ func Delete(ch api.Channel, swIfIndex interface_types.InterfaceIndex, socketID u
 		errs = append(errs, fmt.Errorf("deleting memif %d: %w", swIfIndex, err))
 	}
 	if sockReq != nil {
-		if err := sockReq.ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{}); err != nil && !IsRetval(err, RetvalNoSuchInterface) {
+		if err := sockReq.ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{}); err != nil && !IsSocketGone(err) {
 			errs = append(errs, fmt.Errorf("unregistering memif socket %d: %w", socketID, err))
 		}
 	}

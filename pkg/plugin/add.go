@@ -64,8 +64,33 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	// after the rollback has run: a plain defer would close them first.
 	var undo undoStack
 	var closers []func()
+	// IPAM runs alongside the socket directory, the switch connection and,
+	// unless the engine needs the address, the attach itself: an IPAM
+	// plugin is another process and costs as much as everything else.
+	ipamUndo := &undoStack{}
+	ipamDone := make(chan error, 1)
+	var ipamRes *types100.Result
+	go func() {
+		r, err := p.ipamAdd(ctx, inv, ipamUndo)
+		ipamRes = r
+		ipamDone <- err
+	}()
+	ipamWaited := false
+	var ipamErr error
+	waitIPAM := func() error {
+		if !ipamWaited {
+			ipamErr, ipamWaited = <-ipamDone, true
+			ph.mark("ipam")
+		}
+		return ipamErr
+	}
 	defer func() {
+		ierr := waitIPAM()
+		if err == nil && ierr != nil {
+			err = ierr
+		}
 		if err != nil {
+			undo = append(*ipamUndo, undo...)
 			if uerr := undo.run(); uerr != nil {
 				inv.log.Error("rollback of failed ADD incomplete", "error", uerr)
 				err = fmt.Errorf("%w (rollback also failed: %v)", err, uerr)
@@ -75,12 +100,6 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 			closers[i]()
 		}
 	}()
-
-	ipamRes, err := p.ipamAdd(ctx, inv, &undo)
-	if err != nil {
-		return err
-	}
-	ph.mark("ipam")
 
 	if err := layout.Prepare(inv.conf.Host.Vhost.Group); err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing socket directory: %v", err), "")
@@ -98,7 +117,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	closers = append(closers, eng.Close)
 	ph.mark("connect")
 	att := attachment(inv, layout)
-	if ipamRes != nil {
+	if inv.conf.Host.NetType == netconf.NetTypeInterface && inv.conf.IPAM.Type != "" {
+		if err := waitIPAM(); err != nil {
+			return err
+		}
 		for _, ip := range ipamRes.IPs {
 			att.IPs = append(att.IPs, ip.Address)
 		}
@@ -113,6 +135,9 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return eng.Detach(rctx, att, engineData)
 	})
 	ph.mark("attach")
+	if err := waitIPAM(); err != nil {
+		return err
+	}
 
 	mac := inv.conf.MACFor(inv.cargs)
 	result := buildResult(inv, layout, ipamRes, mac)

@@ -45,10 +45,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		rec = nil
 	}
 	ph.mark("lock")
+	// The IPAM plugin is another process: release the address while the
+	// switch is being torn down rather than after.
+	ipamDone := make(chan error, 1)
+	go func() { ipamDone <- releaseIPAM(ctx, inv) }()
 	if err := p.teardown(ctx, inv, rec, ph); err != nil {
 		errs = append(errs, err)
 	}
-	if err := releaseIPAM(ctx, inv); err != nil {
+	if err := <-ipamDone; err != nil {
 		errs = append(errs, err)
 	}
 	ph.mark("ipam")

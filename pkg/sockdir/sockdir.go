@@ -258,9 +258,13 @@ func (l *Layout) RemoveStaleSocket() error {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("%s exists and is not a socket (%s)", l.SocketPath(), fi.Mode().Type())
 	}
-	if c, err := net.DialTimeout("unix", l.ConnectPath(), 100*time.Millisecond); err == nil {
-		_ = c.Close()
-		return fmt.Errorf("socket %s: %w", l.SocketPath(), ErrSocketInUse)
+	// vhost-user listens on stream sockets, memif on seqpacket ones: a
+	// stream connect to a live memif listener fails, so try both.
+	for _, network := range []string{"unix", "unixpacket"} {
+		if c, err := net.DialTimeout(network, l.ConnectPath(), 100*time.Millisecond); err == nil {
+			_ = c.Close()
+			return fmt.Errorf("socket %s: %w", l.SocketPath(), ErrSocketInUse)
+		}
 	}
 	if err := root.Remove(l.SocketName); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing stale socket %s: %w", l.SocketPath(), err)

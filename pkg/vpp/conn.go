@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -43,12 +44,18 @@ func quietLogger() *logrus.Logger {
 	return l
 }
 
+// quietOnce sets govpp's loggers, which are package globals read by every
+// connection's goroutines (one abandoned at a deadline keeps running), once.
+var quietOnce sync.Once
+
 // dial connects to VPP's API socket within ctx's deadline. One attempt:
 // the runtime retries a failed CNI call, and waiting for VPP to start is not
 // ours to do inside one.
 func dial(ctx context.Context, socket string, vppAPI adapter.VppAPI) (*conn, error) {
-	core.SetLogger(quietLogger())
-	socketclient.SetLogger(quietLogger())
+	quietOnce.Do(func() {
+		core.SetLogger(quietLogger())
+		socketclient.SetLogger(quietLogger())
+	})
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)

@@ -28,6 +28,7 @@ const (
 	retvalBridgeExists    = int32(api.BD_ALREADY_EXISTS)   // -119
 	retvalBridgeInUse     = int32(api.BD_IN_USE)           // -120: has members
 	retvalNoSuchBridge    = int32(api.NO_SUCH_ENTRY)       // -6
+	retvalNoSuchSocket    = int32(api.INVALID_ARGUMENT)    // -73: socket id already unregistered
 )
 
 // allInterfaces is sw_if_index ~0: every interface (binapi defaults are not
@@ -118,7 +119,6 @@ func (e *Engine) Status(context.Context) error { return nil }
 // and for CHECK's messages.
 type record struct {
 	Tag           string `json:"tag"`
-	Interface     string `json:"interface,omitempty"`
 	SwIfIndex     uint32 `json:"swIfIndex"`
 	SocketID      uint32 `json:"socketId,omitempty"`
 	BridgeDomain  uint32 `json:"bridgeDomain,omitempty"`
@@ -315,7 +315,7 @@ func (e *Engine) deleteBridge(bd uint32) error {
 func (e *Engine) unregisterSocket(id uint32) error {
 	e.c.trips++
 	err := e.c.ch.SendRequest(memif.UnregisterSocketRequest(id)).ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{})
-	if err == nil || memif.IsRetval(err, retvalNoSuchInterface) {
+	if err == nil || memif.IsSocketGone(err) {
 		return nil
 	}
 	return fmt.Errorf("unregistering memif socket %d: %w", id, err)
@@ -518,7 +518,7 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 	// attachment's socket path by an ADD that failed half-way.
 	for id := range e.ownSockets(s, a, iface.index, found) {
 		steps = append(steps, step{fmt.Sprintf("unregistering memif socket %d", id),
-			ch.SendRequest(memif.UnregisterSocketRequest(id)), &vppmemif.MemifSocketFilenameAddDelV2Reply{}, []int32{retvalNoSuchInterface}})
+			ch.SendRequest(memif.UnregisterSocketRequest(id)), &vppmemif.MemifSocketFilenameAddDelV2Reply{}, []int32{retvalNoSuchInterface, retvalNoSuchSocket}})
 	}
 	if b := s.bridge; b != nil && b.tag == BridgeTag {
 		others := 0
