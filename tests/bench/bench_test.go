@@ -25,13 +25,16 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/testbed"
+	"github.com/userspace-cni/userspace/tests/vppstub"
 )
 
 var bed struct {
-	root   string
-	bin    string
-	ovs    *testbed.OVS
-	policy string
+	root    string
+	bin     string
+	ovs     *testbed.OVS
+	policy  string
+	vpp     *vppstub.Server
+	vppSock string
 }
 
 func TestMain(m *testing.M) {
@@ -68,6 +71,13 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer o.Stop()
 	bed.ovs = o
+	bed.vppSock = filepath.Join(root, "vpp-api.sock")
+	stub, err := vppstub.Start(vppstub.Options{Socket: bed.vppSock})
+	if err != nil {
+		return 0, err
+	}
+	defer stub.Stop()
+	bed.vpp = stub
 	bed.policy = filepath.Join(root, "policy.json")
 	if err := writePolicy(nil); err != nil {
 		return 0, err
@@ -78,6 +88,8 @@ func setup(m *testing.M) (int, error) {
 func writePolicy(mutate func(*policy.Policy)) error {
 	p := bed.ovs.PluginPolicy(bed.root)
 	p.SharedDirs = append(p.SharedDirs, filepath.Join(bed.root, "shared"))
+	p.VPPAPISocketDirs = []string{bed.root}
+	p.VPPAPISocket = bed.vppSock
 	if mutate != nil {
 		mutate(p)
 	}

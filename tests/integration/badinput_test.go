@@ -74,12 +74,6 @@ func TestBadInput(t *testing.T) {
 		{"unsupported cniVersion", base(set("cniVersion", "0.2.0")), types.ErrIncompatibleCNIVersion, []string{"0.2.0"}},
 		{"malformed JSON", []byte(`{"cniVersion": "1.0.0", "name": "bad", "type": "userspace", "host": {`), types.ErrDecodingFailure, nil},
 		{"missing engine", base(func(host, _ map[string]any) { delete(host, "engine") }), types.ErrInvalidNetworkConfig, []string{"host.engine"}},
-		// The published VPP example parses, but this release has no VPP engine.
-		{"VPP engine not in this release", []byte(`{"cniVersion": "0.3.1", "name": "memif-network", "type": "userspace",
-			"host": {"engine": "vpp", "iftype": "memif", "netType": "bridge", "memif": {"role": "master", "mode": "ethernet"}, "bridge": {"bridgeId": 4}},
-			"container": {"engine": "vpp", "iftype": "memif", "netType": "interface", "memif": {"role": "slave", "mode": "ethernet"}},
-			"ipam": {"type": "host-local", "subnet": "172.22.0.0/24", "rangeStart": "172.22.0.2", "rangeEnd": "172.22.0.254",
-			"routes": [{"dst": "0.0.0.0/0"}], "gateway": "172.22.0.1", "dataDir": "` + h.ipamDir + `"}}`), types.ErrUnsupportedField, []string{"host.engine", `"vpp"`}},
 	}
 	allocs := len(ipamAllocations(t))
 	for _, tc := range cases {

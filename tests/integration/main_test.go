@@ -21,6 +21,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/testbed"
+	"github.com/userspace-cni/userspace/tests/vppstub"
 )
 
 // h is the shared test bed: one switch and one plugin build per run.
@@ -36,6 +37,8 @@ type harness struct {
 	shared   string // an allowed sharedDir
 	ipamDir  string
 	cni      *libcni.CNIConfig
+	vpp      *vppstub.Server // the VPP API stand-in
+	vppSock  string
 }
 
 func TestMain(m *testing.M) {
@@ -71,6 +74,13 @@ func run(m *testing.M) (int, error) {
 	}
 	defer ovs.Stop()
 	hs.ovs = ovs
+	hs.vppSock = filepath.Join(root, "vpp-api.sock")
+	stub, err := vppstub.Start(vppstub.Options{Socket: hs.vppSock})
+	if err != nil {
+		return 0, fmt.Errorf("starting the VPP stand-in: %w", err)
+	}
+	defer stub.Stop()
+	hs.vpp = stub
 	if err := hs.writePolicy(nil); err != nil {
 		return 0, err
 	}
@@ -84,6 +94,8 @@ func run(m *testing.M) (int, error) {
 func (hs *harness) writePolicy(mutate func(*policy.Policy)) error {
 	p := hs.ovs.PluginPolicy(hs.root)
 	p.SharedDirs = append(p.SharedDirs, hs.shared)
+	p.VPPAPISocketDirs = []string{hs.root}
+	p.VPPAPISocket = hs.vppSock
 	if mutate != nil {
 		mutate(p)
 	}
