@@ -1,0 +1,205 @@
+package kubetest_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/tests/kubetest"
+)
+
+// strict decodes an object into a typed struct, refusing unknown fields (a
+// misspelt field would otherwise be dropped silently by the API server).
+func strict(t *testing.T, o *unstructured.Unstructured, into any) {
+	t.Helper()
+	data, err := json.Marshal(o.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+	}
+}
+
+func TestManifestsParse(t *testing.T) {
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(root, "deploy", "*.y*ml"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("manifests under deploy/: %v, %v", files, err)
+	}
+	kinds := map[string][]*unstructured.Unstructured{}
+	for _, f := range files {
+		objs, err := kubetest.LoadManifests(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(objs) == 0 {
+			t.Errorf("%s holds no object", f)
+		}
+		for _, o := range objs {
+			if o.GetAPIVersion() == "" || o.GetKind() == "" || o.GetName() == "" {
+				t.Errorf("%s: object without apiVersion, kind or name: %v", f, o.Object)
+			}
+			kinds[o.GetKind()] = append(kinds[o.GetKind()], o)
+		}
+	}
+	for _, k := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "CustomResourceDefinition"} {
+		if len(kinds[k]) != 1 {
+			t.Fatalf("want exactly one %s under deploy/, found %d", k, len(kinds[k]))
+		}
+	}
+	for k := range kinds {
+		switch k {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "CustomResourceDefinition":
+		default:
+			t.Errorf("unexpected kind %s under deploy/", k)
+		}
+	}
+
+	var sa corev1.ServiceAccount
+	strict(t, kinds["ServiceAccount"][0], &sa)
+	if sa.Namespace != "kube-system" {
+		t.Errorf("ServiceAccount in namespace %q, want kube-system", sa.Namespace)
+	}
+
+	// Least privilege: get and patch on pods, nothing else.
+	var role rbacv1.ClusterRole
+	strict(t, kinds["ClusterRole"][0], &role)
+	if role.AggregationRule != nil || len(role.Rules) != 1 {
+		t.Fatalf("ClusterRole %s: want a single rule, got %+v (aggregation %v)", role.Name, role.Rules, role.AggregationRule)
+	}
+	r := role.Rules[0]
+	verbs := slices.Sorted(slices.Values(r.Verbs))
+	if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{"pods"}) ||
+		!slices.Equal(verbs, []string{"get", "patch"}) || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
+		t.Errorf("ClusterRole %s grants %+v; want only get and patch on core pods", role.Name, r)
+	}
+
+	var binding rbacv1.ClusterRoleBinding
+	strict(t, kinds["ClusterRoleBinding"][0], &binding)
+	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name || binding.RoleRef.APIGroup != rbacv1.GroupName {
+		t.Errorf("ClusterRoleBinding refers to %+v, want ClusterRole %s", binding.RoleRef, role.Name)
+	}
+	if len(binding.Subjects) != 1 || binding.Subjects[0].Kind != rbacv1.ServiceAccountKind ||
+		binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
+		t.Errorf("ClusterRoleBinding subjects %+v, want only the ServiceAccount %s/%s", binding.Subjects, sa.Namespace, sa.Name)
+	}
+
+	var ds appsv1.DaemonSet
+	strict(t, kinds["DaemonSet"][0], &ds)
+	spec := ds.Spec.Template.Spec
+	if spec.ServiceAccountName != sa.Name || ds.Namespace != sa.Namespace {
+		t.Errorf("DaemonSet %s/%s runs as %q, want the ServiceAccount %s/%s", ds.Namespace, ds.Name, spec.ServiceAccountName, sa.Namespace, sa.Name)
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("DaemonSet: %d containers, want 1", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	if c.Image != "userspace-cni:latest" {
+		t.Errorf("DaemonSet image %q", c.Image)
+	}
+	if len(c.Command) != 1 || filepath.Base(c.Command[0]) != "userspace-cni-install.sh" {
+		t.Errorf("DaemonSet command %v, want the installer deploy/userspace-cni-install.sh", c.Command)
+	}
+	if _, err := os.Stat(filepath.Join(root, "deploy", "userspace-cni-install.sh")); err != nil {
+		t.Error(err)
+	}
+	if sc := c.SecurityContext; sc == nil || sc.Privileged == nil || *sc.Privileged || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("DaemonSet container security context %+v: want unprivileged with all capabilities dropped", c.SecurityContext)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	hostPaths := map[string]string{} // volume name -> host path
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	mounted := map[string]string{} // host path -> container path
+	for _, m := range c.VolumeMounts {
+		if hp, ok := hostPaths[m.Name]; ok {
+			mounted[hp] = m.MountPath
+		}
+	}
+	kubeconfigDir, policyFile := env["KUBECONFIG_DIR"], env["POLICY_FILE"]
+	for _, hp := range []string{"/opt/cni/bin", kubeconfigDir, filepath.Dir(policyFile)} {
+		if want := env["HOST_ROOT"] + hp; mounted[hp] != want {
+			t.Errorf("host directory %s mounted at %q, want %q", hp, mounted[hp], want)
+		}
+	}
+	if policyFile != policy.DefaultPath {
+		t.Errorf("POLICY_FILE %q, the plugin reads %s", policyFile, policy.DefaultPath)
+	}
+
+	// The policy the installer writes lets the plugin read its kubeconfig.
+	var cm corev1.ConfigMap
+	strict(t, kinds["ConfigMap"][0], &cm)
+	pf := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(pf, []byte(cm.Data["policy.json"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(func(k string) string {
+		if k == policy.PathEnv {
+			return pf
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatalf("ConfigMap %s policy.json: %v", cm.Name, err)
+	}
+	if _, _, err := pol.Match(policy.Kubeconfig, filepath.Join(kubeconfigDir, "userspace.kubeconfig")); err != nil {
+		t.Errorf("the policy refuses the installed kubeconfig: %v", err)
+	}
+	if !slices.Equal(pol.KubeconfigDirs, []string{kubeconfigDir}) {
+		t.Errorf("policy kubeconfigDirs %v, want only %s", pol.KubeconfigDirs, kubeconfigDir)
+	}
+	var policyVolume bool
+	for _, v := range spec.Volumes {
+		if v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
+			for _, m := range c.VolumeMounts {
+				if m.Name == v.Name && filepath.Join(m.MountPath, "policy.json") == env["POLICY_SOURCE"] {
+					policyVolume = true
+				}
+			}
+		}
+	}
+	if !policyVolume {
+		t.Errorf("ConfigMap %s is not mounted where POLICY_SOURCE (%s) points", cm.Name, env["POLICY_SOURCE"])
+	}
+
+	var crd apiextensionsv1.CustomResourceDefinition
+	strict(t, kinds["CustomResourceDefinition"][0], &crd)
+	if crd.Spec.Group != "k8s.cni.cncf.io" || crd.Spec.Names.Plural != "network-attachment-definitions" ||
+		crd.Spec.Names.Kind != "NetworkAttachmentDefinition" || crd.Spec.Scope != apiextensionsv1.NamespaceScoped ||
+		crd.Name != "network-attachment-definitions.k8s.cni.cncf.io" {
+		t.Errorf("CRD %s: %+v", crd.Name, crd.Spec.Names)
+	}
+	if len(crd.Spec.Versions) != 1 || crd.Spec.Versions[0].Name != "v1" || !crd.Spec.Versions[0].Served || !crd.Spec.Versions[0].Storage {
+		t.Fatalf("CRD versions %+v, want v1 served and stored", crd.Spec.Versions)
+	}
+	schema := crd.Spec.Versions[0].Schema.OpenAPIV3Schema
+	if cfg := schema.Properties["spec"].Properties["config"]; cfg.Type != "string" {
+		t.Errorf("CRD spec.config has type %q, want string", cfg.Type)
+	}
+	if !strings.HasPrefix(kinds["CustomResourceDefinition"][0].GetAPIVersion(), "apiextensions.k8s.io/v1") {
+		t.Error("CRD is not apiextensions.k8s.io/v1")
+	}
+}
