@@ -1,6 +1,7 @@
 # The userspace CNI plugin. `make test` installs what is missing (Debian
 # packages; Go modules come through the module proxy) and runs every test
-# against a real OVS-DPDK. Run as root: the tests create network namespaces
+# against a real OVS-DPDK, a VPP API stand-in and a real kube-apiserver.
+# Run as root: the tests create network namespaces
 # and start a private switch.
 
 GO        ?= go
@@ -11,7 +12,7 @@ BENCHTIME ?= 50x
 # Debian packages the tests and the test bed need.
 DEBS      := openvswitch-switch-dpdk dpdk-dev librte-net-memif23 iproute2
 
-.PHONY: all build deps lint unit fuzz integration test bench clean
+.PHONY: all build deps lint unit fuzz integration kube test bench clean
 
 all: build
 
@@ -32,22 +33,32 @@ lint:
 	$(GO) tool staticcheck ./...
 
 unit:
-	$(GO) test -race -count=1 $(PKGS) ./tests/testbed/
+	$(GO) test -race -count=1 $(PKGS) ./tests/testbed/ ./tests/vppstub/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseArgs$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
+	$(GO) test -run='^$$' -fuzz='^FuzzOwnerTag$$' -fuzztime=$(FUZZTIME) ./pkg/vpp/
 
 integration:
 	$(GO) test -count=1 -timeout 20m ./tests/integration/
 
+# Kubernetes: a real kube-apiserver (built once from the Go module proxy by
+# hack/kube-assets.sh, cached by version outside the repo) and etcd (Debian).
+kube:
+	assets=$$(./hack/kube-assets.sh) && \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test -race -count=1 -timeout 20m ./tests/kubetest/ && \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test -count=1 -timeout 20m ./tests/multus/
+
 # The README's test command: everything, on a fresh machine.
-test: deps lint unit fuzz integration
+test: deps lint unit fuzz integration kube
 
 # Each command gets its own switch: the scale benchmark leaves 1000 ports.
 bench: deps
 	$(GO) test -run='^$$' -bench='AddDel|Version|Scale' -benchtime=$(BENCHTIME) -timeout 30m ./tests/bench/
 	$(GO) test -run='^$$' -bench='Parallel' -benchtime=1x -timeout 30m ./tests/bench/
+	assets=$$(./hack/kube-assets.sh) && KUBEBUILDER_ASSETS=$$assets \
+	$(GO) test -run='^$$' -bench='KubeAddDel' -benchtime=$(BENCHTIME) -timeout 30m ./tests/multus/
 
 clean:
 	rm -rf $(BIN)

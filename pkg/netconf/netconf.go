@@ -118,6 +118,8 @@ type UserSpaceConf struct {
 // RuntimeConfig carries the capabilities the runtime passes.
 type RuntimeConfig struct {
 	MAC string `json:"mac,omitempty"`
+	// CNIDeviceInfoFile is where Multus wants the NPWG device-info written.
+	CNIDeviceInfoFile string `json:"CNIDeviceInfoFile,omitempty"`
 }
 
 // CNIArgs are the per-pod options a runtime (Multus: the selection's

@@ -11,6 +11,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
+	"github.com/userspace-cni/userspace/pkg/deviceinfo"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
@@ -31,7 +32,18 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
 
-	layout, err := socketLayout(inv)
+	pc, err := lookupPod(ctx, inv)
+	if err != nil {
+		return err
+	}
+	if pc != nil {
+		defer func() {
+			inv.log.Debug("Kubernetes API use", "requests", pc.client.Requests())
+			pc.client.Close()
+		}()
+		ph.mark("pod")
+	}
+	layout, err := socketLayout(inv, pc)
 	if err != nil {
 		return err
 	}
@@ -147,7 +159,27 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	undo.push(func() error { return layout.RemoveFile(cdFile) })
 
-	notes, err := notesLayout(inv)
+	cd := containerData(inv, layout, result)
+	if pc != nil {
+		if err := pc.client.AddConfigData(ctx, pc.pod, cd, pc.mappedDir); err != nil {
+			return kubeError(err)
+		}
+		undo.push(func() error {
+			rctx, rcancel := context.WithTimeout(context.Background(), kubeTimeout)
+			defer rcancel()
+			return pc.client.RemoveConfigData(rctx, inv.cargs.PodNamespace, inv.cargs.PodName, args.ContainerID, args.IfName)
+		})
+		ph.mark("annotate")
+	}
+	devInfo := inv.conf.RuntimeConfig.CNIDeviceInfoFile
+	if devInfo != "" {
+		if err := deviceinfo.Write(devInfo, deviceInfo(inv, layout, pc), inv.pol.DeviceInfoDirs); err != nil {
+			return types.NewError(types.ErrIOFailure, fmt.Sprintf("writing runtimeConfig.CNIDeviceInfoFile: %v", err), "")
+		}
+		undo.push(func() error { return deviceinfo.Remove(devInfo, inv.pol.DeviceInfoDirs) })
+	}
+
+	notes, err := notesLayout(inv, pc)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
@@ -157,7 +189,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 			return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing %s: %v", notes.Dir, err), "")
 		}
 		undo.push(notes.Cleanup)
-		if notesFiles, err = writeNotes(notes, inv, layout.SocketName, containerData(inv, layout, result).IPResult); err != nil {
+		if notesFiles, err = writeNotes(notes, inv, layout.SocketName, cd.IPResult); err != nil {
 			return types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
 		}
 		undo.push(func() error {
@@ -181,6 +213,8 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		ConfigDataFile: cdFile,
 		NotesLayout:    notes,
 		NotesFiles:     notesFiles,
+		Annotated:      pc != nil,
+		DeviceInfoFile: devInfo,
 		IPAM:           inv.conf.IPAM.Type,
 		EngineData:     engineData,
 		Created:        time.Now().UTC(),

@@ -56,6 +56,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		errs = append(errs, err)
 	}
 	ph.mark("ipam")
+	annotated, devInfo := inv.conf.KubeConfig != "", inv.conf.RuntimeConfig.CNIDeviceInfoFile
+	if rec != nil {
+		annotated, devInfo = rec.Annotated, rec.DeviceInfoFile
+	}
+	if err := removeKubeState(inv, annotated, devInfo); err != nil {
+		errs = append(errs, err)
+	}
+	ph.mark("kube")
 	if len(errs) > 0 {
 		return asCNIError(errors.Join(errs...), "DEL incomplete, will be retried")
 	}
@@ -84,7 +92,7 @@ func releaseIPAM(ctx context.Context, inv *invocation) error {
 func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Record, ph *phases) error {
 	var layout *sockdir.Layout
 	if rec == nil {
-		if l, err := socketLayout(inv); err == nil {
+		if l, err := socketLayout(inv, nil); err == nil {
 			layout = l
 		}
 	}

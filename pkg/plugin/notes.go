@@ -25,9 +25,10 @@ type addData struct {
 }
 
 // notesLayout is the per-pod directory of the notes' VPP layout, or nil when
-// the attachment does not use that layout (another engine, or a sharedDir).
-func notesLayout(inv *invocation) (*sockdir.Layout, error) {
-	if inv.conf.Host.Engine != netconf.EngineVPP || inv.conf.SharedDir != "" {
+// the attachment does not use that layout (another engine, a sharedDir or
+// the pod's volume).
+func notesLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
+	if inv.conf.Host.Engine != netconf.EngineVPP || inv.conf.SharedDir != "" || pc != nil && pc.dir != "" {
 		return nil, nil
 	}
 	return sockdir.Plan(inv.pol, filepath.Join(DefaultVPPBase, inv.args.ContainerID), true, "")

@@ -137,9 +137,10 @@ func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
 		store: state.New(pol.StateDir), close: closeLog}, nil
 }
 
-// socketLayout works out where the attachment's socket goes: the
-// configuration's sharedDir, else the engine's default.
-func socketLayout(inv *invocation) (*sockdir.Layout, error) {
+// socketLayout works out where the attachment's socket goes: the pod's
+// shared-dir volume, else the configuration's sharedDir, else the engine's
+// default.
+func socketLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
 	h := &inv.conf.Host
 	name := h.Vhost.Socketfile
 	if h.IfType == netconf.IfTypeMemif {
@@ -153,6 +154,8 @@ func socketLayout(inv *invocation) (*sockdir.Layout, error) {
 	}
 	dir, own := "", true
 	switch {
+	case pc != nil && pc.dir != "":
+		return podSocketLayout(inv, pc, name)
 	case inv.conf.SharedDir != "":
 		dir = filepath.Join(inv.conf.SharedDir, sockdir.ID12(inv.args.ContainerID))
 	case h.Engine == netconf.EngineVPP:

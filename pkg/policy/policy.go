@@ -75,6 +75,13 @@ type Policy struct {
 	// CHECK still reports a port the switch refused. Server-mode ports always
 	// wait: their socket exists only once the switch applied them.
 	OVSConfirmTimeoutMs *int `json:"ovsConfirmTimeoutMs,omitempty"`
+	// KubeletRoot is the kubelet's --root-dir: emptyDir volumes are under
+	// its pods directory.
+	KubeletRoot string `json:"kubeletRoot"`
+	// SharedDirVolume names the pod volume that holds the pod's sockets.
+	SharedDirVolume string `json:"sharedDirVolume"`
+	// DeviceInfoDirs are where Multus's CNIDeviceInfoFile may be.
+	DeviceInfoDirs []string `json:"deviceInfoDirs"`
 	// ShortSocketDir holds short symbolic links to socket directories whose
 	// paths are too long for a unix socket address (sun_path).
 	ShortSocketDir string `json:"shortSocketDir"`
@@ -110,12 +117,17 @@ func Default() *Policy {
 			"/var/run/openvswitch",
 			"/run/openvswitch",
 			"/usr/local/var/run/openvswitch",
+			// Pods' emptyDir volumes named by SharedDirVolume.
+			"/var/lib/kubelet/pods",
 		},
 		OVSDBSocketDirs:  []string{"/var/run/openvswitch", "/run/openvswitch", "/usr/local/var/run/openvswitch"},
 		OVSDBSocket:      "unix:/var/run/openvswitch/db.sock",
 		VPPAPISocketDirs: []string{"/run/vpp", "/var/run/vpp"},
 		VPPAPISocket:     "/run/vpp/api.sock",
 		StateDir:         "/var/lib/cni/userspace",
+		KubeletRoot:      "/var/lib/kubelet",
+		SharedDirVolume:  "shared-dir",
+		DeviceInfoDirs:   []string{"/var/run/k8s.cni.cncf.io/devinfo", "/run/k8s.cni.cncf.io/devinfo"},
 		ShortSocketDir:   "/run/userspace-cni",
 	}
 }
@@ -150,7 +162,7 @@ func (p *Policy) validate() error {
 	lists := map[string][]string{
 		"logDirs": p.LogDirs, "kubeconfigDirs": p.KubeconfigDirs,
 		"sharedDirs": p.SharedDirs, "ovsdbSocketDirs": p.OVSDBSocketDirs,
-		"vppApiSocketDirs": p.VPPAPISocketDirs,
+		"vppApiSocketDirs": p.VPPAPISocketDirs, "deviceInfoDirs": p.DeviceInfoDirs,
 	}
 	for name, dirs := range lists {
 		for _, d := range dirs {
@@ -159,7 +171,7 @@ func (p *Policy) validate() error {
 			}
 		}
 	}
-	for name, d := range map[string]string{"stateDir": p.StateDir, "shortSocketDir": p.ShortSocketDir} {
+	for name, d := range map[string]string{"stateDir": p.StateDir, "shortSocketDir": p.ShortSocketDir, "kubeletRoot": p.KubeletRoot} {
 		if err := checkAbsClean(d); err != nil {
 			return fmt.Errorf("%s %q: %w", name, d, err)
 		}

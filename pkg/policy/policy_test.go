@@ -90,7 +90,8 @@ func TestLoadFullFile(t *testing.T) {
 		"logDirs": ["/l"], "kubeconfigDirs": ["/k"], "sharedDirs": ["/s1", "/s2/"],
 		"ovsdbSocketDirs": ["/o"], "ovsdbSocket": "unix:/o/db.sock", "ovsRunDir": "/o/run",
 		"stateDir": "/st", "ovsConfirmTimeoutMs": 0, "shortSocketDir": "/sh",
-		"vppApiSocketDirs": ["/v"], "vppApiSocket": "/v/api.sock"}`)
+		"vppApiSocketDirs": ["/v"], "vppApiSocket": "/v/api.sock",
+		"kubeletRoot": "/kl", "sharedDirVolume": "sd", "deviceInfoDirs": ["/di"]}`)
 	p, err := Load(envWith(path))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -101,6 +102,7 @@ func TestLoadFullFile(t *testing.T) {
 		OVSDBSocketDirs: []string{"/o"}, OVSDBSocket: "unix:/o/db.sock", OVSRunDir: "/o/run",
 		StateDir: "/st", OVSConfirmTimeoutMs: &zero, ShortSocketDir: "/sh",
 		VPPAPISocketDirs: []string{"/v"}, VPPAPISocket: "/v/api.sock",
+		KubeletRoot: "/kl", SharedDirVolume: "sd", DeviceInfoDirs: []string{"/di"},
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("Load = %+v, want %+v", p, want)

@@ -41,6 +41,10 @@ type Record struct {
 	// (VPP's default layout), when written.
 	NotesLayout *sockdir.Layout `json:"notesLayout,omitempty"`
 	NotesFiles  []string        `json:"notesFiles,omitempty"`
+	// Annotated says the pod's configuration-data annotation has an entry
+	// for the attachment; DeviceInfoFile is the device-info file written.
+	Annotated      bool   `json:"annotated,omitempty"`
+	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
 	// IPAM is the IPAM plugin type used, if any.
 	IPAM string `json:"ipam,omitempty"`
 	// EngineData is the engine's own record of what it created.

@@ -1,0 +1,138 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/userspace-cni/userspace/pkg/configdata"
+	"github.com/userspace-cni/userspace/pkg/deviceinfo"
+	"github.com/userspace-cni/userspace/pkg/kube"
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
+)
+
+// kubeTimeout bounds each API request. ADD fails rather than waits: the
+// runtime retries the sandbox. DEL uses delTimeout and never fails on the API.
+const (
+	kubeTimeout = 5 * time.Second
+	delTimeout  = 3 * time.Second
+)
+
+// podContext is what ADD learned about the pod from the API server.
+type podContext struct {
+	client *kube.Client
+	pod    *corev1.Pod
+	// dir is the host directory of the pod's shared-dir volume ("" when the
+	// pod has none), and mappedDir where the pod's containers see it.
+	dir       string
+	mappedDir string
+}
+
+// lookupPod reads the pod when the configuration has a kubeconfig and the
+// runtime named the pod. Without the API, ADD fails (CNI error 11, try again
+// later): the socket directory depends on the pod's volumes, and a socket
+// put anywhere else is one the pod never finds.
+func lookupPod(ctx context.Context, inv *invocation) (*podContext, error) {
+	if inv.conf.KubeConfig == "" || inv.cargs.PodName == "" || inv.cargs.PodNamespace == "" {
+		return nil, nil
+	}
+	c, err := kube.New(inv.conf.KubeConfig, kubeTimeout)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("kubeconfig: %v", err), "")
+	}
+	pod, err := c.Pod(ctx, inv.cargs.PodNamespace, inv.cargs.PodName, inv.cargs.PodUID)
+	if err != nil {
+		c.Close()
+		return nil, kubeError(err)
+	}
+	pc := &podContext{client: c, pod: pod}
+	host, mount, ok, err := kube.SharedDir(pod, inv.pol.SharedDirVolume, inv.pol.KubeletRoot)
+	if err != nil {
+		c.Close()
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	if ok {
+		pc.dir, pc.mappedDir = host, mount
+	}
+	if pc.mappedDir == "" {
+		pc.mappedDir = configdata.DefaultMappedDir
+	}
+	return pc, nil
+}
+
+// kubeError maps API failures to CNI codes: transient ones to 11 so the
+// runtime retries, the rest to errors that say what to fix.
+func kubeError(err error) error {
+	code := uint(types.ErrInternal)
+	switch {
+	case kube.IsUnreachable(err), kube.IsConflict(err), kube.IsNotFound(err):
+		code = types.ErrTryAgainLater
+	case kube.IsUIDMismatch(err), kube.IsForbidden(err), kube.IsUnauthorized(err):
+		code = types.ErrInvalidNetworkConfig
+	}
+	return types.NewError(code, err.Error(), "")
+}
+
+// podSocketLayout is the socket layout in the pod's own volume: the
+// socket directly in it (the volume is the pod's; the plugin never removes
+// it), checked against the node policy like any shared directory.
+func podSocketLayout(inv *invocation, pc *podContext, name string) (*sockdir.Layout, error) {
+	l, err := sockdir.Plan(inv.pol, pc.dir, false, name)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("pod %s/%s volume %q: %v", inv.cargs.PodNamespace, inv.cargs.PodName, inv.pol.SharedDirVolume, err), "")
+	}
+	return l, nil
+}
+
+// deviceInfo is the NPWG device-info for the attachment, with the socket
+// path as the pod sees it when the pod's volume is known.
+func deviceInfo(inv *invocation, l *sockdir.Layout, pc *podContext) *deviceinfo.DeviceInfo {
+	p := l.SocketPath()
+	if pc != nil && pc.dir != "" {
+		p = path.Join(pc.mappedDir, l.SocketName)
+	}
+	ct := inv.conf.Container
+	if ct.IfType == netconf.IfTypeMemif {
+		mode := ct.Memif.Mode
+		if mode == netconf.MemifInjectPunt {
+			mode = deviceinfo.MemifModePunt
+		}
+		return deviceinfo.NewMemif(ct.Memif.Role, p, mode)
+	}
+	return deviceinfo.NewVhostUser(ct.Vhost.Mode, p)
+}
+
+// removeKubeState undoes what ADD published through Kubernetes: the pod's
+// annotation entry (best effort, bounded: DEL must not depend on the API)
+// and the device-info file.
+func removeKubeState(inv *invocation, annotated bool, devInfo string) error {
+	if devInfo != "" {
+		if err := deviceinfo.Remove(devInfo, inv.pol.DeviceInfoDirs); err != nil {
+			return err
+		}
+	}
+	if !annotated || inv.conf.KubeConfig == "" || inv.cargs.PodName == "" {
+		return nil
+	}
+	c, err := kube.New(inv.conf.KubeConfig, delTimeout)
+	if err != nil {
+		inv.log.Warn("cannot remove the pod's config-data entry", "error", err)
+		return nil
+	}
+	defer func() {
+		inv.log.Debug("Kubernetes API use", "requests", c.Requests())
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
+	defer cancel()
+	if err := c.RemoveConfigData(ctx, inv.cargs.PodNamespace, inv.cargs.PodName, inv.args.ContainerID, inv.args.IfName); err != nil {
+		inv.log.Warn("cannot remove the pod's config-data entry; it goes with the pod", "error", err)
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package multus
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+var kubeRequestsRe = regexp.MustCompile(`Kubernetes API use.*requests=(\d+)`)
+
+// runPlugin runs the binary once as Multus's delegate call and returns its
+// wall time and the Kubernetes API requests it logged.
+func runPlugin(verb string, s *sandbox, stdin []byte) (time.Duration, int, error) {
+	cmd := exec.Command(filepath.Join(bed.bin, "userspace"))
+	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+s.id, "CNI_NETNS="+s.ns.Path(),
+		"CNI_IFNAME=net1", "CNI_PATH="+bed.bin,
+		fmt.Sprintf("CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s",
+			s.pod.Namespace, s.pod.Name, s.id, s.uid))
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return d, 0, fmt.Errorf("%s: %v: %s %s", verb, err, out.String(), errOut.String())
+	}
+	n := 0
+	if m := kubeRequestsRe.FindSubmatch(errOut.Bytes()); m != nil {
+		n, _ = strconv.Atoi(string(m[1]))
+	}
+	return d, n, nil
+}
+
+func pct(ds []time.Duration, p int) float64 {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (len(s)*p+99)/100 - 1
+	i = max(0, min(i, len(s)-1))
+	return float64(s[i].Microseconds()) / 1000
+}
+
+// BenchmarkKubeAddDel measures what the Kubernetes steps add to one
+// attachment's ADD and DEL (pod lookup, shared-dir volume, annotation
+// patch, device-info) against the real API server: the published OVS-DPDK
+// example with and without a kubeconfig, alternating, and the API requests
+// per ADD and DEL (target: one GET and one PATCH per ADD).
+//
+//	go test -run '^$' -bench KubeAddDel -benchtime 50x ./tests/multus/
+func BenchmarkKubeAddDel(b *testing.B) {
+	with := []byte(fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "bench-kube", "type": "userspace", "logLevel": "debug",
+ "kubeconfig": %q, "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge", "vhost": {"mode": "client"}, "bridge": {"bridgeName": "br-bk"}}}`,
+		bed.kube.PluginKubeconfig))
+	without := []byte(`{"cniVersion": "1.0.0", "name": "bench-kube", "type": "userspace", "logLevel": "debug",
+ "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge", "vhost": {"mode": "client"}, "bridge": {"bridgeName": "br-bk"}}}`)
+	s := newPod(b, "default", "", "hostPath", mapped)
+	lat := map[string][]time.Duration{}
+	var addReq, delReq, n int
+	for b.Loop() {
+		for _, v := range []struct {
+			name  string
+			stdin []byte
+		}{{"kube", with}, {"nokube", without}} {
+			s.id = randomID()
+			d, reqs, err := runPlugin("ADD", s, v.stdin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat[v.name+"-add"] = append(lat[v.name+"-add"], d)
+			if v.name == "kube" {
+				addReq += reqs
+			}
+			d, reqs, err = runPlugin("DEL", s, v.stdin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat[v.name+"-del"] = append(lat[v.name+"-del"], d)
+			if v.name == "kube" {
+				delReq += reqs
+				n++
+			}
+		}
+	}
+	for name, ds := range lat {
+		b.ReportMetric(pct(ds, 50), name+"-p50-ms")
+		b.ReportMetric(pct(ds, 99), name+"-p99-ms")
+	}
+	b.ReportMetric(pct(lat["kube-add"], 50)-pct(lat["nokube-add"], 50), "added-add-p50-ms")
+	b.ReportMetric(pct(lat["kube-del"], 50)-pct(lat["nokube-del"], 50), "added-del-p50-ms")
+	b.ReportMetric(float64(addReq)/float64(n), "api-requests/add")
+	b.ReportMetric(float64(delReq)/float64(n), "api-requests/del")
+}
