@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -22,6 +23,10 @@ import (
 const defaultNetworkName = "userspace"
 
 func main() {
+	// One invocation lives a few milliseconds and allocates little: garbage
+	// collection would only cost time. The limit keeps a runaway bounded.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(256 << 20)
 	if os.Getenv("CNI_COMMAND") != "" && os.Getenv("CNI_COMMAND") != "VERSION" {
 		if err := nameNetwork(); err != nil {
 			_ = types.NewError(types.ErrIOFailure, err.Error(), "").Print()

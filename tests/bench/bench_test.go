@@ -63,6 +63,17 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	bed.bin = filepath.Join(root, "bin", "userspace")
+	// USERSPACE_BENCH_BINARY measures another build (an older commit, say)
+	// on the same test bed, for A/B comparisons.
+	if other := os.Getenv("USERSPACE_BENCH_BINARY"); other != "" {
+		data, err := os.ReadFile(other)
+		if err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(bed.bin, data, 0o755); err != nil {
+			return 0, err
+		}
+	}
 	// Shared mempools (OVS's default) with enough memory that a thousand
 	// vhost-user ports fit: per-port mempools would need ~50 MB each.
 	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root, MemoryMB: 1536, SharedMempool: true})
