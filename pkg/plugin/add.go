@@ -32,15 +32,47 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
 
+	// Resources the undo steps use (the switch and API connections, the
+	// node lock) are released only after the rollback has run: plain
+	// defers would release them first.
+	var undo undoStack
+	var closers []func()
+	// IPAM runs alongside everything up to the attach (and the attach too,
+	// unless the engine needs the address): an IPAM plugin is another
+	// process and costs as much as the rest of ADD.
+	ipam := &ipamRun{done: make(chan error, 1)}
+	defer func() {
+		ierr := ipam.wait(ph)
+		if err == nil && ierr != nil {
+			err = ierr
+		}
+		if err != nil {
+			undo = append(ipam.undo, undo...)
+			if uerr := undo.run(); uerr != nil {
+				inv.log.Error("rollback of failed ADD incomplete", "error", uerr)
+				err = fmt.Errorf("%w (rollback also failed: %v)", err, uerr)
+			}
+		}
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+	// An attachment added before and never deleted keeps its address until
+	// it is replaced under the lock (IPAM plugins refuse a second
+	// allocation); otherwise IPAM starts now.
+	if old, err := inv.store.Load(args.ContainerID, args.IfName); err != nil || old == nil {
+		ipam.start(ctx, p, inv)
+	}
+
 	pc, err := lookupPod(ctx, inv)
 	if err != nil {
 		return err
 	}
 	if pc != nil {
-		defer func() {
+		closers = append(closers, func() {
 			inv.log.Debug("Kubernetes API use", "requests", pc.client.Requests())
 			pc.client.Close()
-		}()
+		})
 		ph.mark("pod")
 	}
 	layout, err := socketLayout(inv, pc)
@@ -51,12 +83,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
 	}
-	defer unlock()
+	// First in closers: released last, after the rollback.
+	closers = append([]func(){unlock}, closers...)
 	ph.mark("lock")
 
 	// A runtime should DEL before adding the same attachment again; if it
 	// did not, replace what the earlier ADD left (its socket is still live).
-	if old, err := inv.store.Load(args.ContainerID, args.IfName); err == nil && old != nil {
+	if old, err := inv.store.Load(args.ContainerID, args.IfName); err == nil && old != nil && !ipam.started {
 		inv.log.Warn("replacing an attachment that was added before and never deleted")
 		if err := p.teardown(ctx, inv, old, ph); err != nil {
 			return asCNIError(err, "replacing the earlier attachment")
@@ -71,47 +104,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 			return asCNIError(err, "replacing the earlier attachment")
 		}
 	}
-
-	// Resources the undo steps use (the switch connection) are closed only
-	// after the rollback has run: a plain defer would close them first.
-	var undo undoStack
-	var closers []func()
-	// IPAM runs alongside the socket directory, the switch connection and,
-	// unless the engine needs the address, the attach itself: an IPAM
-	// plugin is another process and costs as much as everything else.
-	ipamUndo := &undoStack{}
-	ipamDone := make(chan error, 1)
-	var ipamRes *types100.Result
-	go func() {
-		r, err := p.ipamAdd(ctx, inv, ipamUndo)
-		ipamRes = r
-		ipamDone <- err
-	}()
-	ipamWaited := false
-	var ipamErr error
-	waitIPAM := func() error {
-		if !ipamWaited {
-			ipamErr, ipamWaited = <-ipamDone, true
-			ph.mark("ipam")
-		}
-		return ipamErr
-	}
-	defer func() {
-		ierr := waitIPAM()
-		if err == nil && ierr != nil {
-			err = ierr
-		}
-		if err != nil {
-			undo = append(*ipamUndo, undo...)
-			if uerr := undo.run(); uerr != nil {
-				inv.log.Error("rollback of failed ADD incomplete", "error", uerr)
-				err = fmt.Errorf("%w (rollback also failed: %v)", err, uerr)
-			}
-		}
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}()
+	ipam.start(ctx, p, inv)
 
 	if err := layout.Prepare(inv.conf.Host.Vhost.Group); err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing socket directory: %v", err), "")
@@ -130,10 +123,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	ph.mark("connect")
 	att := attachment(inv, layout)
 	if inv.conf.Host.NetType == netconf.NetTypeInterface && inv.conf.IPAM.Type != "" {
-		if err := waitIPAM(); err != nil {
+		if err := ipam.wait(ph); err != nil {
 			return err
 		}
-		for _, ip := range ipamRes.IPs {
+		for _, ip := range ipam.res.IPs {
 			att.IPs = append(att.IPs, ip.Address)
 		}
 	}
@@ -147,9 +140,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return eng.Detach(rctx, att, engineData)
 	})
 	ph.mark("attach")
-	if err := waitIPAM(); err != nil {
+	if err := ipam.wait(ph); err != nil {
 		return err
 	}
+	ipamRes := ipam.res
 
 	mac := inv.conf.MACFor(inv.cargs)
 	result := buildResult(inv, layout, ipamRes, mac)
@@ -225,6 +219,38 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	ph.mark("publish")
 	inv.log.Info("attached", "socket", layout.SocketPath(), "engine", inv.conf.Host.Engine)
 	return types.PrintResult(result, inv.conf.CNIVersion)
+}
+
+// ipamRun is the IPAM plugin's ADD running alongside the rest of ADD.
+type ipamRun struct {
+	started, waited bool
+	done            chan error
+	err             error
+	res             *types100.Result
+	undo            undoStack
+}
+
+// start runs IPAM once; later calls do nothing.
+func (r *ipamRun) start(ctx context.Context, p *Plugin, inv *invocation) {
+	if r.started {
+		return
+	}
+	r.started = true
+	go func() {
+		res, err := p.ipamAdd(ctx, inv, &r.undo)
+		r.res = res
+		r.done <- err
+	}()
+}
+
+// wait returns IPAM's outcome (nil if it never started); only then are res
+// and undo safe to read.
+func (r *ipamRun) wait(ph *phases) error {
+	if r.started && !r.waited {
+		r.err, r.waited = <-r.done, true
+		ph.mark("ipam")
+	}
+	return r.err
 }
 
 // ipamAdd runs the IPAM plugin, if any, and registers its release.

@@ -49,6 +49,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	// switch is being torn down rather than after.
 	ipamDone := make(chan error, 1)
 	go func() { ipamDone <- releaseIPAM(ctx, inv) }()
+	// So is the pod's annotation entry: an API round trip or two that
+	// depends on nothing the switch teardown does.
+	annotated, devInfo := inv.conf.KubeConfig != "", inv.conf.RuntimeConfig.CNIDeviceInfoFile
+	if rec != nil {
+		annotated, devInfo = rec.Annotated, rec.DeviceInfoFile
+	}
+	kubeDone := make(chan error, 1)
+	go func() { kubeDone <- removeKubeState(inv, annotated, devInfo) }()
 	if err := p.teardown(ctx, inv, rec, ph); err != nil {
 		errs = append(errs, err)
 	}
@@ -56,11 +64,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		errs = append(errs, err)
 	}
 	ph.mark("ipam")
-	annotated, devInfo := inv.conf.KubeConfig != "", inv.conf.RuntimeConfig.CNIDeviceInfoFile
-	if rec != nil {
-		annotated, devInfo = rec.Annotated, rec.DeviceInfoFile
-	}
-	if err := removeKubeState(inv, annotated, devInfo); err != nil {
+	if err := <-kubeDone; err != nil {
 		errs = append(errs, err)
 	}
 	ph.mark("kube")

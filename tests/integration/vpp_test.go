@@ -14,6 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	vppmemif "go.fd.io/govpp/binapi/memif"
+	"sigs.k8s.io/yaml"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/netconf"
@@ -567,5 +568,93 @@ func (hs *harness) ipamCleanup(t *testing.T) {
 	t.Helper()
 	for _, a := range ipamAllocations(t) {
 		_ = os.Remove(a)
+	}
+}
+
+// TestVPPNotesVerbatim: the application notes' VPP network exactly as
+// examples/nad-vpp-memif.yaml carries it (host-local with its default data
+// directory), executed directly as a runtime does: the socket and the pod's
+// files land where the notes' pods look for them.
+func TestVPPNotesVerbatim(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := kubeManifest(filepath.Join(root, "examples", "nad-vpp-memif.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPod(t)
+	res, err := execPlugin(t, "ADD", []byte(objs), p, "net1")
+	if err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if res.Version() != "0.3.1" {
+		t.Errorf("result version %s", res.Version())
+	}
+	sock := filepath.Join(vppSharedDir, "memif-"+p.id[:12]+"-net1.sock")
+	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("memif socket %s: %v", sock, err)
+	}
+	for _, f := range []string{"remote-net1.json", "addData-net1.json"} {
+		if _, err := os.Stat(filepath.Join(vppBase, p.id, f)); err != nil {
+			t.Errorf("notes file: %v", err)
+		}
+	}
+	if i, ok := vppIface(t, p.id, "net1"); !ok || i.BridgeDomain != 4 {
+		t.Errorf("VPP interface %+v (found %v)", i, ok)
+	}
+	if _, err := execPlugin(t, "DEL", []byte(objs), p, "net1"); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	assertVPPClean(t, p, "net1")
+	if entries, _ := os.ReadDir("/var/lib/cni/networks/memif-network"); len(entries) > 2 {
+		t.Errorf("host-local allocations left in /var/lib/cni/networks/memif-network: %d entries", len(entries))
+	}
+}
+
+// kubeManifest returns a NetworkAttachmentDefinition file's spec.config.
+func kubeManifest(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var nad struct {
+		Spec struct {
+			Config string `json:"config"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(data, &nad); err != nil || nad.Spec.Config == "" {
+		return "", fmt.Errorf("%s: no spec.config (%v)", path, err)
+	}
+	return nad.Spec.Config, nil
+}
+
+// TestVPPManySockets: more memif sockets than the original survived (it
+// crashed at the 21st), each its own registration, all removed again.
+func TestVPPManySockets(t *testing.T) {
+	const n = 30
+	list := confList(t, "1.0.0", "memif-network", vppExample())
+	pods := make([]*pod, n)
+	for i := range pods {
+		pods[i] = newPod(t)
+		if _, err := h.cni.AddNetworkList(ctx(), list, pods[i].rt("net1")); err != nil {
+			t.Fatalf("ADD %d: %v", i+1, err)
+		}
+	}
+	ids := map[uint32]bool{}
+	for _, s := range h.vpp.SocketFiles() {
+		if strings.HasPrefix(s.Filename, vppSharedDir+"/memif-") {
+			ids[s.ID] = true
+		}
+	}
+	if len(ids) != n {
+		t.Errorf("%d distinct memif socket registrations, want %d", len(ids), n)
+	}
+	for _, p := range pods {
+		if err := h.cni.DelNetworkList(ctx(), list, p.rt("net1")); err != nil {
+			t.Fatalf("DEL: %v", err)
+		}
+		assertVPPClean(t, p, "net1")
 	}
 }
