@@ -51,7 +51,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	go func() { ipamDone <- releaseIPAM(ctx, inv) }()
 	// So is the pod's annotation entry: an API round trip or two that
 	// depends on nothing the switch teardown does.
-	annotated, devInfo := inv.conf.KubeConfig != "", inv.conf.RuntimeConfig.CNIDeviceInfoFile
+	// Without a record, ADD never completed (a failed ADD takes its entry
+	// back) or a DEL already ran: the API is not asked again.
+	annotated, devInfo := false, inv.conf.RuntimeConfig.CNIDeviceInfoFile
 	if rec != nil {
 		annotated, devInfo = rec.Annotated, rec.DeviceInfoFile
 	}
