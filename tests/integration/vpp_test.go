@@ -573,19 +573,24 @@ func (hs *harness) ipamCleanup(t *testing.T) {
 
 // TestVPPNotesVerbatim: the application notes' VPP network exactly as
 // examples/nad-vpp-memif.yaml carries it (host-local with its default data
-// directory), executed directly as a runtime does: the socket and the pod's
-// files land where the notes' pods look for them.
+// directory), through libcni as a runtime drives it: the socket and the
+// pod's files land where the notes' pods look for them.
 func TestVPPNotesVerbatim(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := kubeManifest(filepath.Join(root, "examples", "nad-vpp-memif.yaml"))
+	config, err := kubeManifest(filepath.Join(root, "examples", "nad-vpp-memif.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := libcni.NetworkPluginConfFromBytes([]byte(config))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := newPod(t)
-	res, err := execPlugin(t, "ADD", []byte(objs), p, "net1")
+	rt := p.rt("net1")
+	res, err := h.cni.AddNetwork(ctx(), net, rt)
 	if err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
@@ -604,7 +609,7 @@ func TestVPPNotesVerbatim(t *testing.T) {
 	if i, ok := vppIface(t, p.id, "net1"); !ok || i.BridgeDomain != 4 {
 		t.Errorf("VPP interface %+v (found %v)", i, ok)
 	}
-	if _, err := execPlugin(t, "DEL", []byte(objs), p, "net1"); err != nil {
+	if err := h.cni.DelNetwork(ctx(), net, rt); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
 	assertVPPClean(t, p, "net1")
