@@ -51,7 +51,8 @@ func TestDataPathTestPMD(t *testing.T) {
 	s, dir := startStub(t, Options{})
 	conn := connect(t, s)
 	mc, lc, ic := memif.NewServiceClient(conn), l2.NewServiceClient(conn), interfaces.NewServiceClient(conn)
-	c := ctx(t)
+	// The whole test, packets included, is bounded by this context.
+	c := ctxFor(t, 3*time.Minute)
 	sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
 	_, swA := createMaster(t, mc, sockA, 0)
 	_, swB := createMaster(t, mc, sockB, 0)

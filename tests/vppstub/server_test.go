@@ -63,8 +63,12 @@ func connect(t *testing.T, s *Server) *core.Connection {
 	return conn
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func ctx(t *testing.T) context.Context { return ctxFor(t, 10*time.Second) }
+
+// ctxFor bounds a test's API calls; data-path tests wait for packets and
+// need longer than the API-only ones.
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return c
 }
