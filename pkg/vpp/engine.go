@@ -486,7 +486,8 @@ func (s *snapshot) find(tag string) (vppInterface, bool) {
 
 // Detach removes the attachment's interface, found by its tag, its socket
 // registration, and the bridge domain if the plugin created it and nothing
-// else is in it: two round trips after connecting. Anything already gone
+// else is in it: two round trips after connecting (three when the record's
+// hint no longer holds). Anything already gone
 // (VPP restarted, an earlier DEL) is success. The socket file is the
 // caller's to remove: VPP leaves memif sockets on disk.
 func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
@@ -497,7 +498,7 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 		// The domain ADD used, even if the configuration changed since.
 		bd = rec.BridgeDomain
 	}
-	s, err := e.snapshot(a.Host.IfType, bd)
+	s, err := e.hintedSnapshot(a.Host.IfType, bd, tag, rec)
 	if err != nil {
 		return err
 	}
@@ -553,6 +554,43 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// hintedSnapshot reads what Detach needs. When the record names the
+// interface ADD created, only that interface is read: if it still carries
+// the attachment's tag, VPP has not restarted since, so the recorded socket
+// id is still the attachment's too, and DEL's cost does not grow with the
+// number of interfaces. Otherwise (no record, VPP restarted, the index
+// reused) everything is read and the interface is found by its tag.
+func (e *Engine) hintedSnapshot(ifType string, bd uint32, tag string, rec record) (*snapshot, error) {
+	if rec.Tag != tag || rec.SwIfIndex == 0 || ifType == netconf.IfTypeMemif && rec.SocketID == 0 {
+		return e.snapshot(ifType, bd)
+	}
+	ch := e.c.ch
+	idx := interface_types.InterfaceIndex(rec.SwIfIndex)
+	ifReq := ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: idx})
+	var bdReq api.MultiRequestCtx
+	if bd != 0 {
+		bdReq = ch.SendMultiRequest(&l2.BridgeDomainDump{BdID: bd, SwIfIndex: allInterfaces})
+	}
+	e.c.trips++
+	ifs, err := readInterfaces(ifReq)
+	var b *bridge
+	var berr error
+	if bdReq != nil {
+		b, berr = readBridge(bdReq)
+	}
+	if err != nil || berr != nil {
+		return nil, fmt.Errorf("reading VPP state: %w", errors.Join(err, berr))
+	}
+	if len(ifs) != 1 || ifs[0].index != idx || ifs[0].tag != tag {
+		return e.snapshot(ifType, bd)
+	}
+	s := &snapshot{ifs: ifs, bridge: b}
+	if ifType == netconf.IfTypeMemif {
+		s.memifs = map[interface_types.InterfaceIndex]memif.Interface{idx: {SwIfIndex: idx, SocketID: rec.SocketID}}
+	}
+	return s, nil
 }
 
 // ownSockets are the memif socket ids to unregister with the attachment:

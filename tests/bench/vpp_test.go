@@ -14,14 +14,18 @@ import (
 )
 
 // vppConf is the published VPP example (memif master in bridge domain 4,
-// host-local IPAM) with its sockets under the bench's shared directory, at
-// debug level so each invocation reports its VPP API round trips.
+// host-local IPAM unless subnet is empty) with its sockets under the bench's
+// shared directory, at debug level so each invocation reports its VPP API
+// round trips.
 func vppConf(subnet string) []byte {
+	ipam := ""
+	if subnet != "" {
+		ipam = fmt.Sprintf(`, "ipam": {"type": "host-local", "subnet": %q, "dataDir": %q}`, subnet, filepath.Join(bed.root, "ipam"))
+	}
 	return fmt.Appendf(nil, `{"cniVersion": "1.0.0", "name": "memif-bench", "type": "userspace", "sharedDir": %q, "logLevel": "debug",
  "host": {"engine": "vpp", "iftype": "memif", "netType": "bridge", "memif": {"role": "master", "mode": "ethernet"}, "bridge": {"bridgeId": 4}},
- "container": {"engine": "vpp", "iftype": "memif", "netType": "interface", "memif": {"role": "slave", "mode": "ethernet"}},
- "ipam": {"type": "host-local", "subnet": %q, "dataDir": %q}}`,
-		filepath.Join(bed.root, "shared"), subnet, filepath.Join(bed.root, "ipam"))
+ "container": {"engine": "vpp", "iftype": "memif", "netType": "interface", "memif": {"role": "slave", "mode": "ethernet"}}%s}`,
+		filepath.Join(bed.root, "shared"), ipam)
 }
 
 var roundTripsRe = regexp.MustCompile(`roundTrips=(\d+)`)
@@ -80,8 +84,13 @@ func vppAddDel(b *testing.B, stdin []byte) samples {
 // BenchmarkVPPAddDel: one memif attachment's ADD and DEL against the VPP
 // stand-in, on an empty bridge domain and with 200 attachments already in
 // it (the original crashed at its 21st memif socket).
+//
+// The no-IPAM variants separate the plugin's own cost from host-local's,
+// which grows with the allocations it holds (it looks an attachment up by
+// reading every allocation file).
 func BenchmarkVPPAddDel(b *testing.B) {
 	b.Run("empty", func(b *testing.B) { vppAddDel(b, vppConf("10.90.0.0/16")) })
+	b.Run("empty-noipam", func(b *testing.B) { vppAddDel(b, vppConf("")) })
 	const existing = 200
 	stdin := vppConf("10.91.0.0/16")
 	ids := make([]string, existing)
@@ -102,6 +111,7 @@ func BenchmarkVPPAddDel(b *testing.B) {
 		b.Fatalf("VPP holds %d memifs, want %d", got, existing)
 	}
 	b.Run("200attachments", func(b *testing.B) { vppAddDel(b, stdin) })
+	b.Run("200attachments-noipam", func(b *testing.B) { vppAddDel(b, vppConf("")) })
 }
 
 // BenchmarkVPPParallel runs 8 concurrent memif ADDs into one bridge domain,
