@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/userspace-cni/userspace/pkg/deviceinfo"
 	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
@@ -255,6 +256,11 @@ func (c *NetConf) validateTop(pol *policy.Policy) error {
 		}
 		if _, _, err := pol.Match(p.kind, p.value); err != nil {
 			return fieldError(p.field, p.value, err.Error())
+		}
+	}
+	if f := c.RuntimeConfig.CNIDeviceInfoFile; f != "" {
+		if _, _, err := deviceinfo.CheckPath(f, pol.DeviceInfoDirs); err != nil {
+			return fieldError("runtimeConfig.CNIDeviceInfoFile", f, err.Error())
 		}
 	}
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > MaxMTU) {
