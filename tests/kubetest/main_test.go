@@ -24,8 +24,8 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	env, envErr = kubetest.Start()
 	if envErr != nil {
-		// Tests that need the API server fail (CI=true) or skip in
-		// needEnv; the others still run.
+		// Tests that need the API server fail in needEnv; the others
+		// still run.
 		fmt.Fprintln(os.Stderr, "kubetest:", envErr)
 		os.Exit(m.Run())
 	}
@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// needEnv returns the API server, or fails (CI=true) or skips the test.
+// needEnv returns the API server, or fails the test.
 func needEnv(t testing.TB) *kubetest.Env {
 	t.Helper()
 	kubetest.Require(t, envErr)
