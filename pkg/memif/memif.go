@@ -1,12 +1,10 @@
-// Package memif drives memif interfaces through VPP's binary API. Both ends
-// use it: the plugin on the host (usually the master, in a bridge domain) and
-// the VPP helper in the pod (usually the slave). It owns socket naming, the
-// translation of the configuration's role and mode, and the requests that
-// register a socket file and create or delete an interface.
+// Package memif is memif over VPP's binary API: socket naming, the
+// translation of the configuration's role and mode, the requests that
+// register a socket file and create or delete an interface, and reading
+// memifs and socket registrations back.
 package memif
 
 import (
-	"errors"
 	"fmt"
 	"net"
 
@@ -17,26 +15,17 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
+	"github.com/userspace-cni/userspace/pkg/vppapi"
 )
 
 // AllocateID asks VPP to choose a socket id (VPP's "~0").
 const AllocateID = ^uint32(0)
 
-// VPP return values the memif calls can give that callers treat specially.
-const (
-	// RetvalNoSuchInterface: the interface (or socket id) is already gone.
-	RetvalNoSuchInterface = -2
-	// RetvalNoSuchSocket: unregistering a socket id VPP does not have
-	// (memif_delete_socket_file answers INVALID_ARGUMENT, not -2).
-	RetvalNoSuchSocket = -73
-	// RetvalInUse: a socket filename still used by an interface.
-	RetvalInUse = -74
-)
-
 // IsSocketGone reports whether unregistering a socket failed only because
-// the registration is already gone.
+// the registration is already gone: VPP answers INVALID_ARGUMENT (-73) for
+// an unknown socket id, not -2.
 func IsSocketGone(err error) bool {
-	return IsRetval(err, RetvalNoSuchSocket) || IsRetval(err, RetvalNoSuchInterface)
+	return vppapi.IsRetval(err, int32(api.INVALID_ARGUMENT)) || vppapi.IsRetval(err, int32(api.INVALID_SW_IF_INDEX))
 }
 
 // SocketName is the original plugin's memif socket file name, which pod
@@ -170,12 +159,6 @@ func DeleteRequest(swIfIndex interface_types.InterfaceIndex) *vppmemif.MemifDele
 	return &vppmemif.MemifDelete{SwIfIndex: swIfIndex}
 }
 
-// IsRetval reports whether err is VPP's answer with the given return value.
-func IsRetval(err error, retval int32) bool {
-	var apiErr api.VPPApiError
-	return errors.As(err, &apiErr) && int32(apiErr) == retval
-}
-
 // Interface is a memif VPP reports, joined with its socket file.
 type Interface struct {
 	SwIfIndex  interface_types.InterfaceIndex
@@ -189,99 +172,25 @@ type Interface struct {
 	LinkUp     bool
 }
 
-// List reads every memif and socket registration from VPP in one round
-// trip (both dumps are sent before either is read).
-func List(ch api.Channel) ([]Interface, map[uint32]string, error) {
-	ifReq := ch.SendMultiRequest(&vppmemif.MemifDump{})
-	sockReq := ch.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{})
-	ifs, err := ReadInterfaces(ifReq)
-	sockets, serr := ReadSockets(sockReq)
-	if err != nil {
-		return nil, nil, err
-	}
-	if serr != nil {
-		return nil, nil, serr
-	}
-	for i := range ifs {
-		ifs[i].SocketPath = sockets[ifs[i].SocketID]
-	}
-	return ifs, sockets, nil
-}
-
 // ReadInterfaces reads the replies of a memif_dump.
 func ReadInterfaces(req api.MultiRequestCtx) ([]Interface, error) {
 	var out []Interface
-	for {
-		d := &vppmemif.MemifDetails{}
-		last, err := req.ReceiveReply(d)
-		if err != nil {
-			return nil, fmt.Errorf("memif_dump: %w", err)
-		}
-		if last {
-			return out, nil
-		}
+	err := vppapi.ReadDump(req, "memif_dump", func(d *vppmemif.MemifDetails) {
 		out = append(out, Interface{
 			SwIfIndex: d.SwIfIndex, Name: d.IfName, ID: d.ID, SocketID: d.SocketID,
 			Role: RoleName(d.Role), Mode: ModeName(d.Mode),
 			AdminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
 			LinkUp:  d.Flags&interface_types.IF_STATUS_API_FLAG_LINK_UP != 0,
 		})
-	}
+	})
+	return out, err
 }
 
 // ReadSockets reads the replies of a memif_socket_filename_dump.
 func ReadSockets(req api.MultiRequestCtx) (map[uint32]string, error) {
 	out := map[uint32]string{}
-	for {
-		d := &vppmemif.MemifSocketFilenameDetails{}
-		last, err := req.ReceiveReply(d)
-		if err != nil {
-			return nil, fmt.Errorf("memif_socket_filename_dump: %w", err)
-		}
-		if last {
-			return out, nil
-		}
+	err := vppapi.ReadDump(req, "memif_socket_filename_dump", func(d *vppmemif.MemifSocketFilenameDetails) {
 		out[d.SocketID] = d.SocketFilename
-	}
-}
-
-// Create registers the socket and creates the interface: two round trips,
-// the second needing the id the first allocates. On failure nothing stays
-// registered.
-func Create(ch api.Channel, s Spec) (interface_types.InterfaceIndex, uint32, error) {
-	req, err := CreateRequest(s, 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	sockReply := &vppmemif.MemifSocketFilenameAddDelV2Reply{}
-	if err := ch.SendRequest(RegisterSocketRequest(s.SocketPath)).ReceiveReply(sockReply); err != nil {
-		return 0, 0, fmt.Errorf("registering memif socket %s: %w", s.SocketPath, err)
-	}
-	req.SocketID = sockReply.SocketID
-	reply := &vppmemif.MemifCreateV2Reply{}
-	if err := ch.SendRequest(req).ReceiveReply(reply); err != nil {
-		_ = ch.SendRequest(UnregisterSocketRequest(sockReply.SocketID)).ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{})
-		return 0, 0, fmt.Errorf("creating memif %s on %s: %w", s.Role, s.SocketPath, err)
-	}
-	return reply.SwIfIndex, sockReply.SocketID, nil
-}
-
-// Delete deletes the interface and its socket registration; either already
-// gone is fine.
-func Delete(ch api.Channel, swIfIndex interface_types.InterfaceIndex, socketID uint32) error {
-	delReq := ch.SendRequest(DeleteRequest(swIfIndex))
-	var sockReq api.RequestCtx
-	if socketID != 0 {
-		sockReq = ch.SendRequest(UnregisterSocketRequest(socketID))
-	}
-	var errs []error
-	if err := delReq.ReceiveReply(&vppmemif.MemifDeleteReply{}); err != nil && !IsRetval(err, RetvalNoSuchInterface) {
-		errs = append(errs, fmt.Errorf("deleting memif %d: %w", swIfIndex, err))
-	}
-	if sockReq != nil {
-		if err := sockReq.ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{}); err != nil && !IsSocketGone(err) {
-			errs = append(errs, fmt.Errorf("unregistering memif socket %d: %w", socketID, err))
-		}
-	}
-	return errors.Join(errs...)
+	})
+	return out, err
 }

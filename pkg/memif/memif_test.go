@@ -18,38 +18,18 @@ import (
 	"github.com/userspace-cni/userspace/pkg/netconf"
 )
 
-// fakeChannel is an api.Channel over a tiny memif-only VPP: each request
-// is applied when sent, as VPP handles one client's requests in order, and
-// its reply read back later like govpp's.
+// fakeChannel is an api.Channel whose dumps answer from its state, for the
+// readers of memif and socket-registration dumps.
 type fakeChannel struct {
 	sent    []api.Message
 	sockets map[uint32]string
 	memifs  map[uint32]*vppmemif.MemifDetails
-	next    uint32
-	// fail maps a request name to the retval its next occurrence gets.
-	fail map[string]int32
 	// dumpErr makes dumps fail with it.
 	dumpErr error
 }
 
 func newFakeChannel() *fakeChannel {
-	return &fakeChannel{sockets: map[uint32]string{0: "/run/vpp/memif.sock"}, memifs: map[uint32]*vppmemif.MemifDetails{}, next: 1, fail: map[string]int32{}}
-}
-
-type reply struct {
-	msg    api.Message
-	retval int32
-}
-
-func (r reply) ReceiveReply(msg api.Message) error {
-	if reflect.TypeOf(msg) != reflect.TypeOf(r.msg) {
-		return fmt.Errorf("reply %T read as %T", r.msg, msg)
-	}
-	reflect.ValueOf(msg).Elem().Set(reflect.ValueOf(r.msg).Elem())
-	if r.retval != 0 {
-		return api.VPPApiError(r.retval)
-	}
-	return nil
+	return &fakeChannel{sockets: map[uint32]string{0: "/run/vpp/memif.sock"}, memifs: map[uint32]*vppmemif.MemifDetails{}}
 }
 
 type multiReply struct {
@@ -69,63 +49,13 @@ func (m *multiReply) ReceiveReply(msg api.Message) (bool, error) {
 	return false, nil
 }
 
+type noReply struct{}
+
+func (noReply) ReceiveReply(api.Message) error { return errors.New("not supported") }
+
 func (c *fakeChannel) SendRequest(msg api.Message) api.RequestCtx {
 	c.sent = append(c.sent, msg)
-	if rv, ok := c.fail[msg.GetMessageName()]; ok {
-		delete(c.fail, msg.GetMessageName())
-		switch msg.(type) {
-		case *vppmemif.MemifSocketFilenameAddDelV2:
-			return reply{&vppmemif.MemifSocketFilenameAddDelV2Reply{Retval: rv}, rv}
-		case *vppmemif.MemifCreateV2:
-			return reply{&vppmemif.MemifCreateV2Reply{Retval: rv}, rv}
-		case *vppmemif.MemifDelete:
-			return reply{&vppmemif.MemifDeleteReply{Retval: rv}, rv}
-		}
-	}
-	switch m := msg.(type) {
-	case *vppmemif.MemifSocketFilenameAddDelV2:
-		r := &vppmemif.MemifSocketFilenameAddDelV2Reply{SocketID: m.SocketID}
-		switch {
-		case m.IsAdd && m.SocketID == memif.AllocateID:
-			r.SocketID = 1013904223 + uint32(len(c.sockets))
-			c.sockets[r.SocketID] = m.SocketFilename
-		case m.IsAdd:
-			c.sockets[m.SocketID] = m.SocketFilename
-		case c.sockets[m.SocketID] == "":
-			r.Retval = memif.RetvalNoSuchSocket
-		default:
-			for _, d := range c.memifs {
-				if d.SocketID == m.SocketID {
-					r.Retval = memif.RetvalInUse
-				}
-			}
-			if r.Retval == 0 {
-				delete(c.sockets, m.SocketID)
-			}
-		}
-		return reply{r, r.Retval}
-	case *vppmemif.MemifCreateV2:
-		r := &vppmemif.MemifCreateV2Reply{}
-		if _, ok := c.sockets[m.SocketID]; !ok {
-			r.Retval = int32(api.INVALID_ARGUMENT)
-			return reply{r, r.Retval}
-		}
-		r.SwIfIndex = interface_types.InterfaceIndex(c.next)
-		c.memifs[c.next] = &vppmemif.MemifDetails{
-			SwIfIndex: r.SwIfIndex, ID: m.ID, Role: m.Role, Mode: m.Mode, SocketID: m.SocketID,
-			IfName: fmt.Sprintf("memif%d/%d", m.SocketID, m.ID), HwAddr: m.HwAddr,
-		}
-		c.next++
-		return reply{r, 0}
-	case *vppmemif.MemifDelete:
-		r := &vppmemif.MemifDeleteReply{}
-		if c.memifs[uint32(m.SwIfIndex)] == nil {
-			r.Retval = memif.RetvalNoSuchInterface
-		}
-		delete(c.memifs, uint32(m.SwIfIndex))
-		return reply{r, r.Retval}
-	}
-	return reply{msg, int32(api.UNSPECIFIED)}
+	return noReply{}
 }
 
 func (c *fakeChannel) SendMultiRequest(msg api.Message) api.MultiRequestCtx {
@@ -277,18 +207,9 @@ func TestCreateRequest(t *testing.T) {
 	}
 }
 
-func TestIsRetval(t *testing.T) {
-	err := fmt.Errorf("deleting: %w", api.VPPApiError(-2))
-	if !memif.IsRetval(err, -2) || memif.IsRetval(err, -74) {
-		t.Error("wrapped retval not recognised")
-	}
-	if !memif.IsRetval(errors.Join(errors.New("x"), err), -2) {
-		t.Error("joined retval not recognised")
-	}
-	if memif.IsRetval(errors.New("-2"), -2) || memif.IsRetval(nil, 0) {
-		t.Error("non-VPP error taken for a retval")
-	}
-	if !memif.IsSocketGone(api.VPPApiError(-73)) || !memif.IsSocketGone(api.VPPApiError(-2)) || memif.IsSocketGone(api.VPPApiError(-74)) {
+func TestIsSocketGone(t *testing.T) {
+	if !memif.IsSocketGone(fmt.Errorf("x: %w", api.VPPApiError(-73))) || !memif.IsSocketGone(api.VPPApiError(-2)) ||
+		memif.IsSocketGone(api.VPPApiError(-74)) || memif.IsSocketGone(nil) {
 		t.Error("IsSocketGone")
 	}
 }
@@ -314,96 +235,17 @@ func TestMessagesCRC(t *testing.T) {
 	}
 }
 
-func TestCreate(t *testing.T) {
+func TestReadDumps(t *testing.T) {
 	c := newFakeChannel()
-	idx, id, err := memif.Create(c, memif.Spec{Role: "master", SocketPath: "/run/a.sock"})
+	c.sockets[11], c.sockets[12] = "/run/a.sock", "/run/b.sock"
+	c.memifs[1] = &vppmemif.MemifDetails{SwIfIndex: 1, IfName: "memif11/0", SocketID: 11, Role: vppmemif.MEMIF_ROLE_API_MASTER,
+		Mode: vppmemif.MEMIF_MODE_API_IP, Flags: interface_types.IF_STATUS_API_FLAG_ADMIN_UP | interface_types.IF_STATUS_API_FLAG_LINK_UP}
+	c.memifs[2] = &vppmemif.MemifDetails{SwIfIndex: 2, IfName: "memif12/0", SocketID: 12, Role: vppmemif.MEMIF_ROLE_API_SLAVE}
+	ifs, err := memif.ReadInterfaces(c.SendMultiRequest(&vppmemif.MemifDump{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(c.names(), []string{"memif_socket_filename_add_del_v2", "memif_create_v2"}) {
-		t.Errorf("requests %v", c.names())
-	}
-	if c.sockets[id] != "/run/a.sock" || c.memifs[uint32(idx)] == nil || c.memifs[uint32(idx)].SocketID != id {
-		t.Errorf("state: index %d socket %d: %v %v", idx, id, c.sockets, c.memifs)
-	}
-	if create := c.sent[1].(*vppmemif.MemifCreateV2); create.SocketID != id {
-		t.Errorf("created on socket %d, registered %d", create.SocketID, id)
-	}
-}
-
-func TestCreateFailures(t *testing.T) {
-	t.Run("create", func(t *testing.T) {
-		c := newFakeChannel()
-		c.fail["memif_create_v2"] = int32(api.SYSCALL_ERROR_4)
-		_, _, err := memif.Create(c, memif.Spec{Role: "master", SocketPath: "/run/a.sock"})
-		if err == nil || !strings.Contains(err.Error(), "creating memif master on /run/a.sock") || !memif.IsRetval(err, int32(api.SYSCALL_ERROR_4)) {
-			t.Fatalf("error %v", err)
-		}
-		// The registration made for it is undone.
-		if !slices.Equal(c.names(), []string{"memif_socket_filename_add_del_v2", "memif_create_v2", "memif_socket_filename_add_del_v2"}) || len(c.sockets) != 1 {
-			t.Errorf("requests %v, sockets %v", c.names(), c.sockets)
-		}
-	})
-	t.Run("register", func(t *testing.T) {
-		c := newFakeChannel()
-		c.fail["memif_socket_filename_add_del_v2"] = int32(api.INVALID_ARGUMENT)
-		_, _, err := memif.Create(c, memif.Spec{SocketPath: "/run/a.sock"})
-		if err == nil || !strings.Contains(err.Error(), "registering memif socket /run/a.sock") || len(c.sent) != 1 {
-			t.Errorf("error %v, requests %v", err, c.names())
-		}
-	})
-	t.Run("invalid spec", func(t *testing.T) {
-		c := newFakeChannel()
-		if _, _, err := memif.Create(c, memif.Spec{MAC: "x"}); err == nil || len(c.sent) != 0 {
-			t.Errorf("error %v, requests %v", err, c.names())
-		}
-	})
-}
-
-func TestDelete(t *testing.T) {
-	c := newFakeChannel()
-	idx, id, err := memif.Create(c, memif.Spec{SocketPath: "/run/a.sock"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.sent = nil
-	if err := memif.Delete(c, idx, id); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(c.names(), []string{"memif_delete", "memif_socket_filename_add_del_v2"}) || len(c.memifs) != 0 || len(c.sockets) != 1 {
-		t.Errorf("requests %v, state %v %v", c.names(), c.memifs, c.sockets)
-	}
-	// Both already gone (an earlier DEL, a VPP restart): -2 and -73.
-	if err := memif.Delete(c, idx, id); err != nil {
-		t.Errorf("second Delete: %v", err)
-	}
-	// Socket id 0 is VPP's default: never unregistered.
-	c.sent = nil
-	if err := memif.Delete(c, idx, 0); err != nil || len(c.sent) != 1 {
-		t.Errorf("Delete without socket: %v, %v", err, c.names())
-	}
-}
-
-func TestDeleteErrors(t *testing.T) {
-	c := newFakeChannel()
-	idx, id, _ := memif.Create(c, memif.Spec{SocketPath: "/run/a.sock"})
-	other, _, _ := memif.Create(c, memif.Spec{SocketPath: "/run/b.sock"})
-	c.memifs[uint32(other)].SocketID = id // another memif still uses the socket
-	c.fail["memif_delete"] = int32(api.UNSPECIFIED)
-	err := memif.Delete(c, idx, id)
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("deleting memif %d", idx)) ||
-		!strings.Contains(err.Error(), fmt.Sprintf("unregistering memif socket %d: %v", id, api.VPPApiError(memif.RetvalInUse))) {
-		t.Errorf("error %v", err)
-	}
-}
-
-func TestList(t *testing.T) {
-	c := newFakeChannel()
-	a, ida, _ := memif.Create(c, memif.Spec{Role: "master", Mode: "ip", SocketPath: "/run/a.sock"})
-	b, idb, _ := memif.Create(c, memif.Spec{Role: "slave", SocketPath: "/run/b.sock"})
-	c.memifs[uint32(a)].Flags = interface_types.IF_STATUS_API_FLAG_ADMIN_UP | interface_types.IF_STATUS_API_FLAG_LINK_UP
-	c.sent = nil
-	ifs, sockets, err := memif.List(c)
+	sockets, err := memif.ReadSockets(c.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,18 +253,21 @@ func TestList(t *testing.T) {
 		t.Errorf("requests %v", c.names())
 	}
 	want := []memif.Interface{
-		{SwIfIndex: a, Name: fmt.Sprintf("memif%d/0", ida), SocketID: ida, SocketPath: "/run/a.sock", Role: "master", Mode: "ip", AdminUp: true, LinkUp: true},
-		{SwIfIndex: b, Name: fmt.Sprintf("memif%d/0", idb), SocketID: idb, SocketPath: "/run/b.sock", Role: "slave", Mode: "ethernet"},
+		{SwIfIndex: 1, Name: "memif11/0", SocketID: 11, Role: "master", Mode: "ip", AdminUp: true, LinkUp: true},
+		{SwIfIndex: 2, Name: "memif12/0", SocketID: 12, Role: "slave", Mode: "ethernet"},
 	}
 	if !slices.Equal(ifs, want) {
-		t.Errorf("List:\n got %+v\nwant %+v", ifs, want)
+		t.Errorf("ReadInterfaces:\n got %+v\nwant %+v", ifs, want)
 	}
-	if len(sockets) != 3 || sockets[0] != "/run/vpp/memif.sock" || sockets[idb] != "/run/b.sock" {
+	if len(sockets) != 3 || sockets[0] != "/run/vpp/memif.sock" || sockets[12] != "/run/b.sock" {
 		t.Errorf("sockets %v", sockets)
 	}
 
 	c.dumpErr = errors.New("connection lost")
-	if _, _, err := memif.List(c); err == nil || !strings.Contains(err.Error(), "memif_dump: connection lost") {
-		t.Errorf("List error %v", err)
+	if _, err := memif.ReadInterfaces(c.SendMultiRequest(&vppmemif.MemifDump{})); err == nil || !strings.Contains(err.Error(), "memif_dump: connection lost") {
+		t.Errorf("ReadInterfaces error %v", err)
+	}
+	if _, err := memif.ReadSockets(c.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{})); err == nil || !strings.Contains(err.Error(), "memif_socket_filename_dump: connection lost") {
+		t.Errorf("ReadSockets error %v", err)
 	}
 }

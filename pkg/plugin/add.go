@@ -89,7 +89,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 
 	// A runtime should DEL before adding the same attachment again; if it
 	// did not, replace what the earlier ADD left (its socket is still live).
-	if old, err := inv.store.Load(args.ContainerID, args.IfName); err == nil && old != nil && !ipam.started {
+	// Looked for again, now under the lock, only if it was there before.
+	var old *state.Record
+	if !ipam.started {
+		// An unreadable record is left to DEL, as before the lock.
+		old, _ = inv.store.Load(args.ContainerID, args.IfName)
+	}
+	if old != nil {
 		inv.log.Warn("replacing an attachment that was added before and never deleted")
 		if err := p.teardown(ctx, inv, old, ph); err != nil {
 			return asCNIError(err, "replacing the earlier attachment")

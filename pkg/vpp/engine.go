@@ -20,6 +20,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/vppapi"
 )
 
 // VPP return values the engine tolerates.
@@ -297,7 +298,7 @@ func (e *Engine) recvBridgeAdd(ctx api.RequestCtx, rec *record, undo *[]func() e
 		bd := rec.BridgeDomain
 		*undo = append(*undo, func() error { return e.deleteBridge(bd) })
 		return nil
-	case memif.IsRetval(err, retvalBridgeExists):
+	case vppapi.IsRetval(err, retvalBridgeExists):
 		return nil
 	}
 	return fmt.Errorf("creating bridge domain %d: %w", rec.BridgeDomain, err)
@@ -306,7 +307,7 @@ func (e *Engine) recvBridgeAdd(ctx api.RequestCtx, rec *record, undo *[]func() e
 func (e *Engine) deleteBridge(bd uint32) error {
 	e.c.trips++
 	err := e.c.ch.SendRequest(&l2.BridgeDomainAddDelV2{BdID: bd, IsAdd: false}).ReceiveReply(&l2.BridgeDomainAddDelV2Reply{})
-	if err == nil || memif.IsRetval(err, retvalBridgeInUse) || memif.IsRetval(err, retvalNoSuchBridge) {
+	if err == nil || vppapi.IsRetval(err, retvalBridgeInUse) || vppapi.IsRetval(err, retvalNoSuchBridge) {
 		return nil
 	}
 	return fmt.Errorf("deleting bridge domain %d: %w", bd, err)
@@ -332,7 +333,7 @@ func (e *Engine) deleteInterface(ifType string, idx interface_types.InterfaceInd
 	req, reply := deleteRequest(ifType, idx)
 	e.c.trips++
 	err := e.c.ch.SendRequest(req).ReceiveReply(reply)
-	if err == nil || memif.IsRetval(err, retvalNoSuchInterface) {
+	if err == nil || vppapi.IsRetval(err, retvalNoSuchInterface) {
 		return nil
 	}
 	return fmt.Errorf("deleting interface %d: %w", idx, err)
@@ -349,20 +350,13 @@ type vppInterface struct {
 
 func readInterfaces(req api.MultiRequestCtx) ([]vppInterface, error) {
 	var out []vppInterface
-	for {
-		d := &interfaces.SwInterfaceDetails{}
-		last, err := req.ReceiveReply(d)
-		if err != nil {
-			return nil, fmt.Errorf("sw_interface_dump: %w", err)
-		}
-		if last {
-			return out, nil
-		}
+	err := vppapi.ReadDump(req, "sw_interface_dump", func(d *interfaces.SwInterfaceDetails) {
 		out = append(out, vppInterface{
 			index: d.SwIfIndex, name: d.InterfaceName, tag: d.Tag, mac: d.L2Address,
 			adminUp: d.Flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0,
 		})
-	}
+	})
+	return out, err
 }
 
 // bridge is a bridge domain as bridge_domain_dump reports it.
@@ -376,20 +370,13 @@ type bridge struct {
 // exist.
 func readBridge(req api.MultiRequestCtx) (*bridge, error) {
 	var out *bridge
-	for {
-		d := &l2.BridgeDomainDetails{}
-		last, err := req.ReceiveReply(d)
-		if err != nil {
-			return nil, fmt.Errorf("bridge_domain_dump: %w", err)
-		}
-		if last {
-			return out, nil
-		}
+	err := vppapi.ReadDump(req, "bridge_domain_dump", func(d *l2.BridgeDomainDetails) {
 		out = &bridge{id: d.BdID, tag: d.BdTag, members: map[interface_types.InterfaceIndex]bool{}}
 		for _, m := range d.SwIfDetails {
 			out.members[m.SwIfIndex] = true
 		}
-	}
+	})
+	return out, err
 }
 
 // vhostInterface is a vhost-user interface as VPP reports it.
@@ -401,17 +388,10 @@ type vhostInterface struct {
 
 func readVhost(req api.MultiRequestCtx) (map[interface_types.InterfaceIndex]vhostInterface, error) {
 	out := map[interface_types.InterfaceIndex]vhostInterface{}
-	for {
-		d := &vhost_user.SwInterfaceVhostUserDetails{}
-		last, err := req.ReceiveReply(d)
-		if err != nil {
-			return nil, fmt.Errorf("sw_interface_vhost_user_dump: %w", err)
-		}
-		if last {
-			return out, nil
-		}
+	err := vppapi.ReadDump(req, "sw_interface_vhost_user_dump", func(d *vhost_user.SwInterfaceVhostUserDetails) {
 		out[d.SwIfIndex] = vhostInterface{index: d.SwIfIndex, socket: d.SockFilename, isServer: d.IsServer}
-	}
+	})
+	return out, err
 }
 
 // snapshot is what VPP holds that concerns the plugin, read in one round
@@ -547,7 +527,7 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 		}
 		ok := false
 		for _, r := range st.tolerate {
-			ok = ok || memif.IsRetval(err, r)
+			ok = ok || vppapi.IsRetval(err, r)
 		}
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: %w", st.what, err))
@@ -584,7 +564,13 @@ func (e *Engine) hintedSnapshot(ifType string, bd uint32, tag string, rec record
 		return nil, fmt.Errorf("reading VPP state: %w", errors.Join(err, berr))
 	}
 	if len(ifs) != 1 || ifs[0].index != idx || ifs[0].tag != tag {
-		return e.snapshot(ifType, bd)
+		// The bridge domain just read stands: only the rest is read again.
+		full, err := e.snapshot(ifType, 0)
+		if err != nil {
+			return nil, err
+		}
+		full.bridge = b
+		return full, nil
 	}
 	s := &snapshot{ifs: ifs, bridge: b}
 	if ifType == netconf.IfTypeMemif {
