@@ -11,12 +11,10 @@
 package bench
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -47,33 +45,13 @@ func TestMain(m *testing.M) {
 }
 
 func setup(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, fmt.Errorf("benchmarks need root (OVS-DPDK, network namespaces)")
-	}
-	if err := testbed.EnsurePackages(testbed.RequiredPackages()...); err != nil {
-		return 0, err
-	}
-	root, err := os.MkdirTemp("/tmp", "usp-bench-")
+	root, cleanup, err := testbed.Prepare("usp-bench-")
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(root)
+	defer cleanup()
 	bed.root = root
-	if err := testbed.BuildBinaries(filepath.Join(root, "bin")); err != nil {
-		return 0, err
-	}
 	bed.bin = filepath.Join(root, "bin", "userspace")
-	// USERSPACE_BENCH_BINARY measures another build (an older commit, say)
-	// on the same test bed, for A/B comparisons.
-	if other := os.Getenv("USERSPACE_BENCH_BINARY"); other != "" {
-		data, err := os.ReadFile(other)
-		if err != nil {
-			return 0, err
-		}
-		if err := os.WriteFile(bed.bin, data, 0o755); err != nil {
-			return 0, err
-		}
-	}
 	// Shared mempools (OVS's default) with enough memory that a thousand
 	// vhost-user ports fit: per-port mempools would need ~50 MB each.
 	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root, MemoryMB: 1536, SharedMempool: true})
@@ -97,10 +75,8 @@ func setup(m *testing.M) (int, error) {
 }
 
 func writePolicy(mutate func(*policy.Policy)) error {
-	p := bed.ovs.PluginPolicy(bed.root)
+	p := testbed.WithVPP(bed.ovs.PluginPolicy(bed.root), bed.vppSock)
 	p.SharedDirs = append(p.SharedDirs, filepath.Join(bed.root, "shared"))
-	p.VPPAPISocketDirs = []string{bed.root}
-	p.VPPAPISocket = bed.vppSock
 	if mutate != nil {
 		mutate(p)
 	}
@@ -122,22 +98,16 @@ func conf(bridge, mode string) []byte {
 		filepath.Join(bed.root, "shared"), mode, bridge)
 }
 
-// plugin runs the binary once, as a runtime does, and returns its wall time.
-func plugin(verb, id string, stdin []byte) (time.Duration, error) {
-	cmd := exec.Command(bed.bin)
-	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+id, "CNI_NETNS=/var/run/netns/bench",
-		"CNI_IFNAME=net1", "CNI_PATH="+filepath.Dir(bed.bin),
-		"CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-"+id[:8])
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
+// plugin runs the binary once, as a runtime does, and returns its wall time
+// and its log (stderr).
+func plugin(verb, id string, stdin []byte) (time.Duration, []byte, error) {
+	d, log, err := testbed.RunPlugin(bed.bin, []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + id, "CNI_NETNS=/var/run/netns/bench",
+		"CNI_IFNAME=net1", "CNI_PATH=" + filepath.Dir(bed.bin),
+		"CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + id[:8]}, stdin)
 	if err != nil {
-		return d, fmt.Errorf("%s: %v: %s", verb, err, out.String())
+		return d, log, fmt.Errorf("%s: %w", verb, err)
 	}
-	return d, nil
+	return d, log, nil
 }
 
 func vsctl(args ...string) error {
@@ -206,12 +176,12 @@ func addDel(b *testing.B, stdin []byte) samples {
 	s := samples{}
 	for b.Loop() {
 		id := newID()
-		d, err := plugin("ADD", id, stdin)
+		d, _, err := plugin("ADD", id, stdin)
 		if err != nil {
 			b.Fatal(err)
 		}
 		s.add("add", d)
-		if d, err = plugin("DEL", id, stdin); err != nil {
+		if d, _, err = plugin("DEL", id, stdin); err != nil {
 			b.Fatal(err)
 		}
 		s.add("del", d)
@@ -260,7 +230,7 @@ func benchOriginal(b *testing.B, bridge string) {
 func BenchmarkVersion(b *testing.B) {
 	s := samples{}
 	for b.Loop() {
-		d, err := plugin("VERSION", newID(), nil)
+		d, _, err := plugin("VERSION", newID(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -283,38 +253,44 @@ func BenchmarkParallel(b *testing.B) {
 			ids[i] = newID()
 		}
 		for _, verb := range []string{"ADD", "DEL"} {
-			var mu sync.Mutex
-			var wg sync.WaitGroup
-			var errs []error
-			work := make(chan string)
 			start := time.Now()
-			for range width {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for id := range work {
-						d, err := plugin(verb, id, stdin)
-						mu.Lock()
-						s.add("par-"+verb, d)
-						if err != nil {
-							errs = append(errs, err)
-						}
-						mu.Unlock()
-					}
-				}()
-			}
-			for _, id := range ids {
-				work <- id
-			}
-			close(work)
-			wg.Wait()
-			if len(errs) > 0 {
-				b.Fatalf("%d of %d parallel %ss failed; first: %v", len(errs), total, verb, errs[0])
-			}
+			parallel(b, s, verb, ids, width, stdin)
 			b.ReportMetric(float64(time.Since(start).Milliseconds()), "par-"+verb+"-wall-ms")
 		}
 	}
 	s.report(b)
+}
+
+// parallel runs verb for every id, width at a time, records each call's
+// latency as "par-<verb>" and fails the benchmark on any error.
+func parallel(b *testing.B, s samples, verb string, ids []string, width int, stdin []byte) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []error
+	work := make(chan string)
+	for range width {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				d, _, err := plugin(verb, id, stdin)
+				mu.Lock()
+				s.add("par-"+verb, d)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		b.Fatalf("%d of %d parallel %ss failed; first: %v", len(errs), len(ids), verb, errs[0])
+	}
 }
 
 // BenchmarkScale compares ADD and DEL on an empty bridge with the same on

@@ -1,14 +1,10 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
@@ -33,25 +29,13 @@ var roundTripsRe = regexp.MustCompile(`roundTrips=(\d+)`)
 // vppPlugin runs the binary once and returns its wall time and the VPP API
 // round trips it logged (connecting included).
 func vppPlugin(verb, id string, stdin []byte) (time.Duration, int, error) {
-	cmd := exec.Command(bed.bin)
-	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+id, "CNI_NETNS=/var/run/netns/bench",
-		"CNI_IFNAME=net1", "CNI_PATH="+filepath.Dir(bed.bin),
-		"CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-"+id[:8])
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return d, 0, fmt.Errorf("%s: %v: %s %s", verb, err, out.String(), errOut.String())
-	}
+	d, log, err := plugin(verb, id, stdin)
 	trips := 0
-	for _, m := range roundTripsRe.FindAllSubmatch(errOut.Bytes(), -1) {
+	for _, m := range roundTripsRe.FindAllSubmatch(log, -1) {
 		n, _ := strconv.Atoi(string(m[1]))
 		trips += n
 	}
-	return d, trips, nil
+	return d, trips, err
 }
 
 // vppAddDel adds and deletes one memif attachment per iteration and reports
@@ -127,26 +111,7 @@ func BenchmarkVPPParallel(b *testing.B) {
 			ids[i] = newID()
 		}
 		for _, verb := range []string{"ADD", "DEL"} {
-			var mu sync.Mutex
-			var wg sync.WaitGroup
-			var errs []error
-			for _, id := range ids {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					d, _, err := vppPlugin(verb, id, stdin)
-					mu.Lock()
-					defer mu.Unlock()
-					s.add("par-"+verb, d)
-					if err != nil {
-						errs = append(errs, err)
-					}
-				}()
-			}
-			wg.Wait()
-			if len(errs) > 0 {
-				b.Fatalf("%d of %d concurrent %ss failed; first: %v", len(errs), width, verb, errs[0])
-			}
+			parallel(b, s, verb, ids, width, stdin)
 		}
 		if n := len(bed.vpp.Memifs()); n != 0 {
 			b.Fatalf("%d memifs left after the DELs", n)

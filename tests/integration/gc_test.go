@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -80,28 +78,8 @@ func TestGC(t *testing.T) {
 func TestConcurrentAddDel(t *testing.T) {
 	const n = 8
 	list := confList(t, "1.0.0", "conc", ovsExample("br-conc"))
-	pods := make([]*pod, n)
-	for i := range pods {
-		pods[i] = newPod(t)
-	}
-	run := func(verb string, f func(p *pod) error) {
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		for _, p := range pods {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := f(p); err != nil {
-					errs <- fmt.Errorf("%s %s: %w", verb, p.id[:12], err)
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-	}
+	pods := newPods(t, n)
+	run := func(verb string, f func(p *pod) error) { concurrently(t, verb, pods, f) }
 	run("ADD", func(p *pod) error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err })
 	if rows := findRows(t, "Bridge", "name=br-conc", "ports"); len(rows) != 1 || len(strings.Fields(rows[0]["ports"])) != n+1 {
 		t.Fatalf("want one bridge with %d ports plus its local port, got %v", n, rows)

@@ -72,24 +72,7 @@ func TestLifecycleAllVersions(t *testing.T) {
 				t.Errorf("want one IPAM allocation, got %v", ipamAllocations(t))
 			}
 
-			if v >= "0.4.0" {
-				if err := h.cni.CheckNetworkList(ctx(), list, rt); err != nil {
-					t.Errorf("CHECK of a healthy attachment: %v", err)
-				}
-			}
-			if v == "1.1.0" {
-				if err := h.cni.GetStatusNetworkList(ctx(), list); err != nil {
-					t.Errorf("STATUS: %v", err)
-				}
-				// GC with this attachment valid keeps it.
-				gc := &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: p.id, IfName: "net1"}}}
-				if err := h.cni.GCNetworkList(ctx(), list, gc); err != nil {
-					t.Errorf("GC: %v", err)
-				}
-				if len(interfacesOf(t, p.id)) != 1 {
-					t.Errorf("GC removed a valid attachment")
-				}
-			}
+			checkHealthy(t, v, list, rt, p, func() bool { return len(interfacesOf(t, p.id)) == 1 })
 
 			if err := h.cni.DelNetworkList(ctx(), list, rt); err != nil {
 				t.Fatalf("DEL: %v", err)
@@ -106,6 +89,32 @@ func TestLifecycleAllVersions(t *testing.T) {
 				t.Fatalf("repeated DEL: %v", err)
 			}
 		})
+	}
+}
+
+// checkHealthy runs the verbs a healthy attachment must pass in spec
+// version v: CHECK (0.4.0 on), STATUS, and a GC that lists the attachment
+// as valid and must leave it (1.1.0); present tells whether it is still on
+// the switch.
+func checkHealthy(t *testing.T, v string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf, p *pod, present func() bool) {
+	t.Helper()
+	if v >= "0.4.0" {
+		if err := h.cni.CheckNetworkList(ctx(), list, rt); err != nil {
+			t.Errorf("CHECK of a healthy attachment: %v", err)
+		}
+	}
+	if v != "1.1.0" {
+		return
+	}
+	if err := h.cni.GetStatusNetworkList(ctx(), list); err != nil {
+		t.Errorf("STATUS: %v", err)
+	}
+	gc := &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: p.id, IfName: rt.IfName}}}
+	if err := h.cni.GCNetworkList(ctx(), list, gc); err != nil {
+		t.Errorf("GC: %v", err)
+	}
+	if !present() {
+		t.Errorf("GC removed a valid attachment")
 	}
 }
 

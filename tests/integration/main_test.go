@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,23 +52,14 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, fmt.Errorf("these tests need root (network namespaces, OVS-DPDK)")
-	}
-	if err := testbed.EnsurePackages(testbed.RequiredPackages()...); err != nil {
-		return 0, err
-	}
-	root, err := os.MkdirTemp("/tmp", "usp-it-")
+	root, cleanup, err := testbed.Prepare("usp-it-")
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(root)
+	defer cleanup()
 	hs := &harness{root: root, binDir: filepath.Join(root, "bin"), stateDir: filepath.Join(root, "state"),
 		shortDir: filepath.Join(root, "s"), shared: filepath.Join(root, "shared"), ipamDir: filepath.Join(root, "ipam")}
 	// (stateDir and shortDir match what OVS.PluginPolicy derives from root.)
-	if err := testbed.BuildBinaries(hs.binDir); err != nil {
-		return 0, err
-	}
 	ovs, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root})
 	if err != nil {
 		return 0, fmt.Errorf("starting OVS-DPDK: %w", err)
@@ -92,10 +84,8 @@ func run(m *testing.M) (int, error) {
 // writePolicy writes the node policy the plugin reads (via policy.PathEnv),
 // allowing the test bed's switch and directories; mutate may adjust it.
 func (hs *harness) writePolicy(mutate func(*policy.Policy)) error {
-	p := hs.ovs.PluginPolicy(hs.root)
+	p := testbed.WithVPP(hs.ovs.PluginPolicy(hs.root), hs.vppSock)
 	p.SharedDirs = append(p.SharedDirs, hs.shared)
-	p.VPPAPISocketDirs = []string{hs.root}
-	p.VPPAPISocket = hs.vppSock
 	if mutate != nil {
 		mutate(p)
 	}
@@ -134,6 +124,36 @@ func newPod(t *testing.T) *pod {
 	}
 	t.Cleanup(func() { _ = ns.Close() })
 	return &pod{id: hex.EncodeToString(b), ns: ns}
+}
+
+func newPods(t *testing.T, n int) []*pod {
+	t.Helper()
+	pods := make([]*pod, n)
+	for i := range pods {
+		pods[i] = newPod(t)
+	}
+	return pods
+}
+
+// concurrently runs f for every pod at once and reports each failure.
+func concurrently(t *testing.T, verb string, pods []*pod, f func(*pod) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(pods))
+	for _, p := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(p); err != nil {
+				errs <- fmt.Errorf("%s %s: %w", verb, p.id[:12], err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
 
 func (p *pod) rt(ifName string) *libcni.RuntimeConf {

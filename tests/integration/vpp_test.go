@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -187,23 +186,7 @@ func TestVPPLifecycleAllVersions(t *testing.T) {
 				t.Errorf("addData-net1.json %+v does not carry the attachment's address", add)
 			}
 
-			if v >= "0.4.0" {
-				if err := h.cni.CheckNetworkList(ctx(), list, rt); err != nil {
-					t.Errorf("CHECK of a healthy attachment: %v", err)
-				}
-			}
-			if v == "1.1.0" {
-				if err := h.cni.GetStatusNetworkList(ctx(), list); err != nil {
-					t.Errorf("STATUS: %v", err)
-				}
-				gc := &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: p.id, IfName: "net1"}}}
-				if err := h.cni.GCNetworkList(ctx(), list, gc); err != nil {
-					t.Errorf("GC: %v", err)
-				}
-				if _, ok := vppIface(t, p.id, "net1"); !ok {
-					t.Errorf("GC removed a valid attachment")
-				}
-			}
+			checkHealthy(t, v, list, rt, p, func() bool { _, ok := vppIface(t, p.id, "net1"); return ok })
 
 			if err := h.cni.DelNetworkList(ctx(), list, rt); err != nil {
 				t.Fatalf("DEL: %v", err)
@@ -485,28 +468,8 @@ func TestVPPRestart(t *testing.T) {
 func TestVPPConcurrentAdds(t *testing.T) {
 	const n = 8
 	list := confList(t, "1.0.0", "memif-network", vppExample())
-	pods := make([]*pod, n)
-	for i := range pods {
-		pods[i] = newPod(t)
-	}
-	run := func(verb string, f func(*pod) error) {
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		for _, p := range pods {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := f(p); err != nil {
-					errs <- fmt.Errorf("%s %s: %w", verb, p.id[:12], err)
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-	}
+	pods := newPods(t, n)
+	run := func(verb string, f func(*pod) error) { concurrently(t, verb, pods, f) }
 	run("ADD", func(p *pod) error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err })
 	ids := map[uint32]bool{}
 	for _, m := range h.vpp.Memifs() {
@@ -640,9 +603,8 @@ func kubeManifest(path string) (string, error) {
 func TestVPPManySockets(t *testing.T) {
 	const n = 30
 	list := confList(t, "1.0.0", "memif-network", vppExample())
-	pods := make([]*pod, n)
+	pods := newPods(t, n)
 	for i := range pods {
-		pods[i] = newPod(t)
 		if _, err := h.cni.AddNetworkList(ctx(), list, pods[i].rt("net1")); err != nil {
 			t.Fatalf("ADD %d: %v", i+1, err)
 		}

@@ -541,13 +541,7 @@ func TestRemoveConfigDataExact(t *testing.T) {
 	c := pluginClient(t, e)
 	a, b := containerID(), containerID()
 	for _, x := range []*configdata.ConfigData{simpleEntry(a, "net1"), simpleEntry(a, "net2"), simpleEntry(b, "net3")} {
-		p, err := c.Pod(ctx, ns, pod.Name, string(pod.UID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.AddConfigData(ctx, p, x, "/var/lib/cni/usrspcni"); err != nil {
-			t.Fatal(err)
-		}
+		addEntry(t, ctx, c, ns, pod, x, "/var/lib/cni/usrspcni")
 	}
 	before := c.Requests()
 	if err := c.RemoveConfigData(ctx, ns, pod.Name, a, "net1"); err != nil {
@@ -589,13 +583,7 @@ func TestStaleSandboxEntryReplaced(t *testing.T) {
 	c := pluginClient(t, e)
 	old, cur := containerID(), containerID()
 	for _, x := range []*configdata.ConfigData{simpleEntry(old, "net1"), simpleEntry(old, "net2"), simpleEntry(cur, "net1")} {
-		p, err := c.Pod(ctx, ns, pod.Name, string(pod.UID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.AddConfigData(ctx, p, x, ""); err != nil {
-			t.Fatal(err)
-		}
+		addEntry(t, ctx, c, ns, pod, x, "")
 	}
 	es := entries(t, podAnnotations(t, e, ns, pod.Name)[configdata.AnnotationConfigData])
 	if len(es) != 2 || es[0].ContainerID != cur || es[0].IfName != "net1" || es[1].ContainerID != old || es[1].IfName != "net2" {
@@ -617,13 +605,7 @@ func TestRemoveConfigDataPodDeleted(t *testing.T) {
 	pod := createPod(t, e, ns, "app", nil)
 	c := pluginClient(t, e)
 	cid := containerID()
-	p, err := c.Pod(ctx, ns, pod.Name, string(pod.UID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddConfigData(ctx, p, simpleEntry(cid, "net1"), ""); err != nil {
-		t.Fatal(err)
-	}
+	addEntry(t, ctx, c, ns, pod, simpleEntry(cid, "net1"), "")
 	if err := e.DeletePod(ctx, ns, pod.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -817,4 +799,17 @@ func runInstaller(root string, env map[string]string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
+}
+
+// addEntry is the plugin's ADD step against the API: read the pod, then
+// add the entry to its annotation.
+func addEntry(t *testing.T, ctx context.Context, c *kube.Client, ns string, pod *corev1.Pod, x *configdata.ConfigData, mappedDir string) {
+	t.Helper()
+	p, err := c.Pod(ctx, ns, pod.Name, string(pod.UID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddConfigData(ctx, p, x, mappedDir); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,16 +1,15 @@
 package multus
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 var kubeRequestsRe = regexp.MustCompile(`Kubernetes API use.*requests=(\d+)`)
@@ -18,22 +17,15 @@ var kubeRequestsRe = regexp.MustCompile(`Kubernetes API use.*requests=(\d+)`)
 // runPlugin runs the binary once as Multus's delegate call and returns its
 // wall time and the Kubernetes API requests it logged.
 func runPlugin(verb string, s *sandbox, stdin []byte) (time.Duration, int, error) {
-	cmd := exec.Command(filepath.Join(bed.bin, "userspace"))
-	cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+s.id, "CNI_NETNS="+s.ns.Path(),
-		"CNI_IFNAME=net1", "CNI_PATH="+bed.bin,
+	d, log, err := testbed.RunPlugin(filepath.Join(bed.bin, "userspace"), []string{"CNI_COMMAND=" + verb,
+		"CNI_CONTAINERID=" + s.id, "CNI_NETNS=" + s.ns.Path(), "CNI_IFNAME=net1", "CNI_PATH=" + bed.bin,
 		fmt.Sprintf("CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s",
-			s.pod.Namespace, s.pod.Name, s.id, s.uid))
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
+			s.pod.Namespace, s.pod.Name, s.id, s.uid)}, stdin)
 	if err != nil {
-		return d, 0, fmt.Errorf("%s: %v: %s %s", verb, err, out.String(), errOut.String())
+		return d, 0, fmt.Errorf("%s: %w", verb, err)
 	}
 	n := 0
-	if m := kubeRequestsRe.FindSubmatch(errOut.Bytes()); m != nil {
+	if m := kubeRequestsRe.FindSubmatch(log); m != nil {
 		n, _ = strconv.Atoi(string(m[1]))
 	}
 	return d, n, nil

@@ -53,33 +53,14 @@ func TestMain(m *testing.M) {
 }
 
 func setup(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, fmt.Errorf("these tests need root (network namespaces, OVS-DPDK)")
-	}
-	if err := testbed.EnsurePackages(testbed.RequiredPackages()...); err != nil {
-		return 0, err
-	}
-	root, err := os.MkdirTemp("/tmp", "usp-mt-")
+	root, cleanup, err := testbed.Prepare("usp-mt-")
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(root)
+	defer cleanup()
 	bed.root, bed.bin = root, filepath.Join(root, "bin")
 	bed.shared, bed.kubeletRoot, bed.devInfoDir = filepath.Join(root, "vol"), filepath.Join(root, "kubelet"), filepath.Join(root, "devinfo")
 	bed.stateDir = filepath.Join(root, "state")
-	if err := testbed.BuildBinaries(bed.bin); err != nil {
-		return 0, err
-	}
-	// USERSPACE_BENCH_BINARY measures another build on the same test bed.
-	if other := os.Getenv("USERSPACE_BENCH_BINARY"); other != "" {
-		data, err := os.ReadFile(other)
-		if err != nil {
-			return 0, err
-		}
-		if err := os.WriteFile(filepath.Join(bed.bin, "userspace"), data, 0o755); err != nil {
-			return 0, err
-		}
-	}
 	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root})
 	if err != nil {
 		return 0, err
@@ -107,13 +88,11 @@ func setup(m *testing.M) (int, error) {
 }
 
 func writePolicy(mutate func(*policy.Policy)) error {
-	p := bed.ovs.PluginPolicy(bed.root)
+	p := testbed.WithVPP(bed.ovs.PluginPolicy(bed.root), bed.vppSock)
 	p.SharedDirs = append(p.SharedDirs, bed.shared, filepath.Join(bed.kubeletRoot, "pods"))
 	p.KubeconfigDirs = []string{bed.kube.Dir(), filepath.Join(bed.root, "kc")}
 	p.KubeletRoot = bed.kubeletRoot
 	p.DeviceInfoDirs = []string{bed.devInfoDir}
-	p.VPPAPISocketDirs = []string{bed.root}
-	p.VPPAPISocket = bed.vppSock
 	if mutate != nil {
 		mutate(p)
 	}

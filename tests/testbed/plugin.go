@@ -1,11 +1,13 @@
 package testbed
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 )
@@ -53,4 +55,69 @@ func WritePolicy(p *policy.Policy, path string) error {
 		return err
 	}
 	return os.Setenv(policy.PathEnv, path)
+}
+
+// BinaryEnv, when set, names a plugin build that replaces the one
+// BuildBinaries makes (an older commit, say), for A/B benchmark runs on the
+// same test bed.
+const BinaryEnv = "USERSPACE_BENCH_BINARY"
+
+// Prepare is how every suite that runs the plugin binary starts: it checks
+// for root, installs missing Debian packages, makes a private directory
+// under /tmp (short: unix socket paths count) named by prefix, and builds
+// the binaries into its "bin". cleanup removes the directory.
+func Prepare(prefix string) (root string, cleanup func(), err error) {
+	if os.Geteuid() != 0 {
+		return "", nil, fmt.Errorf("the test bed needs root (network namespaces, OVS-DPDK)")
+	}
+	if err := EnsurePackages(RequiredPackages()...); err != nil {
+		return "", nil, err
+	}
+	root, err = os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(root) }
+	if err := BuildBinaries(filepath.Join(root, "bin")); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	if other := os.Getenv(BinaryEnv); other != "" {
+		data, err := os.ReadFile(other)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(root, "bin", "userspace"), data, 0o755)
+		}
+		if err != nil {
+			cleanup()
+			return "", nil, fmt.Errorf("%s: %w", BinaryEnv, err)
+		}
+	}
+	return root, cleanup, nil
+}
+
+// WithVPP points a node policy at a VPP API socket (the stand-in's), the
+// only socket the configuration may then name.
+func WithVPP(p *policy.Policy, socket string) *policy.Policy {
+	p.VPPAPISocketDirs = []string{filepath.Dir(socket)}
+	p.VPPAPISocket = socket
+	return p
+}
+
+// RunPlugin runs the plugin binary once as a runtime does, with the CNI_*
+// variables in env (added to this process's environment), and returns its
+// wall time and what it wrote to stderr (its logs). A failure carries
+// stdout, where the plugin prints its CNI error.
+func RunPlugin(bin string, env []string, stdin []byte) (time.Duration, []byte, error) {
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return d, errOut.Bytes(), fmt.Errorf("%v: %s %s", err, out.String(), errOut.String())
+	}
+	return d, errOut.Bytes(), nil
 }
