@@ -7,7 +7,6 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
-	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
@@ -74,21 +73,23 @@ func attach(t *testing.T, list *libcni.NetworkConfigList, p *pod, ifName string)
 	})
 }
 
-// startApp starts testpmd in the pod as its app would: the socket and role
-// come from the config data file in the pod's socket directory.
+// startApp starts testpmd in the pod as its app would: the EAL arguments
+// come from dpdk-args reading the config data file in the pod's socket
+// directory, so a wrong argument from the helper fails the data path.
 func startApp(t *testing.T, p *pod, mode string) *testbed.TestPMD {
 	t.Helper()
 	dir := filepath.Join("/var/lib/cni/vhostuser", p.id)
-	cd := readConfigData(t, dir, p.id, "net1")
-	sock := filepath.Join(dir, cd.Config.Vhost.Socketfile)
-	server := cd.Config.Vhost.Mode == netconf.VhostServer
+	vdevs, err := testbed.DPDKArgs(h.binDir, "-dir", dir, "-if", "net1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	app, err := testbed.StartTestPMD(testbed.TestPMDOptions{
-		VDevs:       []string{testbed.VhostUserVDev(0, sock, server)},
+		VDevs:       vdevs,
 		ForwardMode: mode,
 		NetNS:       p.ns.Path(),
 	})
 	if err != nil {
-		t.Fatalf("starting testpmd (%s) on %s: %v", mode, sock, err)
+		t.Fatalf("starting testpmd (%s) with %q: %v", mode, vdevs, err)
 	}
 	t.Cleanup(func() {
 		if err := app.Stop(); err != nil {

@@ -241,9 +241,16 @@ func TestVPPDataPath(t *testing.T) {
 		if cd.Config.Memif.Mode != "ethernet" {
 			t.Fatalf("config data mode %q", cd.Config.Memif.Mode)
 		}
-		role := map[string]string{"slave": "client", "master": "server"}[cd.Config.Memif.Role]
+		// The pod reads the notes' files the plugin left for it.
+		vdevs, err := testbed.DPDKArgs(h.binDir, "-notes-dir", filepath.Join(vppBase, p.id), "-notes-socket-dir", vppSharedDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "--vdev=net_memif0,role=client,socket=" + filepath.Join(vppSharedDir, cd.Config.Memif.Socketfile) + ",socket-abstract=no"; len(vdevs) != 1 || vdevs[0] != want {
+			t.Errorf("dpdk-args = %q, want %q", vdevs, want)
+		}
 		app, err := testbed.StartTestPMD(testbed.TestPMDOptions{
-			VDevs:       []string{testbed.MemifVDev(0, filepath.Join(vppSharedDir, cd.Config.Memif.Socketfile), role)},
+			VDevs:       vdevs,
 			ForwardMode: mode,
 			NetNS:       p.ns.Path(),
 		})

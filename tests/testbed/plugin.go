@@ -7,15 +7,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
-// Binaries the test bed builds: the plugin and the reference host-local
-// IPAM plugin (pinned in go.mod as a tool).
+// Binaries the test bed builds: the plugin, the pod-side helpers and the
+// reference host-local IPAM plugin (pinned in go.mod as a tool).
 var Binaries = map[string]string{
 	"userspace":  "github.com/userspace-cni/userspace/cmd/userspace",
+	"dpdk-args":  "github.com/userspace-cni/userspace/cmd/dpdk-args",
 	"host-local": "github.com/containernetworking/plugins/plugins/ipam/host-local",
 }
 
@@ -120,4 +122,17 @@ func RunPlugin(bin string, env []string, stdin []byte) (time.Duration, []byte, e
 		return d, errOut.Bytes(), fmt.Errorf("%v: %s %s", err, out.String(), errOut.String())
 	}
 	return d, errOut.Bytes(), nil
+}
+
+// DPDKArgs runs the pod-side helper dpdk-args (built into binDir) with args
+// and returns the --vdev arguments it printed, for an app's EAL.
+func DPDKArgs(binDir string, args ...string) ([]string, error) {
+	cmd := exec.Command(filepath.Join(binDir, "dpdk-args"), append([]string{"-q", "-wait", "10s"}, args...)...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("dpdk-args %s: %v: %s", strings.Join(args, " "), err, errOut.String())
+	}
+	return strings.Fields(string(out)), nil
 }
