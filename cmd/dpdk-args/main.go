@@ -55,10 +55,10 @@ func run(args []string, stdout, stderr io.Writer, execve execFunc) error {
 		quiet      bool
 	)
 	fs.StringVar(&opts.AnnotationsFile, "annotations", configdata.DefaultAnnotationsFile, "downward-API annotations `file`")
-	fs.StringVar(&opts.Dir, "dir", "", "read configData-*.json in `DIR` instead (sockets are resolved there)")
-	fs.StringVar(&sandboxDir, "sandbox-dir", "", "read `BASE`/<sandbox id> instead, the id found as get-prefix.sh finds it (e.g. /vhu)")
-	fs.StringVar(&mountinfo, "mountinfo", sandboxid.DefaultMountinfo, "mountinfo `file` for -sandbox-dir")
-	fs.StringVar(&opts.NotesDataDir, "notes-dir", "", "read the notes' remote-/addData- files in `DIR` instead")
+	fs.StringVar(&opts.Dir, "dir", "", "read configData-*.json in `DIR` instead (sockets are resolved there); "+sandboxid.Placeholder+" in it stands for the pod sandbox's id")
+	fs.StringVar(&sandboxDir, "sandbox-dir", "", "short for -dir `BASE`/"+sandboxid.Placeholder+" (the notes' OVS pods: -sandbox-dir /vhu)")
+	fs.StringVar(&mountinfo, "mountinfo", sandboxid.DefaultMountinfo, "mountinfo `file` the sandbox id is read from, as get-prefix.sh does")
+	fs.StringVar(&opts.NotesDataDir, "notes-dir", "", "read the notes' remote-/addData- files in `DIR` instead; "+sandboxid.Placeholder+" as for -dir")
 	fs.StringVar(&opts.NotesSocketDir, "notes-socket-dir", configdata.DefaultNotesSocketDir, "socket `DIR` for -notes-dir")
 	fs.StringVar(&ifNames, "if", "", "comma-separated interfaces to use and wait for (default: all)")
 	fs.DurationVar(&opts.Wait, "wait", 60*time.Second, "how long to wait for the config data")
@@ -90,11 +90,14 @@ func run(args []string, stdout, stderr io.Writer, execve execFunc) error {
 		if opts.Dir != "" {
 			return errors.New("give -dir or -sandbox-dir, not both")
 		}
-		id, err := sandboxid.FromFile(mountinfo)
-		if err != nil {
-			return err
-		}
-		opts.Dir = filepath.Join(sandboxDir, id)
+		opts.Dir = filepath.Join(sandboxDir, sandboxid.Placeholder)
+	}
+	var err error
+	if opts.Dir, err = sandboxid.Expand(opts.Dir, mountinfo); err != nil {
+		return err
+	}
+	if opts.NotesDataDir, err = sandboxid.Expand(opts.NotesDataDir, mountinfo); err != nil {
+		return err
 	}
 	atts, err := configdata.Load(context.Background(), opts)
 	if err != nil {

@@ -88,3 +88,19 @@ func unescape(s string) string {
 }
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// Placeholder in a path stands for the sandbox id.
+const Placeholder = "{sandbox}"
+
+// Expand replaces Placeholder in path with the sandbox id read from the
+// mountinfo file; a path without it is returned as it is.
+func Expand(path, mountinfo string) (string, error) {
+	if !strings.Contains(path, Placeholder) {
+		return path, nil
+	}
+	id, err := FromFile(mountinfo)
+	if err != nil {
+		return "", err
+	}
+	return strings.ReplaceAll(path, Placeholder, id), nil
+}

@@ -65,3 +65,16 @@ func TestUnescape(t *testing.T) {
 		}
 	}
 }
+
+func TestExpand(t *testing.T) {
+	mi := filepath.Join("testdata", "crio.mountinfo")
+	if got, err := Expand("/var/run/vpp/cni/{sandbox}", mi); err != nil || got != "/var/run/vpp/cni/"+sandbox {
+		t.Errorf("Expand = %q, %v", got, err)
+	}
+	if got, err := Expand("/vhu/fixed", "/nonexistent"); err != nil || got != "/vhu/fixed" {
+		t.Errorf("Expand without placeholder = %q, %v", got, err)
+	}
+	if _, err := Expand("/x/{sandbox}", filepath.Join("testdata", "host.mountinfo")); err == nil {
+		t.Error("Expand without a sandbox mount succeeded")
+	}
+}
