@@ -18,6 +18,7 @@ import (
 var Binaries = map[string]string{
 	"userspace":  "github.com/userspace-cni/userspace/cmd/userspace",
 	"dpdk-args":  "github.com/userspace-cni/userspace/cmd/dpdk-args",
+	"vpp-app":    "github.com/userspace-cni/userspace/cmd/vpp-app",
 	"host-local": "github.com/containernetworking/plugins/plugins/ipam/host-local",
 }
 
