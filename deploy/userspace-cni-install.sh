@@ -13,6 +13,9 @@
 #                                               the service account's CA and
 #                                               token, named relative to it
 #   $POLICY_FILE                                the node policy
+#   $VHOSTUSER_DIR/get-prefix.sh                the notes' helper that prints
+#                                               a pod's sandbox id (pods
+#                                               mount this directory at /vhu)
 # then keeps the token (which the kubelet rotates), the CA and the policy in
 # sync every SYNC_INTERVAL seconds until stopped. ONESHOT=true installs once
 # and exits. POSIX sh and coreutils/busybox only.
@@ -24,6 +27,8 @@ KUBECONFIG_DIR=${KUBECONFIG_DIR:-/etc/cni/net.d/userspace.d}
 POLICY_FILE=${POLICY_FILE:-/etc/cni/userspace/policy.json}
 POLICY_SOURCE=${POLICY_SOURCE:-/etc/userspace-cni/policy/policy.json}
 PLUGIN_BINARY=${PLUGIN_BINARY:-/usr/local/bin/userspace}
+GET_PREFIX=${GET_PREFIX:-/usr/local/bin/get-prefix.sh}
+VHOSTUSER_DIR=${VHOSTUSER_DIR:-/var/lib/cni/vhostuser}
 SA_DIR=${SA_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}
 SYNC_INTERVAL=${SYNC_INTERVAL:-60}
 ONESHOT=${ONESHOT:-false}
@@ -129,6 +134,10 @@ chmod 700 "$HOST_ROOT$KUBECONFIG_DIR"
 sync_credentials || die "installing the credentials or the policy failed"
 kubeconfig | install_content "$HOST_ROOT$KUBECONFIG_DIR/userspace.kubeconfig" 600 || die "installing the kubeconfig failed"
 install_file "$PLUGIN_BINARY" "$HOST_ROOT$CNI_BIN_DIR/userspace" 755 || die "installing the plugin failed"
+if [ -f "$GET_PREFIX" ]; then
+	mkdir -p "$HOST_ROOT$VHOSTUSER_DIR"
+	install_file "$GET_PREFIX" "$HOST_ROOT$VHOSTUSER_DIR/get-prefix.sh" 755 || die "installing get-prefix.sh failed"
+fi
 log "plugin installed; kubeconfig $KUBECONFIG_DIR/userspace.kubeconfig, policy $POLICY_FILE"
 
 if [ "$ONESHOT" = true ]; then

@@ -710,6 +710,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 		out, err := runInstaller(e.RepoRoot, map[string]string{
 			"HOST_ROOT": host, "SA_DIR": saDir, "PLUGIN_BINARY": binary, "ONESHOT": "true",
 			"POLICY_SOURCE": dir + "/no-configmap/policy.json", "KUBERNETES_API_URL": e.Admin.Host,
+			"GET_PREFIX": e.RepoRoot + "/deploy/get-prefix.sh",
 		})
 		if err != nil {
 			t.Fatalf("installer: %v\n%s", err, out)
@@ -722,7 +723,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 	for p, mode := range map[string]os.FileMode{
 		kubeconfig: 0o600, host + "/etc/cni/net.d/userspace.d/token": 0o600,
 		host + "/etc/cni/net.d/userspace.d": 0o700 | os.ModeDir, host + "/opt/cni/bin/userspace": 0o755,
-		host + "/etc/cni/userspace/policy.json": 0o644,
+		host + "/etc/cni/userspace/policy.json": 0o644, host + "/var/lib/cni/vhostuser/get-prefix.sh": 0o755,
 	} {
 		st, err := os.Stat(p)
 		if err != nil {
