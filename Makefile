@@ -10,14 +10,17 @@ PKGS      := ./cmd/... ./pkg/...
 FUZZTIME  ?= 15s
 BENCHTIME ?= 50x
 # Debian packages the tests and the test bed need.
-DEBS      := openvswitch-switch-dpdk dpdk-dev librte-net-memif23 iproute2
+DEBS      := openvswitch-switch-dpdk dpdk-dev librte-net-memif23 iproute2 shellcheck
 
-.PHONY: all build deps lint unit fuzz integration kube test bench clean
+.PHONY: all build deps lint unit fuzz integration kube demo test bench clean
 
 all: build
 
+# The plugin, and the pod-side helpers dpdk-args and vpp-app.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/userspace ./cmd/userspace
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/dpdk-args ./cmd/dpdk-args
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/vpp-app ./cmd/vpp-app
 
 # Install missing Debian packages (the test bed also checks this itself).
 deps:
@@ -31,6 +34,9 @@ lint:
 	@test -z "$$(gofmt -l cmd pkg tests)" || { echo "gofmt needed:"; gofmt -l cmd pkg tests; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	shellcheck demo/run.sh deploy/*.sh docker/*.sh docker/*/*.sh
+	docker/lint.sh
+	docker/lint.sh --self-test
 
 unit:
 	$(GO) test -race -count=1 $(PKGS) ./tests/testbed/ ./tests/vppstub/
@@ -50,8 +56,12 @@ kube:
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -race -count=1 -timeout 20m ./tests/kubetest/ && \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -count=1 -timeout 20m ./tests/multus/
 
+# The README's "run it" command: the notes' scenario on a private OVS-DPDK.
+demo:
+	demo/run.sh
+
 # The README's test command: everything, on a fresh machine.
-test: deps lint unit fuzz integration kube
+test: deps lint unit fuzz integration kube demo
 
 # Each command gets its own switch: the scale benchmark leaves 1000 ports.
 bench: deps

@@ -90,17 +90,11 @@ pod_main() {
 	# The sandbox's hostname file, as containerd mounts it into every
 	# container: get-prefix.sh finds the sandbox id in its source path.
 	mount --bind "$hostname_file" /etc/hostname
-	if [[ -x $REPO/deploy/get-prefix.sh ]]; then
-		# The notes copy the script to /var/lib/cni/vhostuser/ and run
-		# /vhu/get-prefix.sh; the demo runs it from the repository so that
-		# it writes nothing into that shared host directory.
-		id=$("$REPO/deploy/get-prefix.sh")
-		echo "pod$ ID=\$(get-prefix.sh)   # $id"
-	else
-		# TODO: remove once deploy/get-prefix.sh exists everywhere.
-		id=$sandbox_id
-		echo "pod$ ID=$id   # TODO: deploy/get-prefix.sh missing, id given by the demo"
-	fi
+	# The notes copy the script to /var/lib/cni/vhostuser/ and run
+	# /vhu/get-prefix.sh; the demo runs it from the repository so that it
+	# writes nothing into that shared host directory.
+	id=$("$REPO/deploy/get-prefix.sh")
+	echo "pod$ ID=\$(get-prefix.sh)   # $id"
 	[[ $id == "$sandbox_id" ]] || { echo "pod: get-prefix.sh printed $id, the sandbox is $sandbox_id" >&2; exit 1; }
 
 	local cmd
@@ -120,15 +114,9 @@ pod_main() {
 		txonly) app+=(--eth-peer="0,$peer_mac" --tx-ip="$TX_IPS") ;;
 		flowgen) app+=(--flowgen-flows=1) ;;
 		esac
-		if [[ -x $BIN/dpdk-args ]]; then
-			echo "pod$ $(quote dpdk-args -dir "$VHU_POD/$id")"
-			echo "pod> $("$BIN/dpdk-args" -q -dir "$VHU_POD/$id")"
-			cmd=("$BIN/dpdk-args" -dir "$VHU_POD/$id" exec -- "${app[@]}")
-		else
-			# TODO: remove once cmd/dpdk-args exists everywhere.
-			cmd=("${app[0]}" "${app[@]:1:6}" --vdev="virtio_user0,path=$VHU_POD/${id}/${id:0:12}-$IFNAME,mac=$PKTGEN_MAC"
-				"${app[@]:7}")
-		fi
+		echo "pod$ $(quote dpdk-args -dir "$VHU_POD/$id")"
+		echo "pod> $("$BIN/dpdk-args" -q -dir "$VHU_POD/$id")"
+		cmd=("$BIN/dpdk-args" -dir "$VHU_POD/$id" exec -- "${app[@]}")
 		;;
 	*) echo "unknown pod role $role" >&2; exit 1 ;;
 	esac
@@ -288,6 +276,10 @@ cleanup() {
 			unset 'ADDED[$pod]'
 		fi
 	done
+	if ((${#VPP_PIDS[@]} + ${#VPP_ADDED[@]})); then
+		say "stopping the VPP pods and deleting their attachments"
+		vpp_cleanup
+	fi
 	if [[ -n $OVS_DIR ]]; then
 		say "stopping the private ovs-vswitchd and ovsdb-server"
 		stop_ovs
@@ -416,13 +408,8 @@ main() {
 	T=$(mktemp -d /tmp/usp-demo-XXXXXX)
 	RUN=${T##*-}
 
-	step "Build the plugin and the pod-side helper"
+	step "Build the plugin and the pod-side helpers (dpdk-args, vpp-app)"
 	show make -s -C "$REPO" build
-	if [[ -d $REPO/cmd/dpdk-args ]]; then
-		(cd "$REPO" && CGO_ENABLED=0 show go build -trimpath -o bin/dpdk-args ./cmd/dpdk-args)
-	else
-		say "TODO: cmd/dpdk-args is not in this tree yet; the pktgen pod gets its --vdev from the demo"
-	fi
 
 	step "Build DPDK's l3fwd from Debian's dpdk-doc sources (cached by DPDK version)"
 	local ver cache
@@ -657,14 +644,66 @@ main() {
 
 # vpp_scenario runs the notes' VPP scenario (two pods running vpp-app on
 # memif interfaces in bridge domain 4, pinging each other) when a VPP is
-# there to drive.
+# there to drive: the node's VPP at /run/vpp/api.sock, and the vpp and
+# vppctl binaries for the pods' own VPPs. VPP is not packaged in Debian, so
+# CI machines skip it; the same flow runs in CI against the VPP stand-in
+# (tests/integration, TestVPPAppPodSide).
+VPP_NETCONF='{"cniVersion":"0.3.1","type":"userspace","name":"memif-network","host":{"engine":"vpp","iftype":"memif","netType":"bridge","memif":{"role":"master","mode":"ethernet"},"bridge":{"bridgeId":4}},"container":{"engine":"vpp","iftype":"memif","netType":"interface","memif":{"role":"slave","mode":"ethernet"}},"ipam":{"type":"host-local","subnet":"172.22.0.0/24","rangeStart":"172.22.0.2","rangeEnd":"172.22.0.254","routes":[{"dst":"0.0.0.0/0"}],"gateway":"172.22.0.1"}}'
+VPP_PIDS=()
+VPP_ADDED=()
+
+vpp_cni() {
+	local verb=$1 pod=$2
+	env CNI_COMMAND="$verb" CNI_CONTAINERID="${POD_ID[$pod]}" CNI_NETNS="/var/run/netns/${POD_NS[$pod]}" \
+		CNI_IFNAME="$IFNAME" CNI_PATH="$BIN" USERSPACE_CNI_POLICY="$T/vpp-policy.json" \
+		CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vpp-$pod;K8S_POD_UID=${POD_UID[$pod]}" \
+		"$BIN/userspace" <<<"$VPP_NETCONF"
+}
+
+vpp_cleanup() {
+	local pod
+	if ((${#VPP_PIDS[@]})); then terminate "${VPP_PIDS[@]}" || true; fi
+	VPP_PIDS=()
+	for pod in "${VPP_ADDED[@]}"; do vpp_cni DEL "$pod" >/dev/null 2>&1 || say "VPP DEL for the $pod pod failed"; done
+	VPP_ADDED=()
+}
+
 vpp_scenario() {
-	if [[ -S /run/vpp/api.sock ]] && command -v vpp >/dev/null && command -v vppctl >/dev/null; then
-		# TODO: the VPP memif scenario with cmd/vpp-app.
-		say "a VPP API socket is available, but the VPP scenario is not written yet (TODO)"
-	else
+	if ! [[ -S /run/vpp/api.sock ]] || ! command -v vpp >/dev/null || ! command -v vppctl >/dev/null; then
 		say "skipped: no VPP API socket (/run/vpp/api.sock) is available (VPP is not packaged in Debian)"
+		return 0
 	fi
+	printf '{"stateDir": "%s/state", "logDirs": ["%s"]}\n' "$T" "$T" >"$T/vpp-policy.json"
+	local pod addr=() i=0 out
+	for pod in "${PODS[@]}"; do
+		say "\$ CNI_COMMAND=ADD ... bin/userspace   # the notes' memif-network, the $pod pod"
+		out=$(vpp_cni ADD "$pod") || die "VPP ADD for the $pod pod failed: $out"
+		VPP_ADDED+=("$pod")
+		addr[i]=$(jq -r '.ips[0].address' <<<"$out")
+		mkdir -p "$T/vpp-$pod"
+		# The pod's own VPP, without hugepages or DPDK, its sockets private.
+		cat >"$T/vpp-$pod/startup.conf" <<CONF
+unix { nodaemon cli-listen $T/vpp-$pod/cli.sock poll-sleep-usec 100 }
+socksvr { socket-name $T/vpp-$pod/api.sock }
+buffers { buffers-per-numa 16384 page-size 4K }
+memory { main-heap-size 256M main-heap-page-size 4K }
+statseg { socket-name $T/vpp-$pod/stats.sock page-size 4K }
+plugins { plugin dpdk_plugin.so { disable } }
+CONF
+		nsenter --net="/var/run/netns/${POD_NS[$pod]}" -- vpp -c "$T/vpp-$pod/startup.conf" >"$T/vpp-$pod.log" 2>&1 &
+		VPP_PIDS+=($!)
+		say "\$ vpp-app -notes-dir /var/run/vpp/cni/{sandbox}   # in the $pod pod"
+		"$BIN/vpp-app" -api-socket "$T/vpp-$pod/api.sock" -notes-dir "/var/run/vpp/cni/${POD_ID[$pod]}" -wait 30s | indent ||
+			{ vpp_cleanup; die "vpp-app failed in the $pod pod"; }
+		i=$((i + 1))
+	done
+	nap 3
+	say "\$ vppctl ping ${addr[1]%/*} repeat 5   # in the ${PODS[0]} pod"
+	out=$(vppctl -s "$T/vpp-${PODS[0]}/cli.sock" ping "${addr[1]%/*}" repeat 5 interval 0.5 2>&1) || true
+	indent <<<"$out"
+	vpp_cleanup
+	grep -qE '[1-9][0-9]* received' <<<"$out" || die "no ping replies between the VPP pods"
+	ok "the VPP pods ping each other through bridge domain 4; both attachments deleted"
 }
 
 main "$@"
