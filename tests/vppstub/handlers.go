@@ -74,6 +74,18 @@ func (s *Server) dispatch(c *apiConn, msg api.Message, ctx uint32) result {
 		return reply(&interfaces.SwInterfaceSetMacAddressReply{Retval: st.setMAC(uint32(m.SwIfIndex), m.MacAddress)})
 	case *ip.IPAddressDump:
 		return reply(st.ipAddressDump(uint32(m.SwIfIndex), m.IsIPv6)...)
+	case *ip.IPRouteAddDel:
+		r, idx := st.routeAddDel(routeArgs{isAdd: m.IsAdd, isMultipath: m.IsMultipath,
+			tableID: m.Route.TableID, prefix: m.Route.Prefix, paths: m.Route.Paths})
+		return reply(&ip.IPRouteAddDelReply{Retval: r, StatsIndex: idx})
+	case *ip.IPRouteAddDelV2:
+		r, idx := st.routeAddDel(routeArgs{isAdd: m.IsAdd, isMultipath: m.IsMultipath,
+			tableID: m.Route.TableID, prefix: m.Route.Prefix, paths: m.Route.Paths})
+		return reply(&ip.IPRouteAddDelV2Reply{Retval: r, StatsIndex: idx})
+	case *ip.IPRouteDump:
+		return reply(st.routeDump(m.Table, false)...)
+	case *ip.IPRouteV2Dump:
+		return reply(st.routeDump(m.Table, true)...)
 
 	// l2
 	case *l2.BridgeDomainAddDelV2:

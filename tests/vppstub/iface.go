@@ -65,6 +65,9 @@ func (st *state) setFlags(sw uint32, flags interface_types.IfStatusFlags) int32 
 		return rv(api.INVALID_SW_IF_INDEX)
 	}
 	ifc.adminUp = flags&interface_types.IF_STATUS_API_FLAG_ADMIN_UP != 0
+	if m := ifc.memif; m != nil && m.slave != nil {
+		m.slave.kick()
+	}
 	return 0
 }
 

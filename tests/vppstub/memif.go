@@ -146,6 +146,17 @@ func (st *state) memifCreate(a memifArgs) (int32, interface_types.InterfaceIndex
 	sock.refCnt++
 	sock.isListener = isMaster
 	sock.byID[a.ID] = ifc.sw
+	if !isMaster {
+		l := st.newSlaveLink(ifc, sock)
+		ifc.memif.slave = l
+		if st.s.closing {
+			close(l.done) // the state is being thrown away: never connects
+		} else {
+			st.s.slaves[l] = struct{}{}
+			st.s.wg.Add(1)
+			go l.run()
+		}
+	}
 	return 0, interface_types.InterfaceIndex(ifc.sw)
 }
 
@@ -178,6 +189,12 @@ func (st *state) memifDelete(sw uint32) (int32, []func()) {
 			<-c.done
 		})
 	}
+	if l := m.slave; l != nil {
+		after = append(after, func() {
+			l.kill("interface deleted")
+			<-l.done
+		})
+	}
 	return 0, after
 }
 
@@ -190,8 +207,9 @@ func (st *state) sortedIfaces() []*iface {
 	return out
 }
 
-// memifDump reports what VPP reports: ring size 1 and buffer size 0 (its
-// negotiated "run" values, never set for a master), not the configuration.
+// memifDump reports what VPP reports: its negotiated "run" ring and buffer
+// sizes, not the configuration. They are never set for a master (ring 1,
+// buffer 0); a slave has them from its first hello on.
 func (st *state) memifDump() []api.Message {
 	var out []api.Message
 	for _, ifc := range st.sortedIfaces() {
@@ -203,6 +221,9 @@ func (st *state) memifDump() []api.Message {
 			Role: m.role, Mode: m.mode, SocketID: m.socketID, RingSize: 1, BufferSize: 0,
 			ZeroCopy: m.role == memif.MEMIF_ROLE_API_SLAVE && !m.noZeroCopy,
 			Flags:    ifc.statusFlags(), IfName: ifc.name}
+		if m.runSet {
+			d.RingSize, d.BufferSize = 1<<m.runLog2, m.runBuf
+		}
 		if ifc.hasMAC() {
 			d.HwAddr = ifc.mac
 		}

@@ -57,14 +57,15 @@ type memifConn struct {
 	gifc      *gomemif.Interface
 	drainStop chan struct{}
 
-	killOnce sync.Once
-	killCh   chan struct{}
-	killWhy  string
-	goneOnce sync.Once
-	gone     chan struct{} // gomemif disconnected on its own
-	relayEnd chan struct{}
-	relays   sync.WaitGroup
-	done     chan struct{}
+	killOnce  sync.Once
+	killCh    chan struct{}
+	killWhy   string
+	goneOnce  sync.Once
+	gone      chan struct{} // gomemif disconnected on its own
+	relayEnd  chan struct{}
+	remoteWhy string // the peer's disconnect reason (cmu)
+	relays    sync.WaitGroup
+	done      chan struct{}
 
 	// qmu guards the gomemif queues: after DisconnectedFunc gomemif unmaps
 	// the rings, and touching them would crash.
@@ -81,9 +82,10 @@ type memifConn struct {
 }
 
 type output struct {
-	dst   *memifConn
+	dst   port
 	ifc   *iface
 	frame []byte
+	host  bool // sent by the IP host
 }
 
 func (s *Server) acceptMemif(st *state, sock *memifSocket, ln *net.UnixListener) {
@@ -243,6 +245,7 @@ func (s *Server) claim(c *memifConn, in memifInit) string {
 		return "incorrect secret"
 	}
 	m.conn, c.ifc, c.mif = c, ifc, m
+	m.remoteName = in.name
 	return ""
 }
 
@@ -304,7 +307,11 @@ func (c *memifConn) relay(from, to *net.UnixConn, fromPeer bool) {
 		t := msgType(buf[:n])
 		if fromPeer && t == memifMsgDisconnect {
 			closeFDs(fds)
-			c.s.logf("memif peer disconnected: %q", disconnectReason(buf[:n]))
+			why := disconnectReason(buf[:n])
+			c.cmu.Lock()
+			c.remoteWhy = why
+			c.cmu.Unlock()
+			c.s.logf("memif peer disconnected: %q", why)
 			return
 		}
 		var rights []byte
@@ -325,6 +332,24 @@ func (c *memifConn) teardown(why string) {
 	c.qmu.Lock()
 	c.stopping = true
 	c.qmu.Unlock()
+	// The reason is recorded before the link goes down (gomemif's
+	// DisconnectedFunc, called by Delete, takes it down).
+	c.cmu.Lock()
+	reason := c.remoteWhy
+	c.cmu.Unlock()
+	switch {
+	case why != "":
+		reason = why
+	case reason != "":
+		reason = "disconnected by peer: " + reason
+	default:
+		reason = "connection closed"
+	}
+	c.s.mu.Lock()
+	if c.mif != nil && c.mif.conn == c {
+		c.mif.discReason = reason
+	}
+	c.s.mu.Unlock()
 	if c.gsock != nil {
 		_ = c.gsock.StopPolling()
 		leaked := gomemifLeakedFDs(c.gsock, c.gifc)
@@ -397,6 +422,7 @@ func (c *memifConn) onConnected(i *gomemif.Interface) error {
 	c.s.mu.Lock()
 	if c.mif.conn == c {
 		c.ifc.linkUp = true
+		c.mif.connections++
 	}
 	c.s.mu.Unlock()
 	c.s.logf("memif %s connected", i.GetName())
@@ -409,9 +435,15 @@ func (c *memifConn) onDisconnected(*gomemif.Interface) error {
 	c.connected = false
 	c.rxq, c.txq, c.rxFd = nil, nil, -1
 	c.qmu.Unlock()
+	c.qmu.Lock()
+	stopping := c.stopping
+	c.qmu.Unlock()
 	c.s.mu.Lock()
 	if c.mif.conn == c {
 		c.ifc.linkUp = false
+		if !stopping { // gomemif saw the peer go
+			c.mif.discReason = "connection closed"
+		}
 	}
 	c.s.mu.Unlock()
 	c.goneOnce.Do(func() { close(c.gone) })
@@ -449,7 +481,7 @@ func (c *memifConn) onInterrupt(*gomemif.Interface) error {
 		if len(frames) == 0 {
 			return nil
 		}
-		c.s.forward(c, frames)
+		c.s.receive(c.ifc, frames, &c.outs)
 		done += len(frames)
 	}
 	c.qmu.Lock()
@@ -500,14 +532,34 @@ func eventfdWrite(fd int) {
 	_, _ = syscall.Write(fd, b[:])
 }
 
-// forward switches received frames in the source's bridge domain: learning
-// source MACs, forwarding known unicast, flooding broadcast/multicast
-// (flood flag) and unknown unicast (uu_flood flag), honouring split-horizon
-// groups. Frames of an interface in no bridge domain are only counted.
-func (s *Server) forward(src *memifConn, frames [][]byte) {
-	outs := src.outs[:0]
+// port is where an interface's frames go: a connected memif peer.
+type port interface {
+	// send writes one frame; false if the peer cannot take it.
+	send(f []byte) bool
+}
+
+// port returns the interface's peer, or nil (s.mu held).
+func (ifc *iface) port() port {
+	if m := ifc.memif; m != nil {
+		if m.conn != nil {
+			return m.conn
+		}
+		if m.slave != nil && m.slave.sess != nil {
+			return m.slave.sess
+		}
+	}
+	return nil
+}
+
+// receive handles frames received on ifc. In a bridge domain they are
+// switched: learning source MACs, forwarding known unicast, flooding
+// broadcast/multicast (flood flag) and unknown unicast (uu_flood flag),
+// honouring split-horizon groups. Otherwise they go to the interface's IP
+// host (ARP, ND, ICMP echo; see iphost.go). Frames received while admin down
+// are dropped. scratch is the caller's reusable output buffer.
+func (s *Server) receive(ifc *iface, frames [][]byte, scratch *[]output) {
+	outs := (*scratch)[:0]
 	s.mu.Lock()
-	ifc := src.ifc
 	st := s.st
 	if st.ifaces[ifc.sw] != ifc {
 		s.mu.Unlock()
@@ -520,17 +572,18 @@ func (s *Server) forward(src *memifConn, frames [][]byte) {
 	for _, f := range frames {
 		ifc.cnt.rxPkts.Add(1)
 		ifc.cnt.rxBytes.Add(uint64(len(f)))
-		if bd == nil {
+		if !ifc.adminUp || (ifc.inBD && (bd == nil || len(f) < 14)) {
+			ifc.cnt.drops.Add(1)
 			continue
 		}
-		if !ifc.adminUp || len(f) < 14 {
-			ifc.cnt.drops.Add(1)
+		if bd == nil {
+			outs = st.ipInput(ifc, f, outs)
 			continue
 		}
 		n := len(outs)
 		for _, t := range st.l2Switch(bd, ifc, f) {
-			if t.adminUp && t.memif != nil && t.memif.conn != nil {
-				outs = append(outs, output{dst: t.memif.conn, ifc: t, frame: f})
+			if p := t.port(); t.adminUp && p != nil {
+				outs = append(outs, output{dst: p, ifc: t, frame: f})
 			}
 		}
 		if len(outs) == n {
@@ -539,14 +592,31 @@ func (s *Server) forward(src *memifConn, frames [][]byte) {
 	}
 	s.mu.Unlock()
 	for _, o := range outs {
-		if o.dst.send(o.frame) {
-			o.ifc.cnt.txPkts.Add(1)
-			o.ifc.cnt.txBytes.Add(uint64(len(o.frame)))
-		} else {
-			o.ifc.cnt.drops.Add(1)
-		}
+		o.transmit()
 	}
-	src.outs = outs[:0]
+	clear(outs) // drop references to frames
+	*scratch = outs[:0]
+}
+
+// transmit sends one frame and counts it on its interface. It is counted
+// before the peer can see it (and uncounted if the peer cannot take it), so
+// that counters read after a reply came back include the request.
+func (o output) transmit() {
+	n := uint64(len(o.frame))
+	o.ifc.cnt.txPkts.Add(1)
+	o.ifc.cnt.txBytes.Add(n)
+	if o.host {
+		o.ifc.cnt.hostTx.Add(1)
+	}
+	if o.dst.send(o.frame) {
+		return
+	}
+	o.ifc.cnt.txPkts.Add(^uint64(0))
+	o.ifc.cnt.txBytes.Add(-n)
+	if o.host {
+		o.ifc.cnt.hostTx.Add(^uint64(0))
+	}
+	o.ifc.cnt.drops.Add(1)
 }
 
 // l2Switch learns the source MAC of an ethernet frame received on src and

@@ -127,8 +127,7 @@ func closeFDs(fds []int) {
 // a bind or listen failure (e.g. a missing directory) is SYSCALL_ERROR_4
 // (-14). The file is group-writable and outlives the listener.
 func listenMemif(filename string) (*net.UnixListener, int32, error) {
-	if rest, ok := strings.CutPrefix(filename, "abstract:"); ok {
-		name, netns, _ := strings.Cut(rest, ",netns_name=")
+	if name, netns, ok := parseAbstract(filename); ok {
 		ln, err := listenAbstract(name, netns)
 		if err != nil {
 			return nil, rv(api.SYSCALL_ERROR_4), err
@@ -152,6 +151,16 @@ func listenMemif(filename string) (*net.UnixListener, int32, error) {
 	return ln, 0, nil
 }
 
+// parseAbstract splits VPP's "abstract:<name>[,netns_name=<path>]".
+func parseAbstract(filename string) (name, netns string, ok bool) {
+	rest, ok := strings.CutPrefix(filename, "abstract:")
+	if !ok {
+		return "", "", false
+	}
+	name, netns, _ = strings.Cut(rest, ",netns_name=")
+	return name, netns, true
+}
+
 // listenAbstract binds an abstract socket, inside a network namespace when
 // netnsPath is set (VPP's "abstract:<name>,netns_name=<path>").
 func listenAbstract(name, netnsPath string) (*net.UnixListener, error) {
@@ -159,40 +168,45 @@ func listenAbstract(name, netnsPath string) (*net.UnixListener, error) {
 	if netnsPath == "" {
 		return net.ListenUnix("unixpacket", addr)
 	}
-	type result struct {
-		ln  *net.UnixListener
-		err error
-	}
-	ch := make(chan result, 1)
+	var ln *net.UnixListener
+	err := inNetns(netnsPath, func() (err error) {
+		ln, err = net.ListenUnix("unixpacket", addr)
+		return err
+	})
+	return ln, err
+}
+
+// inNetns runs f on an OS thread inside the network namespace at netnsPath.
+// A thread whose namespace cannot be restored stays locked, so the runtime
+// discards it when its goroutine ends.
+func inNetns(netnsPath string, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
-		// A thread whose namespace cannot be restored stays locked, so the
-		// runtime discards it when this goroutine ends.
 		runtime.LockOSThread()
-		ln, restored, err := listenInNetns(addr, netnsPath)
+		restored, err := runInNetns(netnsPath, f)
 		if restored {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{ln, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.ln, r.err
+	return <-ch
 }
 
-func listenInNetns(addr *net.UnixAddr, netnsPath string) (*net.UnixListener, bool, error) {
+func runInNetns(netnsPath string, f func() error) (bool, error) {
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, true, fmt.Errorf("current netns: %w", err)
+		return true, fmt.Errorf("current netns: %w", err)
 	}
 	defer orig.Close()
 	target, err := os.Open(netnsPath)
 	if err != nil {
-		return nil, true, fmt.Errorf("netns: %w", err)
+		return true, fmt.Errorf("netns: %w", err)
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, true, fmt.Errorf("entering netns %s: %w", netnsPath, err)
+		return true, fmt.Errorf("entering netns %s: %w", netnsPath, err)
 	}
-	ln, err := net.ListenUnix("unixpacket", addr)
+	err = f()
 	restored := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil
-	return ln, restored, err
+	return restored, err
 }

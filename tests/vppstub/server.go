@@ -36,7 +36,8 @@ type Options struct {
 	RuntimeDir string
 	// Seed seeds the pseudo-random ids and MACs. Memif socket ids use VPP's
 	// own generator (an LCG restarted from the seed on every allocation), so
-	// seed 0 reproduces real VPP: 1013904223, then 1196435762, ...
+	// seed 0 reproduces real VPP: 1013904223, then 1196435762, ... MACs
+	// (02:fe:xx:xx:xx:xx) also depend on Socket, so that stand-ins differ.
 	Seed int64
 	// Incompatible names messages (e.g. "memif_create_v2") advertised with a
 	// wrong CRC, to simulate an incompatible VPP.
@@ -58,7 +59,11 @@ type Server struct {
 	ln         *net.UnixListener
 	conns      map[*apiConn]struct{}
 	mconns     map[*memifConn]struct{}
-	closing    bool // Stop or Restart in progress: refuse new work
+	slaves     map[*slaveLink]struct{}
+	pings      map[uint16]chan echoReply // by ICMP identifier, for Ping
+	nextPing   uint16
+	nbrCh      chan struct{} // closed (and replaced) when a neighbour is learnt
+	closing    bool          // Stop or Restart in progress: refuse new work
 	stopped    bool
 	calls      map[string]int
 	nextClient uint32
@@ -89,6 +94,7 @@ func Start(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, table: table, privDir: priv,
 		conns: map[*apiConn]struct{}{}, mconns: map[*memifConn]struct{}{},
+		slaves: map[*slaveLink]struct{}{}, pings: map[uint16]chan echoReply{}, nbrCh: make(chan struct{}),
 		calls: map[string]int{},
 	}
 	s.st = newState(s)
@@ -119,9 +125,10 @@ func (s *Server) listen() error {
 	return nil
 }
 
-// Stop closes the API listener and every connection, disconnects memif peers,
-// removes the API socket file and waits for all goroutines. Socket files of
-// memif masters and vhost-user servers stay on disk, as after a VPP crash.
+// Stop closes the API listener and every connection, disconnects memif peers
+// (of masters and slaves), removes the API socket file and waits for all
+// goroutines. Socket files of memif masters and vhost-user servers stay on
+// disk, as after a VPP crash.
 func (s *Server) Stop() error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -170,6 +177,10 @@ func (s *Server) shutdown() {
 	for c := range s.mconns {
 		mconns = append(mconns, c)
 	}
+	var slaves []*slaveLink
+	for l := range s.slaves {
+		slaves = append(slaves, l)
+	}
 	s.st.closeListeners()
 	s.mu.Unlock()
 
@@ -182,6 +193,9 @@ func (s *Server) shutdown() {
 	}
 	for _, c := range mconns {
 		c.kill("VPP stopped")
+	}
+	for _, l := range slaves {
+		l.kill("VPP stopped")
 	}
 	s.wg.Wait()
 }

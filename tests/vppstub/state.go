@@ -26,6 +26,10 @@ type state struct {
 	vhostNext uint32
 	vhostFree []uint32
 
+	routes  map[netip.Prefix]*apiRoute // table 0, source API
+	fibIdx  map[netip.Prefix]uint32    // stats_index of every prefix seen
+	nextFib uint32
+
 	bdSeed, macSeed uint32
 }
 
@@ -43,11 +47,13 @@ type iface struct {
 	shg     uint8
 	memif   *memifIf
 	vhost   *vhostIf
+	nbrs    map[netip.Addr][6]byte // learnt by ARP / ND (L3 interfaces)
 	cnt     counters
 }
 
 type counters struct {
 	rxPkts, rxBytes, txPkts, txBytes, drops atomic.Uint64
+	hostRx, hostTx                          atomic.Uint64
 }
 
 type memifIf struct {
@@ -61,7 +67,19 @@ type memifIf struct {
 	bufferSize uint16
 	secret     string
 	noZeroCopy bool
-	conn       *memifConn // connected (or connecting) peer
+	conn       *memifConn // master: connected (or connecting) peer
+	slave      *slaveLink // slave: its connection manager
+
+	// What VPP shows of the last connection: the "run" ring and buffer
+	// sizes a slave negotiated (memif_details), the peer's names, the
+	// reason of the last disconnect.
+	runSet      bool
+	runLog2     uint8
+	runBuf      uint16
+	remoteName  string
+	remoteIf    string
+	discReason  string
+	connections int
 }
 
 type memifSocket struct {
@@ -93,11 +111,15 @@ func newState(s *Server) *state {
 	st := &state{
 		s: s, ifaces: map[uint32]*iface{}, nextSw: 1,
 		sockets: map[uint32]*memifSocket{}, bds: map[uint32]*bridgeDomain{},
-		bdSeed: uint32(s.opts.Seed) ^ 0x5bd1e995, macSeed: uint32(s.opts.Seed) ^ 0x9e3779b9,
+		bdSeed: uint32(s.opts.Seed) ^ 0x5bd1e995, macSeed: uint32(s.opts.Seed) ^ 0x9e3779b9 ^ fnv32(s.opts.Socket),
 	}
 	st.ifaces[0] = &iface{sw: 0, name: "local0", devType: "local"}
 	st.sockets[0] = &memifSocket{id: 0, filename: filepath.Join(s.opts.RuntimeDir, "memif.sock"),
 		byID: map[uint32]uint32{}}
+	st.routes, st.fibIdx = map[netip.Prefix]*apiRoute{}, map[netip.Prefix]uint32{}
+	for _, e := range specialRoutes {
+		st.fibIndex(e.prefix)
+	}
 	return st
 }
 
@@ -116,6 +138,17 @@ func (st *state) allocSw() uint32 {
 	sw := st.nextSw
 	st.nextSw++
 	return sw
+}
+
+// fnv32 is FNV-1a: it makes the MACs of stand-ins on different API sockets
+// differ (VPP seeds them from the time), so several stand-ins can share a
+// bridge domain.
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
 }
 
 // randomMAC is what VPP gives an ethernet memif or vhost-user interface
@@ -196,6 +229,17 @@ type Memif struct {
 	Secret     string
 	NoZeroCopy bool
 	Connected  bool
+	// SocketFilename is the socket file the memif listens on (master) or
+	// connects to (slave), as VPP reports it.
+	SocketFilename string
+	// RemoteName is the peer application's name (from its hello or init),
+	// RemoteInterface the peer interface's name (slaves only: from the
+	// connected message), both kept after a disconnect like VPP's.
+	RemoteName, RemoteInterface string
+	// DisconnectReason says why the last connection or attempt ended.
+	DisconnectReason string
+	// Connections counts the connections established so far.
+	Connections int
 }
 
 // SocketFile is a snapshot of a registered memif socket filename.
@@ -223,12 +267,19 @@ type VhostUser struct {
 	Server    bool
 }
 
-// Counters are per-interface packet counters of the memif data path.
+// Counters are per-interface packet counters of the memif data path
+// (masters and slaves alike).
 type Counters struct {
 	RxPackets, RxBytes, TxPackets, TxBytes uint64
-	// Drops counts frames received but not forwarded (admin down, no
-	// destination) and frames a full or disconnected peer could not take.
+	// Drops counts frames received but neither forwarded nor consumed by
+	// the IP host (admin down, no destination, not for us, malformed) and
+	// frames a full or disconnected peer could not take.
 	Drops uint64
+	// HostRx counts received frames the interface's IP host consumed (ARP,
+	// ND, ICMP echo requests and replies); HostTx the frames it sent (ARP
+	// and ND requests and replies, echo requests and replies). Both are
+	// included in RxPackets and TxPackets.
+	HostRx, HostTx uint64
 }
 
 // Interfaces returns all interfaces ordered by sw_if_index.
@@ -259,10 +310,15 @@ func (s *Server) Memifs() []Memif {
 		if m == nil {
 			continue
 		}
-		out = append(out, Memif{SwIfIndex: ifc.sw, Name: ifc.name, SocketID: m.socketID, ID: m.id,
+		x := Memif{SwIfIndex: ifc.sw, Name: ifc.name, SocketID: m.socketID, ID: m.id,
 			Role: m.role, Mode: m.mode, RxQueues: m.rxQueues, TxQueues: m.txQueues,
 			RingSize: m.ringSize, BufferSize: m.bufferSize, Secret: m.secret,
-			NoZeroCopy: m.noZeroCopy, Connected: ifc.linkUp})
+			NoZeroCopy: m.noZeroCopy, Connected: ifc.linkUp, RemoteName: m.remoteName,
+			RemoteInterface: m.remoteIf, DisconnectReason: m.discReason, Connections: m.connections}
+		if sock := s.st.sockets[m.socketID]; sock != nil {
+			x.SocketFilename = sock.filename
+		}
+		out = append(out, x)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SwIfIndex < out[j].SwIfIndex })
 	return out
@@ -322,7 +378,8 @@ func (s *Server) Counters(swIfIndex uint32) Counters {
 		return Counters{}
 	}
 	return Counters{RxPackets: ifc.cnt.rxPkts.Load(), RxBytes: ifc.cnt.rxBytes.Load(),
-		TxPackets: ifc.cnt.txPkts.Load(), TxBytes: ifc.cnt.txBytes.Load(), Drops: ifc.cnt.drops.Load()}
+		TxPackets: ifc.cnt.txPkts.Load(), TxBytes: ifc.cnt.txBytes.Load(), Drops: ifc.cnt.drops.Load(),
+		HostRx: ifc.cnt.hostRx.Load(), HostTx: ifc.cnt.hostTx.Load()}
 }
 
 func (ifc *iface) hasMAC() bool {
