@@ -240,14 +240,18 @@ stop_ovs() {
 	done
 }
 
-cni() {
-	local verb=$1 pod=$2 args
+# plugin runs the plugin for a pod as Multus delegates to it: verb, pod,
+# network configuration (stdin) and the node policy it runs under.
+plugin() {
+	local verb=$1 pod=$2 conf=$3 policy=$4 args
 	args="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$pod;K8S_POD_INFRA_CONTAINER_ID=${POD_ID[$pod]};K8S_POD_UID=${POD_UID[$pod]}"
-	[[ $pod == pktgen ]] && args+=";MAC=$PKTGEN_MAC"
+	[[ $pod == pktgen && $conf == "$NETCONF" ]] && args+=";MAC=$PKTGEN_MAC"
 	env CNI_COMMAND="$verb" CNI_CONTAINERID="${POD_ID[$pod]}" CNI_NETNS="/var/run/netns/${POD_NS[$pod]}" \
-		CNI_IFNAME="$IFNAME" CNI_PATH="$BIN" CNI_ARGS="$args" USERSPACE_CNI_POLICY="$T/policy.json" \
-		"$BIN/userspace" <<<"$NETCONF"
+		CNI_IFNAME="$IFNAME" CNI_PATH="$BIN" CNI_ARGS="$args" USERSPACE_CNI_POLICY="$policy" \
+		"$BIN/userspace" <<<"$conf"
 }
+
+cni() { plugin "$1" "$2" "$NETCONF" "$T/policy.json"; }
 
 cleanup() {
 	local rc=$? pod ns p left=()
@@ -652,13 +656,7 @@ VPP_NETCONF='{"cniVersion":"0.3.1","type":"userspace","name":"memif-network","ho
 VPP_PIDS=()
 VPP_ADDED=()
 
-vpp_cni() {
-	local verb=$1 pod=$2
-	env CNI_COMMAND="$verb" CNI_CONTAINERID="${POD_ID[$pod]}" CNI_NETNS="/var/run/netns/${POD_NS[$pod]}" \
-		CNI_IFNAME="$IFNAME" CNI_PATH="$BIN" USERSPACE_CNI_POLICY="$T/vpp-policy.json" \
-		CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vpp-$pod;K8S_POD_UID=${POD_UID[$pod]}" \
-		"$BIN/userspace" <<<"$VPP_NETCONF"
-}
+vpp_cni() { plugin "$1" "$2" "$VPP_NETCONF" "$T/vpp-policy.json"; }
 
 vpp_cleanup() {
 	local pod

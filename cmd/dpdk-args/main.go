@@ -92,11 +92,7 @@ func run(args []string, stdout, stderr io.Writer, execve execFunc) error {
 		}
 		opts.Dir = filepath.Join(sandboxDir, sandboxid.Placeholder)
 	}
-	var err error
-	if opts.Dir, err = sandboxid.Expand(opts.Dir, mountinfo); err != nil {
-		return err
-	}
-	if opts.NotesDataDir, err = sandboxid.Expand(opts.NotesDataDir, mountinfo); err != nil {
+	if err := sandboxid.Expand(mountinfo, &opts.Dir, &opts.NotesDataDir); err != nil {
 		return err
 	}
 	atts, err := configdata.Load(context.Background(), opts)

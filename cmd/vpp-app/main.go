@@ -20,21 +20,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sirupsen/logrus"
-	"go.fd.io/govpp/adapter/socketclient"
-	"go.fd.io/govpp/core"
-
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/podvpp"
 	"github.com/userspace-cni/userspace/pkg/sandboxid"
 )
 
 func main() {
-	// govpp logs through logrus on its own; vpp-app reports errors itself.
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	core.SetLogger(quiet)
-	socketclient.SetLogger(quiet)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "vpp-app:", err)
 		os.Exit(1)
@@ -75,11 +66,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if ifNames != "" {
 		opts.IfNames = strings.Split(ifNames, ",")
 	}
-	var err error
-	if opts.Dir, err = sandboxid.Expand(opts.Dir, mountinfo); err != nil {
-		return err
-	}
-	if opts.NotesDataDir, err = sandboxid.Expand(opts.NotesDataDir, mountinfo); err != nil {
+	if err := sandboxid.Expand(mountinfo, &opts.Dir, &opts.NotesDataDir); err != nil {
 		return err
 	}
 	if opts.Dir == "" && opts.NotesDataDir == "" && opts.AnnotationsFile == "" {

@@ -54,6 +54,20 @@ func (d *ConfigData) SocketFile() string {
 	return d.Config.Vhost.Socketfile
 }
 
+// ResultMAC is the MAC the runtime asked for, which the plugin reports on
+// the pod's interface in the result; empty when none was asked for.
+func (d *ConfigData) ResultMAC() string {
+	if d.IPResult == nil {
+		return ""
+	}
+	for _, i := range d.IPResult.Interfaces {
+		if i != nil && i.Name == d.IfName {
+			return i.Mac
+		}
+	}
+	return ""
+}
+
 // Options say where Load reads and how long it waits.
 type Options struct {
 	// AnnotationsFile is a downward-API annotations file. Used when Dir is

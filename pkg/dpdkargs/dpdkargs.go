@@ -21,7 +21,7 @@ func VDev(n int, a *configdata.Attachment) (string, error) {
 	}
 	mac := a.Config.Memif.MAC
 	if mac == "" {
-		mac = resultMAC(a)
+		mac = a.ResultMAC()
 	}
 	if mac != "" {
 		if err := netconf.ValidateMAC(mac); err != nil {
@@ -80,20 +80,6 @@ func VDev(n int, a *configdata.Attachment) (string, error) {
 		kv = append(kv, "mac="+mac)
 	}
 	return strings.Join(kv, ","), nil
-}
-
-// resultMAC is the MAC the runtime asked for, which the plugin reports on
-// the pod's interface in the result.
-func resultMAC(a *configdata.Attachment) string {
-	if a.IPResult == nil {
-		return ""
-	}
-	for _, i := range a.IPResult.Interfaces {
-		if i != nil && i.Name == a.IfName {
-			return i.Mac
-		}
-	}
-	return ""
 }
 
 // kvSafe refuses values that would split DPDK's key=value,key=value device

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.fd.io/govpp/adapter"
-	"go.fd.io/govpp/adapter/socketclient"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/fib_types"
 	interfaces "go.fd.io/govpp/binapi/interface"
@@ -75,49 +74,15 @@ func Connect(ctx context.Context, socket string, vppAPI adapter.VppAPI) (*Client
 		if err := waitForSocket(ctx, socket); err != nil {
 			return nil, err
 		}
-		sc := socketclient.NewVppClient(socket)
-		sc.SetClientName(clientName)
-		sc.SetConnectTimeout(5 * time.Second)
-		vppAPI = sc
 	}
-	type result struct {
-		c   *core.Connection
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := core.Connect(vppAPI)
-		done <- result{c, err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.c != nil {
-				r.c.Disconnect()
-			}
-		}()
-		return nil, fmt.Errorf("connecting to VPP at %s: %w", socket, ctx.Err())
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("connecting to VPP at %s: %w", socket, r.err)
-	}
-	ch, err := r.c.NewAPIChannel()
+	conn, ch, err := vppapi.Dial(ctx, socket, clientName, vppAPI)
 	if err != nil {
-		r.c.Disconnect()
-		return nil, fmt.Errorf("opening a VPP API channel on %s: %w", socket, err)
+		return nil, err
 	}
-	ch.SetReplyTimeout(10 * time.Second)
-	c := &Client{socket: socket, conn: r.c, ch: ch}
-	if err := ch.CheckCompatiblity(Messages()...); err != nil {
+	c := &Client{socket: socket, conn: conn, ch: ch}
+	if err := vppapi.CheckCompatible(ch, socket, "vpp-app", Messages()); err != nil {
 		c.Close()
-		var cerr *api.CompatibilityError
-		if errors.As(err, &cerr) {
-			return nil, fmt.Errorf("VPP at %s does not speak the API vpp-app was built for (VPP 23.06 to 26.10): missing or changed messages: %s",
-				socket, strings.Join(cerr.IncompatibleMessages, ", "))
-		}
-		return nil, fmt.Errorf("checking VPP API compatibility at %s: %w", socket, err)
+		return nil, err
 	}
 	return c, nil
 }
@@ -212,7 +177,7 @@ func planFor(a *configdata.Attachment) (*plan, error) {
 		spec.Role = netconf.MemifSlave
 	}
 	if spec.MAC == "" {
-		spec.MAC = resultMAC(a)
+		spec.MAC = a.ResultMAC()
 	}
 	// Validate role, mode, secret and MAC before touching VPP.
 	if _, err := memif.CreateRequest(spec, 0); err != nil {
@@ -268,18 +233,6 @@ func forInterface(a *configdata.Attachment, idx *int) bool {
 	return *idx >= 0 && *idx < len(ifs) && ifs[*idx] != nil && (ifs[*idx].Name == a.IfName || ifs[*idx].Name == "")
 }
 
-func resultMAC(a *configdata.Attachment) string {
-	if a.IPResult == nil {
-		return ""
-	}
-	for _, i := range a.IPResult.Interfaces {
-		if i != nil && i.Name == a.IfName {
-			return i.Mac
-		}
-	}
-	return ""
-}
-
 func prefixOf(n net.IPNet) (netip.Prefix, bool) {
 	addr, ok := netip.AddrFromSlice(n.IP)
 	if !ok {
@@ -296,6 +249,7 @@ func prefixOf(n net.IPNet) (netip.Prefix, bool) {
 // state is what the pod's VPP has, read in one round trip.
 type state struct {
 	tags    map[string]interfaces.SwInterfaceDetails
+	tagged  map[interface_types.InterfaceIndex]bool
 	memifs  map[interface_types.InterfaceIndex]memif.Interface
 	sockets map[uint32]string
 }
@@ -304,10 +258,12 @@ func (c *Client) read() (*state, error) {
 	ifCtx := c.ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: ^interface_types.InterfaceIndex(0)})
 	memCtx := c.ch.SendMultiRequest(&vppmemif.MemifDump{})
 	sockCtx := c.ch.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{})
-	st := &state{tags: map[string]interfaces.SwInterfaceDetails{}, memifs: map[interface_types.InterfaceIndex]memif.Interface{}}
+	st := &state{tags: map[string]interfaces.SwInterfaceDetails{}, tagged: map[interface_types.InterfaceIndex]bool{},
+		memifs: map[interface_types.InterfaceIndex]memif.Interface{}}
 	errIf := vppapi.ReadDump(ifCtx, "sw_interface_dump", func(d *interfaces.SwInterfaceDetails) {
 		if d.Tag != "" {
 			st.tags[d.Tag] = *d
+			st.tagged[d.SwIfIndex] = true
 		}
 	})
 	mems, errMem := memif.ReadInterfaces(memCtx)
@@ -383,17 +339,17 @@ func (c *Client) Apply(a *configdata.Attachment) (*Applied, error) {
 	steps = append(steps, step{"setting the interface up", c.ch.SendRequest(&interfaces.SwInterfaceSetFlags{
 		SwIfIndex: idx, Flags: interface_types.IF_STATUS_API_FLAG_ADMIN_UP,
 	}), &interfaces.SwInterfaceSetFlagsReply{}})
+	// The interface's name, for the report, in the same round trip.
+	nameCtx := c.ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: idx})
 	var errs []error
 	for _, s := range steps {
 		if err := s.ctx.ReceiveReply(s.reply); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
 		}
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("interface %s (sw_if_index %d): %w", a.IfName, idx, errors.Join(errs...))
-	}
-	if out.VPPName, err = c.name(idx); err != nil {
-		return nil, err
+	errs = append(errs, vppapi.ReadDump(nameCtx, "sw_interface_dump", func(d *interfaces.SwInterfaceDetails) { out.VPPName = d.InterfaceName }))
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("interface %s (sw_if_index %d): %w", a.IfName, idx, err)
 	}
 	return out, nil
 }
@@ -413,22 +369,11 @@ func (c *Client) existing(st *state, p *plan) (interface_types.InterfaceIndex, b
 		c.remove(st, d.SwIfIndex)
 	}
 	for idx, m := range st.memifs {
-		if matches(m) && m.ID == p.spec.ID {
-			if _, claimed := st.tagOf(idx); !claimed {
-				return idx, false, true
-			}
+		if matches(m) && m.ID == p.spec.ID && !st.tagged[idx] {
+			return idx, false, true
 		}
 	}
 	return 0, false, false
-}
-
-func (st *state) tagOf(idx interface_types.InterfaceIndex) (string, bool) {
-	for tag, d := range st.tags {
-		if d.SwIfIndex == idx {
-			return tag, true
-		}
-	}
-	return "", false
 }
 
 // remove deletes a stale interface; failing that, create reports the
@@ -482,15 +427,6 @@ func (c *Client) addresses(idx interface_types.InterfaceIndex) (map[netip.Prefix
 		return nil, err
 	}
 	return have, nil
-}
-
-func (c *Client) name(idx interface_types.InterfaceIndex) (string, error) {
-	var name string
-	req := c.ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: idx})
-	if err := vppapi.ReadDump(req, "sw_interface_dump", func(d *interfaces.SwInterfaceDetails) { name = d.InterfaceName }); err != nil {
-		return "", err
-	}
-	return name, nil
 }
 
 func toIPNet(p netip.Prefix) net.IPNet {

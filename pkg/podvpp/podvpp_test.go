@@ -2,7 +2,6 @@ package podvpp
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -12,11 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-	"go.fd.io/govpp/adapter/socketclient"
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/memif"
-	"go.fd.io/govpp/core"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -29,14 +25,6 @@ import (
 )
 
 const cid = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8"
-
-func TestMain(m *testing.M) {
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	core.SetLogger(quiet)
-	socketclient.SetLogger(quiet)
-	os.Exit(m.Run())
-}
 
 // The pod's VPP is the VPP stand-in, which speaks the real API socket
 // protocol to govpp's real client.

@@ -92,15 +92,21 @@ func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 // Placeholder in a path stands for the sandbox id.
 const Placeholder = "{sandbox}"
 
-// Expand replaces Placeholder in path with the sandbox id read from the
-// mountinfo file; a path without it is returned as it is.
-func Expand(path, mountinfo string) (string, error) {
-	if !strings.Contains(path, Placeholder) {
-		return path, nil
+// Expand replaces Placeholder in each path with the sandbox id, reading
+// the mountinfo file once and only when a path holds the placeholder.
+func Expand(mountinfo string, paths ...*string) error {
+	id := ""
+	for _, p := range paths {
+		if !strings.Contains(*p, Placeholder) {
+			continue
+		}
+		if id == "" {
+			var err error
+			if id, err = FromFile(mountinfo); err != nil {
+				return err
+			}
+		}
+		*p = strings.ReplaceAll(*p, Placeholder, id)
 	}
-	id, err := FromFile(mountinfo)
-	if err != nil {
-		return "", err
-	}
-	return strings.ReplaceAll(path, Placeholder, id), nil
+	return nil
 }

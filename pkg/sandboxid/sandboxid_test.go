@@ -68,13 +68,16 @@ func TestUnescape(t *testing.T) {
 
 func TestExpand(t *testing.T) {
 	mi := filepath.Join("testdata", "crio.mountinfo")
-	if got, err := Expand("/var/run/vpp/cni/{sandbox}", mi); err != nil || got != "/var/run/vpp/cni/"+sandbox {
-		t.Errorf("Expand = %q, %v", got, err)
+	a, b, c := "/var/run/vpp/cni/{sandbox}", "/vhu/fixed", ""
+	if err := Expand(mi, &a, &b, &c); err != nil || a != "/var/run/vpp/cni/"+sandbox || b != "/vhu/fixed" || c != "" {
+		t.Errorf("Expand = %q %q %q, %v", a, b, c, err)
 	}
-	if got, err := Expand("/vhu/fixed", "/nonexistent"); err != nil || got != "/vhu/fixed" {
-		t.Errorf("Expand without placeholder = %q, %v", got, err)
+	fixed := "/vhu/fixed"
+	if err := Expand("/nonexistent", &fixed); err != nil || fixed != "/vhu/fixed" {
+		t.Errorf("Expand without placeholder = %q, %v", fixed, err)
 	}
-	if _, err := Expand("/x/{sandbox}", filepath.Join("testdata", "host.mountinfo")); err == nil {
+	p := "/x/{sandbox}"
+	if err := Expand(filepath.Join("testdata", "host.mountinfo"), &p); err == nil {
 		t.Error("Expand without a sandbox mount succeeded")
 	}
 }
