@@ -27,11 +27,23 @@ if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
 		exit 1
 	fi
 	echo "installing etcd-server from Debian" >&2
+	# The package would start a system etcd on the default ports; tests run
+	# their own. A policy-rc.d that refuses (exit 101) keeps invoke-rc.d from
+	# starting it during the install, so no process has to be stopped after:
+	# on a shared machine, stopping "etcd" by name would hit other suites' etcd.
+	# An administrator's own policy-rc.d is kept and put back.
+	prc=/usr/sbin/policy-rc.d saved=""
+	if [[ -e $prc ]]; then saved=$(mktemp); cp -p "$prc" "$saved"; fi
+	printf '#!/bin/sh\nexit 101\n' >"$prc" && chmod 0755 "$prc"
+	restore() { if [[ -n $saved ]]; then mv -f "$saved" "$prc"; else rm -f "$prc"; fi; }
+	trap restore EXIT
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >&2 ||
 		{ apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server >&2; }
-	# The package starts a system etcd on the default ports; tests run their own.
-	systemctl disable --now etcd >/dev/null 2>&1 || true
-	pkill -x etcd 2>/dev/null || true
+	restore
+	trap - EXIT
+	# Without systemd nothing else could have started it; with systemd, the
+	# unit is disabled so a reboot does not start it either (by unit, not name).
+	if [[ -d /run/systemd/system ]]; then systemctl disable --now etcd.service >/dev/null 2>&1 || true; fi
 fi
 ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$assets/etcd"
 echo "$assets"
