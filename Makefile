@@ -44,6 +44,7 @@ unit:
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseArgs$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
+	$(GO) test -run='^$$' -fuzz='^FuzzPreprocess$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
 	$(GO) test -run='^$$' -fuzz='^FuzzOwnerTag$$' -fuzztime=$(FUZZTIME) ./pkg/vpp/
 
 integration:

@@ -4,8 +4,8 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -18,52 +18,52 @@ import (
 	"github.com/userspace-cni/userspace/pkg/plugin"
 )
 
-// defaultNetworkName stands in for a missing "name": the application notes'
-// configuration has none, and skel refuses an unnamed network.
-const defaultNetworkName = "userspace"
-
 func main() {
 	// One invocation lives a few milliseconds and allocates little: garbage
 	// collection would only cost time. The limit keeps a runaway bounded.
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(256 << 20)
-	if os.Getenv("CNI_COMMAND") != "" && os.Getenv("CNI_COMMAND") != "VERSION" {
-		if err := nameNetwork(); err != nil {
-			_ = types.NewError(types.ErrIOFailure, err.Error(), "").Print()
+	if cmd := os.Getenv("CNI_COMMAND"); cmd != "" && cmd != "VERSION" {
+		stdin, err := preprocessStdin(os.Stdin)
+		if err != nil {
+			_ = asCNIError(err).Print()
 			os.Exit(1)
 		}
+		os.Stdin = stdin
 	}
 	skel.PluginMainFuncs(plugin.New().Funcs(), version.PluginSupports(netconf.SupportedVersions...),
 		"CNI userspace plugin (vhost-user and memif on OVS-DPDK and VPP)")
 }
 
-// nameNetwork gives an unnamed configuration the default name before skel
-// sees it. Anything that is not a JSON object is passed on untouched for
-// skel and the parser to report.
-func nameNetwork() error {
-	data, err := io.ReadAll(os.Stdin)
+// preprocessStdin reads the network configuration and returns a stdin for
+// skel holding it as netconf.Preprocess leaves it: a JSON object with a name.
+func preprocessStdin(in io.Reader) (*os.File, error) {
+	data, err := io.ReadAll(in)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("reading the network configuration from stdin: %w", err)
 	}
-	var probe map[string]json.RawMessage
-	if json.Unmarshal(data, &probe) == nil {
-		var name string
-		_ = json.Unmarshal(probe["name"], &name)
-		if name == "" {
-			probe["name"], _ = json.Marshal(defaultNetworkName)
-			if patched, err := json.Marshal(probe); err == nil {
-				data = patched
-			}
-		}
+	data, err = netconf.Preprocess(data)
+	if err != nil {
+		return nil, err
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("passing the network configuration on: %w", err)
 	}
+	// A pipe holds 64 KiB: write from a goroutine so a larger
+	// configuration does not block before skel reads it.
 	go func() {
-		_, _ = io.Copy(w, bytes.NewReader(data))
+		_, _ = w.Write(data)
 		_ = w.Close()
 	}()
-	os.Stdin = r
-	return nil
+	return r, nil
+}
+
+// asCNIError keeps a CNI error as it is and makes anything else one.
+func asCNIError(err error) *types.Error {
+	var e *types.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return types.NewError(types.ErrIOFailure, err.Error(), "")
 }

@@ -171,7 +171,16 @@ func FuzzParse(f *testing.F) {
 		`{"cniVersion":"0.2.0"}`,
 		`{`,
 		``,
+		// JSON values that are not objects: null once panicked the binary.
 		`null`,
+		`1`,
+		`-0.5e3`,
+		`"x"`,
+		`[]`,
+		`[{"cniVersion":"1.0.0"}]`,
+		`true`,
+		`false`,
+		" \n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -183,8 +183,16 @@ func quote(v any) string {
 // the configuration may name.
 func Parse(data []byte, pol *policy.Policy) (*NetConf, error) {
 	conf := &NetConf{}
+	if isJSONSpace(data) {
+		return nil, types.NewError(codeDecode, "empty network configuration: expected a JSON object", "")
+	}
 	if err := json.Unmarshal(data, conf); err != nil {
 		return nil, decodeError(err)
+	}
+	if firstByte(data) == 'n' {
+		// The only JSON value starting with n: null decodes into a
+		// struct without error.
+		return nil, notAnObject("null")
 	}
 	if err := conf.validateVersion(); err != nil {
 		return nil, err
@@ -211,7 +219,10 @@ func Parse(data []byte, pol *policy.Policy) (*NetConf, error) {
 // field where the JSON library can tell.
 func decodeError(err error) *types.Error {
 	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Field != "" {
+	if errors.As(err, &typeErr) {
+		if typeErr.Field == "" {
+			return notAnObject(typeErr.Value)
+		}
 		return types.NewError(codeDecode, fmt.Sprintf("invalid %s: expected %s, got JSON %s", typeErr.Field, typeErr.Type, typeErr.Value), "")
 	}
 	return types.NewError(codeDecode, fmt.Sprintf("malformed network configuration: %v", err), "")

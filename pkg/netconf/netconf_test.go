@@ -443,10 +443,17 @@ func TestParseErrors(t *testing.T) {
 		subs []string
 	}{
 		// Decoding.
-		{"empty input", ``, decode, []string{"malformed"}},
+		{"empty input", ``, decode, []string{"empty network configuration"}},
+		{"blank input", " \n\t\r", decode, []string{"empty network configuration"}},
+		{"null", `null`, decode, []string{"must be a JSON object, not null"}},
+		{"null with spaces", " null ", decode, []string{"must be a JSON object, not null"}},
+		{"number", `1`, decode, []string{"must be a JSON object, not a number"}},
+		{"string", `"x"`, decode, []string{"must be a JSON object, not a string"}},
+		{"boolean", `true`, decode, []string{"must be a JSON object, not a boolean"}},
+		{"NUL byte", "\x00", decode, []string{"malformed"}},
 		{"truncated JSON", `{"cniVersion":"1.0.0"`, decode, []string{"malformed"}},
 		{"trailing garbage", topConf(``) + ` x`, decode, []string{"malformed"}},
-		{"array", `[]`, decode, []string{"malformed"}},
+		{"array", `[]`, decode, []string{"must be a JSON object, not an array"}},
 		{"vlanId string", ovsConf(`,"bridge":{"vlanId":"10"}`, ``), decode, []string{"host.bridge.vlanId", "string"}},
 		{"bridgeId string", vppConf(`,"bridge":{"bridgeId":"4"}`, ``), decode, []string{"host.bridge.bridgeId"}},
 		{"mtu string", topConf(`,"mtu":"1500"`), decode, []string{"mtu"}},
