@@ -298,6 +298,13 @@ func resolve(d ConfigData, dir, source string) (Attachment, error) {
 	if err := netconf.ValidateSocketfile(name); err != nil {
 		return Attachment{}, fmt.Errorf("interface %s: config.%s.socketfile %q: %w", d.IfName, sideKey(d.Config.IfType), name, err)
 	}
+	// Ring and buffer sizes and queue counts end up in VPP's and DPDK's
+	// narrower integer types: out of range, they would wrap around.
+	if d.Config.IfType == netconf.IfTypeMemif {
+		if err := d.Config.Memif.Validate("config.memif"); err != nil {
+			return Attachment{}, fmt.Errorf("interface %s: %w", d.IfName, err)
+		}
+	}
 	return Attachment{ConfigData: d, SocketPath: path.Join(dir, name), Source: source}, nil
 }
 

@@ -156,6 +156,13 @@ func TestReadAnnotationsFile(t *testing.T) {
 	}
 }
 
+// memifWith is a memif entry changed by f, as annotation text.
+func memifWith(t *testing.T, f func(m *netconf.MemifConf)) string {
+	d := memifSample("net1", "memif-0123456789ab-net1.sock")
+	f(&d.Config.Memif)
+	return entries(t, d)
+}
+
 func TestHostileValues(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "annotations")
 	with := func(f func(d *ConfigData)) string {
@@ -176,6 +183,15 @@ func TestHostileValues(t *testing.T) {
 			`config.vhost.socketfile ""`},
 		{"memif socketfile absolute", map[string]string{AnnotationConfigData: entries(t, memifSample("net1", "/etc/passwd"))},
 			`config.memif.socketfile "/etc/passwd"`},
+		// Sizes that would wrap around in VPP's and DPDK's narrower types.
+		{"memif buffer size beyond 16 bits", map[string]string{AnnotationConfigData: memifWith(t, func(m *netconf.MemifConf) { m.BufferSize = 65536 })},
+			`config.memif.bufferSize 65536`},
+		{"memif queues beyond 8 bits", map[string]string{AnnotationConfigData: memifWith(t, func(m *netconf.MemifConf) { m.Queues = 256 })},
+			`config.memif.queues 256`},
+		{"memif ring size beyond VPP's", map[string]string{AnnotationConfigData: memifWith(t, func(m *netconf.MemifConf) { m.RingSize = 1 << 32 })},
+			`config.memif.ringSize 4294967296`},
+		{"memif negative buffer size", map[string]string{AnnotationConfigData: memifWith(t, func(m *netconf.MemifConf) { m.BufferSize = -1 })},
+			`config.memif.bufferSize -1`},
 		{"unknown iftype", map[string]string{AnnotationConfigData: with(func(d *ConfigData) { d.Config.IfType = "veth" })},
 			`config.iftype "veth"`},
 		{"ifName with a slash", map[string]string{AnnotationConfigData: with(func(d *ConfigData) { d.IfName = "../net1" })},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/deviceinfo"
 	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 // Engines, interface types, network types, modes and roles of the schema.
@@ -453,11 +454,19 @@ func (s *UserSpaceConf) validateCommon(side string) error {
 			return fieldError(field, name, err.Error())
 		}
 	}
-	if err := s.Memif.validate(side + ".memif"); err != nil {
+	if err := s.Memif.Validate(side + ".memif"); err != nil {
 		return err
 	}
-	if s.Vhost.Group != "" && !isGroup(s.Vhost.Group) {
-		return fieldError(side+".vhost.group", s.Vhost.Group, "must be a group name or a numeric gid")
+	if g := s.Vhost.Group; g != "" {
+		// A gid outside 32 bits would wrap around in chown (4294967297
+		// is gid 1, 4294967296 root): refused here, before anything is
+		// touched. A name is resolved on the node when ADD lays out the
+		// socket directory.
+		if _, numeric, err := sockdir.ParseGID(g); err != nil {
+			return fieldError(side+".vhost.group", g, err.Error())
+		} else if !numeric && !isGroup(g) {
+			return fieldError(side+".vhost.group", g, "must be a group name or a numeric gid")
+		}
 	}
 	if s.Bridge.BridgeID < 0 {
 		return fieldError(side+".bridge.bridgeId", s.Bridge.BridgeID, "must not be negative")
@@ -468,8 +477,9 @@ func (s *UserSpaceConf) validateCommon(side string) error {
 	return nil
 }
 
-// validate checks the memif extensions.
-func (m *MemifConf) validate(prefix string) error {
+// Validate checks the memif extensions against the limits of VPP's API
+// (the values reach narrower integer types there); prefix names the field.
+func (m *MemifConf) Validate(prefix string) error {
 	if r := m.RingSize; r != 0 && (r < 2 || r > MaxMemifRingSize || r&(r-1) != 0) {
 		return fieldError(prefix+".ringSize", r, fmt.Sprintf("must be a power of two between 2 and %d", MaxMemifRingSize))
 	}
@@ -532,25 +542,38 @@ func (h *UserSpaceConf) normalizeVPP() error {
 	return nil
 }
 
+// MaxBridgeDomain is the largest bridge domain id VPP accepts: it keeps
+// them in 24 bits, the VXLAN VNI range (L2_BD_ID_MAX).
+const MaxBridgeDomain = 1<<24 - 1
+
 // BridgeDomainID returns the VPP bridge domain of the host side: the numeric
 // bridgeName, else the deprecated bridgeId. ADD and DEL both use this, so
 // they always agree (the original read different fields on ADD and DEL).
 func (h *UserSpaceConf) BridgeDomainID() (uint32, error) {
-	if h.Bridge.BridgeName != "" {
-		id, err := strconv.ParseUint(h.Bridge.BridgeName, 10, 32)
-		if err != nil {
-			return 0, fieldError("host.bridge.bridgeName", h.Bridge.BridgeName, "engine \"vpp\" needs a numeric bridge domain id")
+	outOfRange := fmt.Sprintf("must be between 1 and %d (VPP's largest bridge domain id)", MaxBridgeDomain)
+	if name := h.Bridge.BridgeName; name != "" {
+		if name[0] < '0' || name[0] > '9' {
+			return 0, fieldError("host.bridge.bridgeName", name, "engine \"vpp\" needs a numeric bridge domain id")
 		}
-		if id == 0 {
-			return 0, fieldError("host.bridge.bridgeName", h.Bridge.BridgeName, "bridge domain 0 is VPP's default domain and cannot be used")
+		id, err := strconv.ParseUint(name, 10, 64)
+		var numErr *strconv.NumError
+		switch {
+		case errors.As(err, &numErr) && errors.Is(numErr.Err, strconv.ErrRange):
+			return 0, fieldError("host.bridge.bridgeName", name, outOfRange)
+		case err != nil:
+			return 0, fieldError("host.bridge.bridgeName", name, "engine \"vpp\" needs a numeric bridge domain id")
+		case id == 0:
+			return 0, fieldError("host.bridge.bridgeName", name, "bridge domain 0 is VPP's default domain and cannot be used")
+		case id > MaxBridgeDomain:
+			return 0, fieldError("host.bridge.bridgeName", name, outOfRange)
 		}
 		return uint32(id), nil
 	}
 	if h.Bridge.BridgeID <= 0 {
 		return 0, fieldError("host.bridge.bridgeId", h.Bridge.BridgeID, "engine \"vpp\" with netType \"bridge\" needs a bridge domain id above 0 (bridge.bridgeName or bridge.bridgeId)")
 	}
-	if int64(h.Bridge.BridgeID) > int64(^uint32(0)) {
-		return 0, fieldError("host.bridge.bridgeId", h.Bridge.BridgeID, "must fit in 32 bits")
+	if h.Bridge.BridgeID > MaxBridgeDomain {
+		return 0, fieldError("host.bridge.bridgeId", h.Bridge.BridgeID, outOfRange)
 	}
 	return uint32(h.Bridge.BridgeID), nil
 }

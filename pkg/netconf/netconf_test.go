@@ -513,6 +513,14 @@ func TestParseErrors(t *testing.T) {
 		{"socketfile space", ovsConf(`,"vhost":{"socketfile":"a b"}`, ``), invalid, []string{"host.vhost.socketfile", `"a b"`}},
 		{"memif socketfile slash", vppConf(`,"netType":"none","memif":{"socketfile":"/run/x.sock"}`, ``), invalid, []string{"host.memif.socketfile", `"/run/x.sock"`}},
 		{"bad group", ovsConf(`,"vhost":{"group":"Bad Group"}`, ``), invalid, []string{"host.vhost.group", `"Bad Group"`}},
+		// A gid chown would truncate to 32 bits (4294967297 is gid 1,
+		// 4294967296 root) or take as "no change".
+		{"gid 2^32", ovsConf(`,"vhost":{"group":"4294967296"}`, ``), invalid, []string{`host.vhost.group "4294967296"`, "between 0 and 4294967294"}},
+		{"gid 2^32+1", ovsConf(`,"vhost":{"group":"4294967297"}`, ``), invalid, []string{`host.vhost.group "4294967297"`, "between 0 and 4294967294"}},
+		{"gid -1 as unsigned", ovsConf(`,"vhost":{"group":"4294967295"}`, ``), invalid, []string{`host.vhost.group "4294967295"`, "no change"}},
+		{"gid of 10 digits", ovsConf(`,"vhost":{"group":"9999999999"}`, ``), invalid, []string{`host.vhost.group "9999999999"`}},
+		{"gid beyond 64 bits", ovsConf(`,"vhost":{"group":"99999999999999999999999"}`, ``), invalid, []string{`host.vhost.group "99999999999999999999999"`, "between 0 and"}},
+		{"container gid 2^32", ovsConf(``, `,"vhost":{"group":"4294967296"}`), invalid, []string{`container.vhost.group "4294967296"`}},
 		{"bridge name too long", ovsConf(`,"bridge":{"bridgeName":"br-0123456789abc"}`, ``), invalid, []string{"host.bridge.bridgeName", `"br-0123456789abc"`}},
 		{"bridge name space", ovsConf(`,"bridge":{"bridgeName":"br 0"}`, ``), invalid, []string{"host.bridge.bridgeName", `"br 0"`}},
 		{"bridge name slash", ovsConf(`,"bridge":{"bridgeName":"br/0"}`, ``), invalid, []string{"host.bridge.bridgeName", `"br/0"`}},
@@ -652,16 +660,20 @@ func TestBridgeDomainID(t *testing.T) {
 	}{
 		{"name", BridgeConf{BridgeName: "4"}, 4, ""},
 		{"name with leading zero", BridgeConf{BridgeName: "010"}, 10, ""},
-		{"name max", BridgeConf{BridgeName: "4294967295"}, 4294967295, ""},
+		{"name max", BridgeConf{BridgeName: "16777215"}, 16777215, ""},
+		{"id max", BridgeConf{BridgeID: 16777215}, 16777215, ""},
+		{"name above VPP's 24 bits", BridgeConf{BridgeName: "16777216"}, 0, `host.bridge.bridgeName "16777216": must be between 1 and 16777215`},
+		{"id above VPP's 24 bits", BridgeConf{BridgeID: 16777216}, 0, "host.bridge.bridgeId 16777216: must be between 1 and 16777215"},
+		{"name beyond 64 bits", BridgeConf{BridgeName: "99999999999999999999999"}, 0, "must be between 1 and 16777215"},
 		{"id", BridgeConf{BridgeID: 9}, 9, ""},
 		{"name wins", BridgeConf{BridgeName: "5", BridgeID: 9}, 5, ""},
 		{"bad name even with id", BridgeConf{BridgeName: "br", BridgeID: 9}, 0, "host.bridge.bridgeName"},
 		{"zero name", BridgeConf{BridgeName: "0"}, 0, "bridge domain 0"},
-		{"name overflow", BridgeConf{BridgeName: "4294967296"}, 0, "host.bridge.bridgeName"},
+		{"name overflow", BridgeConf{BridgeName: "4294967297"}, 0, `host.bridge.bridgeName "4294967297": must be between`},
 		{"name with sign", BridgeConf{BridgeName: "+4"}, 0, "host.bridge.bridgeName"},
 		{"none", BridgeConf{}, 0, "host.bridge.bridgeId"},
 		{"negative id", BridgeConf{BridgeID: -1}, 0, "host.bridge.bridgeId"},
-		{"id overflow", BridgeConf{BridgeID: 1 << 32}, 0, "32 bits"},
+		{"id overflow", BridgeConf{BridgeID: 1<<32 + 1}, 0, "host.bridge.bridgeId 4294967297: must be between"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -847,5 +859,21 @@ func TestNetConfMarshalJSON(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGroupRange: every gid chown can set is accepted as written, and a
+// group name is left for the node to resolve.
+func TestGroupRange(t *testing.T) {
+	pol := testPolicy()
+	for _, g := range []string{"0", "1", "00001", "65534", "4294967294", "hugetlbfs", "_vhost$"} {
+		c, err := Parse([]byte(ovsConf(`,"vhost":{"group":"`+g+`"}`, ``)), pol)
+		if err != nil {
+			t.Errorf("group %q: %v", g, err)
+			continue
+		}
+		if c.Host.Vhost.Group != g {
+			t.Errorf("group %q became %q", g, c.Host.Vhost.Group)
+		}
 	}
 }

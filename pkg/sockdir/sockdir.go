@@ -195,7 +195,7 @@ func setPerms(root *os.Root, name, group string, open, grouped fs.FileMode) erro
 	}
 	gid, err := LookupGID(group)
 	if err != nil {
-		return err
+		return fmt.Errorf("vhost.group %q: %w", group, err)
 	}
 	if err := f.Chown(-1, gid); err != nil {
 		return err
@@ -203,16 +203,48 @@ func setPerms(root *os.Root, name, group string, open, grouped fs.FileMode) erro
 	return f.Chmod(grouped)
 }
 
-// LookupGID resolves a group name or numeric gid on the node.
+// MaxGID is the largest group id a file can be given: gids are 32 bits,
+// and 4294967295 ((gid_t)-1) tells chown to leave the group unchanged.
+const MaxGID = 1<<32 - 2
+
+// ParseGID reads a numeric gid. numeric is false when group is not a
+// decimal number (it is a group name); err is set for a number outside
+// 0..MaxGID, which chown would truncate to 32 bits or take as "no change".
+func ParseGID(group string) (gid int, numeric bool, err error) {
+	if group == "" {
+		return 0, false, nil
+	}
+	for i := 0; i < len(group); i++ {
+		if group[i] < '0' || group[i] > '9' {
+			return 0, false, nil
+		}
+	}
+	n, err := strconv.ParseUint(group, 10, 64)
+	if err != nil || n > MaxGID {
+		return 0, true, fmt.Errorf("a gid must be between 0 and %d (%d means \"no change\" to chown)", MaxGID, MaxGID+1)
+	}
+	return int(n), true, nil
+}
+
+// LookupGID resolves a group name or numeric gid on the node. Its errors
+// do not repeat the group: callers name it with the field it came from.
 func LookupGID(group string) (int, error) {
-	if gid, err := strconv.Atoi(group); err == nil {
-		return gid, nil
+	if gid, numeric, err := ParseGID(group); numeric || err != nil {
+		return gid, err
 	}
 	g, err := user.LookupGroup(group)
-	if err != nil {
-		return 0, fmt.Errorf("group %q: %w", group, err)
+	var unknown user.UnknownGroupError
+	if errors.As(err, &unknown) {
+		return 0, errors.New("no such group on this node")
 	}
-	return strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("looking the group up: %w", err)
+	}
+	gid, numeric, err := ParseGID(g.Gid)
+	if !numeric || err != nil {
+		return 0, fmt.Errorf("the node's group database gives it gid %q, which cannot be set", g.Gid)
+	}
+	return gid, nil
 }
 
 func (l *Layout) makeShortLink() error {
@@ -286,7 +318,7 @@ func (l *Layout) SetSocketPerms(group string) error {
 	}
 	gid, err := LookupGID(group)
 	if err != nil {
-		return err
+		return fmt.Errorf("vhost.group %q: %w", group, err)
 	}
 	if err := root.Lchown(l.SocketName, -1, gid); err != nil {
 		return err

@@ -550,8 +550,16 @@ func TestLookupGID(t *testing.T) {
 	}{
 		{"0", 0, true},
 		{"12345", 12345, true},
+		{"4294967294", MaxGID, true},
 		{root.Name, 0, true},
 		{"no-such-group-userspace-cni", 0, false},
+		// Beyond 32 bits chown would truncate (2^32+1 is gid 1, 2^32
+		// root); 2^32-1 is chown's "no change".
+		{"4294967295", 0, false},
+		{"4294967296", 0, false},
+		{"4294967297", 0, false},
+		{"18446744073709551617", 0, false},
+		{"99999999999999999999999", 0, false},
 	}
 	for _, tt := range tests {
 		got, err := LookupGID(tt.group)
@@ -1015,4 +1023,32 @@ func TestPrepareShortLinkErrors(t *testing.T) {
 			t.Error("Prepare with an uncreatable base succeeded")
 		}
 	})
+}
+
+func TestParseGID(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		gid     int
+		numeric bool
+		ok      bool
+	}{
+		{"0", 0, true, true},
+		{"007", 7, true, true},
+		{"4294967294", 4294967294, true, true},
+		{"4294967295", 0, true, false},
+		{"4294967297", 0, true, false},
+		{"", 0, false, true},
+		{"daemon", 0, false, true},
+		{"12a", 0, false, true},
+		{"-1", 0, false, true},
+		{"+1", 0, false, true},
+	} {
+		gid, numeric, err := ParseGID(tt.in)
+		if gid != tt.gid || numeric != tt.numeric || (err == nil) != tt.ok {
+			t.Errorf("ParseGID(%q) = %d, %v, %v; want %d, %v, ok=%v", tt.in, gid, numeric, err, tt.gid, tt.numeric, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "4294967294") {
+			t.Errorf("ParseGID(%q): error %q does not give the range", tt.in, err)
+		}
+	}
 }
