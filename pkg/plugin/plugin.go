@@ -137,10 +137,25 @@ func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
 		store: state.New(pol.StateDir), close: closeLog}, nil
 }
 
-// socketLayout works out where the attachment's socket goes: the pod's
-// shared-dir volume, else the configuration's sharedDir, else the engine's
-// default.
+// socketLayout works out where the attachment's socket goes and checks,
+// before ADD creates anything, that it can be laid out: vhost.group must
+// name a group of this node.
 func socketLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
+	l, err := planLayout(inv, pc)
+	if err != nil {
+		return nil, err
+	}
+	if g := inv.conf.Host.Vhost.Group; g != "" {
+		if _, err := sockdir.LookupGID(g); err != nil {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("invalid host.vhost.group %q: %v", g, err), "")
+		}
+	}
+	return l, nil
+}
+
+// planLayout is where the attachment's socket goes: the pod's shared-dir
+// volume, else the configuration's sharedDir, else the engine's default.
+func planLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
 	h := &inv.conf.Host
 	name := h.Vhost.Socketfile
 	if h.IfType == netconf.IfTypeMemif {

@@ -19,6 +19,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -126,38 +127,58 @@ func (l *Layout) openDir() (*os.Root, error) {
 
 // Prepare creates the socket directory with permissions for the pod app
 // (group, if set, is a group name or gid that gets exclusive access) and the
-// short link if one is needed.
-func (l *Layout) Prepare(group string) error {
-	if err := os.MkdirAll(l.Base, modeBaseDir); err != nil {
-		return fmt.Errorf("creating %s: %w", l.Base, err)
+// short link if one is needed. The group is resolved before anything is
+// created, and a failure removes the directories this call created (while
+// they are still empty), so a failed Prepare leaves nothing behind.
+func (l *Layout) Prepare(group string) (err error) {
+	gid := -1
+	if group != "" {
+		if gid, err = LookupGID(group); err != nil {
+			return fmt.Errorf("vhost.group %q: %w", group, err)
+		}
 	}
 	rel, err := l.rel()
 	if err != nil {
 		return err
 	}
+	var made madeDirs
+	defer func() {
+		if err != nil {
+			made.undo()
+		}
+		if made.base != nil {
+			made.base.Close()
+		}
+	}()
+	if err := made.mkdirAll(l.Base, modeBaseDir); err != nil {
+		return fmt.Errorf("creating %s: %w", l.Base, err)
+	}
 	base, err := os.OpenRoot(l.Base)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", l.Base, err)
 	}
-	defer base.Close()
+	made.base = base
 	// Directories between the base and the socket directory must be
 	// traversable by the pod app, which may not run as root.
 	if parent := filepath.Dir(rel); parent != "." {
-		if err := base.MkdirAll(parent, modeBaseDir); err != nil {
+		if err := made.mkdirAllIn(parent, modeBaseDir); err != nil {
 			return fmt.Errorf("creating socket directory %s: %w", l.Dir, err)
 		}
 	}
-	if err := base.MkdirAll(rel, 0o700); err != nil {
+	if err := made.mkdirAllIn(rel, 0o700); err != nil {
 		return fmt.Errorf("creating socket directory %s: %w", l.Dir, err)
 	}
 	if l.OwnDir && rel != "." {
 		// Only the per-pod directory gets the pod's permissions; the base and
 		// a pod's own volume keep theirs.
-		if err := setPerms(base, rel, group, modeDirOpen, modeDirGroup); err != nil {
+		if err := setPerms(base, rel, gid, modeDirOpen, modeDirGroup); err != nil {
 			return fmt.Errorf("setting permissions of %s: %w", l.Dir, err)
 		}
 	}
 	if l.ShortLink != "" {
+		if err := made.mkdirAll(filepath.Dir(l.ShortLink), modeBaseDir); err != nil {
+			return fmt.Errorf("creating %s: %w", filepath.Dir(l.ShortLink), err)
+		}
 		if err := l.makeShortLink(); err != nil {
 			return err
 		}
@@ -165,12 +186,88 @@ func (l *Layout) Prepare(group string) error {
 	return nil
 }
 
-// setPerms sets mode and group through an open descriptor, so a path swapped
-// for a symlink meanwhile cannot redirect the change.
+// madeDirs records the directories one Prepare created, so that a failure
+// later in it removes exactly those.
+type madeDirs struct {
+	abs  []string // absolute: the base, directories above it, the short link's
+	base *os.Root // the base, once open
+	rel  []string // beneath the base
+}
+
+// mkdirAll creates dir and its missing parents, recording each. These are
+// the administrator's directories (policy entries and their parents), not
+// ones a pod can reach.
+func (m *madeDirs) mkdirAll(dir string, mode fs.FileMode) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := m.mkdirAll(parent, mode); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, mode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // created meanwhile by another attachment
+		}
+		return err
+	}
+	m.abs = append(m.abs, dir)
+	// Mkdir is subject to the umask.
+	return os.Chmod(dir, mode)
+}
+
+// mkdirAllIn creates rel beneath the base and its missing parents,
+// recording each.
+func (m *madeDirs) mkdirAllIn(rel string, mode fs.FileMode) error {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		name := strings.Join(parts[:i+1], "/")
+		err := m.base.Mkdir(name, mode)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		m.rel = append(m.rel, name)
+		if err := m.base.Chmod(name, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// undo removes the recorded directories, newest first, each only if it is
+// still an empty directory: a concurrent attachment may be using one.
+func (m *madeDirs) undo() {
+	for i := len(m.rel) - 1; i >= 0; i-- {
+		parent, err := m.base.Open(filepath.Dir(m.rel[i]))
+		if err != nil {
+			continue
+		}
+		_ = unix.Unlinkat(int(parent.Fd()), filepath.Base(m.rel[i]), unix.AT_REMOVEDIR)
+		parent.Close()
+	}
+	for i := len(m.abs) - 1; i >= 0; i-- {
+		_ = unix.Rmdir(m.abs[i])
+	}
+}
+
+// setPerms sets mode and group (gid, or -1 for none) through an open
+// descriptor, so a path swapped for a symlink meanwhile cannot redirect the
+// change.
 // The directory itself must not be a symlink: os.Root follows symlinks that
 // stay beneath it, so a planted link to the base or to another pod's
 // directory would otherwise get this pod's permissions.
-func setPerms(root *os.Root, name, group string, open, grouped fs.FileMode) error {
+func setPerms(root *os.Root, name string, gid int, open, grouped fs.FileMode) error {
 	lfi, err := root.Lstat(name)
 	if err != nil {
 		return err
@@ -190,12 +287,8 @@ func setPerms(root *os.Root, name, group string, open, grouped fs.FileMode) erro
 	if !os.SameFile(lfi, fi) {
 		return fmt.Errorf("%s was replaced while being opened", name)
 	}
-	if group == "" {
+	if gid < 0 {
 		return f.Chmod(open)
-	}
-	gid, err := LookupGID(group)
-	if err != nil {
-		return fmt.Errorf("vhost.group %q: %w", group, err)
 	}
 	if err := f.Chown(-1, gid); err != nil {
 		return err
@@ -248,9 +341,6 @@ func LookupGID(group string) (int, error) {
 }
 
 func (l *Layout) makeShortLink() error {
-	if err := os.MkdirAll(filepath.Dir(l.ShortLink), modeBaseDir); err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Dir(l.ShortLink), err)
-	}
 	if target, err := os.Readlink(l.ShortLink); err == nil {
 		if target == l.Dir {
 			return nil

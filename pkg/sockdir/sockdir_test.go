@@ -2,6 +2,7 @@ package sockdir
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -296,15 +297,90 @@ func TestPrepareGroup(t *testing.T) {
 	}
 }
 
+// TestPrepareUnknownGroup: the group is resolved before anything is
+// created, so an unknown one leaves nothing behind, not even the base.
 func TestPrepareUnknownGroup(t *testing.T) {
-	e := newEnv(t)
-	l := e.plan(t, "pod", true, "s")
-	err := l.Prepare("no-such-group-userspace-cni")
-	if err == nil || !strings.Contains(err.Error(), "no-such-group-userspace-cni") {
-		t.Fatalf("Prepare with an unknown group = %v", err)
+	for _, group := range []string{"no-such-group-userspace-cni", "4294967296"} {
+		root := t.TempDir()
+		base := filepath.Join(root, "new", "base")
+		pol := &policy.Policy{SharedDirs: []string{base}, ShortSocketDir: filepath.Join(root, "s")}
+		l, err := Plan(pol, filepath.Join(base, strings.Repeat("d", 100)), true, "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Prepare(group)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("vhost.group %q", group)) {
+			t.Fatalf("Prepare(%q) = %v, want an error naming the group", group, err)
+		}
+		if entries, _ := os.ReadDir(root); len(entries) != 0 {
+			t.Errorf("Prepare(%q) created %v", group, entries)
+		}
 	}
-	if got := perm(t, l.Dir); got&0o077 != 0 {
-		t.Errorf("directory left open (%v) after a failed Prepare", got)
+}
+
+// TestPrepareUndo: when a later step of Prepare fails, the directories it
+// created are removed; those that were there before stay.
+func TestPrepareUndo(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(root, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(root, "new", "base")
+	// The short link's directory cannot be created: the last step fails.
+	pol := &policy.Policy{SharedDirs: []string{base}, ShortSocketDir: filepath.Join(file, "s")}
+	l, err := Plan(pol, filepath.Join(base, "a", "b", strings.Repeat("d", 100)), true, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"", "12345"} {
+		if err := l.Prepare(group); err == nil {
+			t.Fatalf("Prepare(%q) succeeded", group)
+		}
+		if exists(filepath.Join(root, "new")) {
+			t.Errorf("Prepare(%q) left %s behind", group, filepath.Join(root, "new"))
+		}
+	}
+
+	// A directory an earlier attachment of the pod created stays.
+	e := newEnv(t)
+	first := e.plan(t, strings.Repeat("d", 100), true, "net1")
+	if err := first.Prepare(""); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(first.Dir, "configData-net1.json"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second := e.plan(t, strings.Repeat("d", 100), true, "net2")
+	if err := os.Remove(second.ShortLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(second.ShortLink, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Prepare(""); err == nil {
+		t.Fatal("Prepare over a regular file at the short link succeeded")
+	}
+	if !exists(filepath.Join(first.Dir, "configData-net1.json")) {
+		t.Error("the undo removed what an earlier attachment created")
+	}
+	// An empty directory that was there before stays too.
+	e2 := newEnv(t)
+	pre := e2.plan(t, strings.Repeat("e", 100), true, "s")
+	if err := os.Mkdir(pre.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(e2.short, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pre.ShortLink, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := pre.Prepare(""); err == nil {
+		t.Fatal("Prepare over a regular file at the short link succeeded")
+	}
+	if !exists(pre.Dir) {
+		t.Error("the undo removed a directory it had not created")
 	}
 }
 

@@ -111,16 +111,18 @@ func TestScalarConfigs(t *testing.T) {
 	}
 }
 
-// TestVhostGroupRefused: a numeric vhost.group outside the gids chown can
-// set is refused before anything is created, with an error naming the field
-// and the value. Before the fix 4294967297 became gid 1 (4294967296 root):
-// strconv.Atoi, then a 32-bit truncation in chown.
+// TestVhostGroupRefused: a vhost.group the node cannot resolve, or a
+// numeric one outside the gids chown can set, is refused before anything is
+// created, with an error naming the field and the value. Before the fix an
+// unknown group left a 0700 per-pod directory behind, and 4294967297 became
+// gid 1 (4294967296 root): strconv.Atoi, then a 32-bit truncation in chown.
 func TestVhostGroupRefused(t *testing.T) {
 	for _, mode := range []string{"server", "client"} {
 		for _, c := range []struct {
 			group string
 			code  uint
 		}{
+			{"nosuchgroup", types.ErrInvalidNetworkConfig},
 			{"4294967296", types.ErrInvalidNetworkConfig},
 			{"4294967297", types.ErrInvalidNetworkConfig},
 			{"4294967295", types.ErrInvalidNetworkConfig},
