@@ -15,7 +15,8 @@
 #   $POLICY_FILE                                the node policy
 #   $VHOSTUSER_DIR/get-prefix.sh                the notes' helper that prints
 #                                               a pod's sandbox id (pods
-#                                               mount this directory at /vhu)
+#                                               mount this directory at /vhu,
+#                                               made 0711: not listable)
 # then keeps the token (which the kubelet rotates), the CA and the policy in
 # sync every SYNC_INTERVAL seconds until stopped. ONESHOT=true installs once
 # and exits. POSIX sh and coreutils/busybox only.
@@ -136,6 +137,10 @@ kubeconfig | install_content "$HOST_ROOT$KUBECONFIG_DIR/userspace.kubeconfig" 60
 install_file "$PLUGIN_BINARY" "$HOST_ROOT$CNI_BIN_DIR/userspace" 755 || die "installing the plugin failed"
 if [ -f "$GET_PREFIX" ]; then
 	mkdir -p "$HOST_ROOT$VHOSTUSER_DIR"
+	# Every notes' pod mounts this directory: others may reach the script and
+	# a directory whose name they know (their own sandbox id), but must not
+	# list it to find other pods' socket directories.
+	chmod 711 "$HOST_ROOT$VHOSTUSER_DIR"
 	install_file "$GET_PREFIX" "$HOST_ROOT$VHOSTUSER_DIR/get-prefix.sh" 755 || die "installing get-prefix.sh failed"
 fi
 log "plugin installed; kubeconfig $KUBECONFIG_DIR/userspace.kubeconfig, policy $POLICY_FILE"

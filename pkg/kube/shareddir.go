@@ -106,3 +106,22 @@ func checkAbsNoDotDot(p string) error {
 func isPathElement(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
 }
+
+// IsEmptyDir reports whether the pod's volume volumeName
+// (DefaultSharedDirVolume if empty) is an emptyDir: storage that only that
+// pod's containers see. A hostPath volume is a host directory any pod
+// allowed hostPath volumes may mount too.
+func IsEmptyDir(pod *corev1.Pod, volumeName string) bool {
+	if pod == nil {
+		return false
+	}
+	if volumeName == "" {
+		volumeName = DefaultSharedDirVolume
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == volumeName {
+			return v.EmptyDir != nil
+		}
+	}
+	return false
+}

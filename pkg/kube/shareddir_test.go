@@ -59,3 +59,25 @@ func TestSharedDir(t *testing.T) {
 		t.Error("nil pod accepted")
 	}
 }
+
+func TestIsEmptyDir(t *testing.T) {
+	hostPath := corev1.Volume{Name: "shared-dir", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/cni/usrspcni"}}}
+	emptyDir := corev1.Volume{Name: "shared-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+	for _, tc := range []struct {
+		name   string
+		pod    *corev1.Pod
+		volume string
+		want   bool
+	}{
+		{"emptyDir", podWith(emptyDir), "", true},
+		{"emptyDir by its name", podWith(emptyDir), "shared-dir", true},
+		{"hostPath", podWith(hostPath), "", false},
+		// podWith's other volume is an emptyDir: only the named one counts.
+		{"absent volume", podWith(hostPath), "socks", false},
+		{"nil pod", nil, "", false},
+	} {
+		if got := IsEmptyDir(tc.pod, tc.volume); got != tc.want {
+			t.Errorf("%s: IsEmptyDir = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -91,7 +91,7 @@ func TestAddSuccess(t *testing.T) {
 				PodUID:       "uid-" + id[:8],
 				Host: netconf.UserSpaceConf{Engine: "ovs-dpdk", IfType: "vhostuser", NetType: "bridge",
 					Vhost: netconf.VhostConf{Mode: "client"}, Bridge: netconf.BridgeConf{BridgeName: "br-4"}},
-				Layout: &sockdir.Layout{Base: e.shared, Dir: filepath.Join(e.shared, id12), OwnDir: true, SocketName: id12 + "-net1"},
+				Layout: &sockdir.Layout{Base: e.shared, Dir: filepath.Join(e.shared, id12), OwnDir: true, SocketName: id12 + "-net1", PodCreates: true},
 				MTU:    9000,
 			}
 			// A bridged attachment does not wait for IPAM: the engine gets no

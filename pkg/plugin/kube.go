@@ -31,6 +31,8 @@ type podContext struct {
 	// pod has none), and mappedDir where the pod's containers see it.
 	dir       string
 	mappedDir string
+	// emptyDir says the volume is an emptyDir, which no other pod sees.
+	emptyDir bool
 }
 
 // lookupPod reads the pod when the configuration has a kubeconfig and the
@@ -58,6 +60,7 @@ func lookupPod(ctx context.Context, inv *invocation) (*podContext, error) {
 	}
 	if ok {
 		pc.dir, pc.mappedDir = host, mount
+		pc.emptyDir = kube.IsEmptyDir(pod, inv.pol.SharedDirVolume)
 	}
 	if pc.mappedDir == "" {
 		pc.mappedDir = configdata.DefaultMappedDir

@@ -31,7 +31,12 @@ func notesLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
 	if inv.conf.Host.Engine != netconf.EngineVPP || inv.conf.SharedDir != "" || pc != nil && pc.dir != "" {
 		return nil, nil
 	}
-	return sockdir.Plan(inv.pol, filepath.Join(DefaultVPPBase, inv.args.ContainerID), true, "")
+	l, err := sockdir.Plan(inv.pol, filepath.Join(DefaultVPPBase, inv.args.ContainerID), true, "")
+	if err != nil {
+		return nil, err
+	}
+	setUnlisted(l, DefaultVPPBase)
+	return l, nil
 }
 
 // writeNotes writes the notes' files for one attachment and returns their

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -138,10 +139,11 @@ func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
 }
 
 // socketLayout works out where the attachment's socket goes and checks,
-// before ADD creates anything, that it can be laid out: vhost.group must
-// name a group of this node.
+// before ADD creates anything, that it may go there: vhost.group must name
+// a group of this node, and a directory other pods can see is refused under
+// the node policy's strict isolation, and otherwise logged as a warning.
 func socketLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
-	l, err := planLayout(inv, pc)
+	l, seen, err := planLayout(inv, pc)
 	if err != nil {
 		return nil, err
 	}
@@ -150,12 +152,42 @@ func socketLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
 			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("invalid host.vhost.group %q: %v", g, err), "")
 		}
 	}
+	if seen.dir == "" {
+		return l, nil
+	}
+	if inv.pol.StrictIsolation() {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(
+			"node policy isolation %q: the socket directory %s is not the pod's own volume: %s; "+
+				"only the pod's own emptyDir volume %q, found through the configuration's kubeconfig, is accepted",
+			policy.IsolationStrict, l.Dir, seen.how, inv.pol.SharedDirVolume), "")
+	}
+	attrs := []any{"dir", l.Dir, "seenBy", seen.how}
+	if l.Unlisted == "" && listable(seen.dir) {
+		attrs = append(attrs, "listable", "other pods can list it too (make it mode 0711)")
+	}
+	inv.log.Warn("the socket directory is visible to other pods: any of their processes that knows "+
+		"the container id can reach the socket. The pod's own shared-dir volume isolates it; "+
+		"see \"Isolation between pods\" in the README", attrs...)
 	return l, nil
 }
 
+// listable reports whether processes of other uids can list dir.
+func listable(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.Mode().Perm()&0o004 != 0
+}
+
+// exposure is how other pods can see a socket directory: the directory they
+// mount and how. The zero value is the pod's own emptyDir volume, which no
+// other pod sees.
+type exposure struct {
+	dir, how string
+}
+
 // planLayout is where the attachment's socket goes: the pod's shared-dir
-// volume, else the configuration's sharedDir, else the engine's default.
-func planLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
+// volume, else the configuration's sharedDir, else the engine's default;
+// and how other pods can see it.
+func planLayout(inv *invocation, pc *podContext) (l *sockdir.Layout, seen exposure, err error) {
 	h := &inv.conf.Host
 	name := h.Vhost.Socketfile
 	if h.IfType == netconf.IfTypeMemif {
@@ -167,22 +199,56 @@ func planLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
 			name = memif.SocketName(inv.args.ContainerID, inv.args.IfName)
 		}
 	}
-	dir, own := "", true
+	if pc != nil && pc.dir != "" {
+		if l, err = podSocketLayout(inv, pc, name); err != nil {
+			return nil, exposure{}, err
+		}
+		if !pc.emptyDir {
+			seen = exposure{pc.dir, "the pod's volume is a hostPath volume, which other pods may mount too"}
+		}
+		l.PodCreates = podCreatesSocket(h)
+		return l, seen, nil
+	}
+	dir, own, shared, unlisted := "", true, false, ""
 	switch {
-	case pc != nil && pc.dir != "":
-		return podSocketLayout(inv, pc, name)
 	case inv.conf.SharedDir != "":
 		dir = filepath.Join(inv.conf.SharedDir, sockdir.ID12(inv.args.ContainerID))
+		seen = exposure{inv.conf.SharedDir, "other pods that mount the sharedDir " + inv.conf.SharedDir + " see it"}
 	case h.Engine == netconf.EngineVPP:
-		dir, own = DefaultVPPSocketDir, false
+		// The notes' VPP layout: every pod's socket in one directory.
+		dir, own, shared, unlisted = DefaultVPPSocketDir, false, true, DefaultVPPBase
+		seen = exposure{DefaultVPPBase, "other pods that mount " + DefaultVPPBase + ", as the application notes' pods do, see it"}
 	default:
-		dir = filepath.Join(DefaultOVSSocketBase, inv.args.ContainerID)
+		dir, unlisted = filepath.Join(DefaultOVSSocketBase, inv.args.ContainerID), DefaultOVSSocketBase
+		seen = exposure{DefaultOVSSocketBase, "other pods that mount " + DefaultOVSSocketBase + ", as the application notes' pods do, see it"}
 	}
-	l, err := sockdir.Plan(inv.pol, dir, own, name)
-	if err != nil {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	if l, err = sockdir.Plan(inv.pol, dir, own, name); err != nil {
+		return nil, exposure{}, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
-	return l, nil
+	l.PodCreates, l.Shared = podCreatesSocket(h), shared
+	setUnlisted(l, unlisted)
+	return l, seen, nil
+}
+
+// podCreatesSocket says whether the pod's app creates the socket: it does
+// as the vhost-user server (the switch is the client) or the memif master.
+func podCreatesSocket(h *netconf.UserSpaceConf) bool {
+	if h.IfType == netconf.IfTypeMemif {
+		return h.Memif.Role == netconf.MemifSlave
+	}
+	return h.Vhost.Mode == netconf.VhostClient
+}
+
+// setUnlisted makes dir, a directory of the plugin's own layouts that other
+// pods mount, unlistable when ADD prepares l. Only beneath the policy's
+// base: the plugin never changes a directory the policy does not give it.
+func setUnlisted(l *sockdir.Layout, dir string) {
+	if dir == "" {
+		return
+	}
+	if r, err := filepath.Rel(l.Base, dir); err == nil && r != ".." && !strings.HasPrefix(r, "../") {
+		l.Unlisted = dir
+	}
 }
 
 // attachment describes the attachment to the engine.

@@ -85,7 +85,25 @@ type Policy struct {
 	// ShortSocketDir holds short symbolic links to socket directories whose
 	// paths are too long for a unix socket address (sun_path).
 	ShortSocketDir string `json:"shortSocketDir"`
+	// Isolation is IsolationCompatible (the default; also when empty) or
+	// IsolationStrict, with which ADD refuses any attachment whose socket
+	// directory is not the pod's own volume.
+	Isolation string `json:"isolation"`
 }
+
+// Isolation settings.
+const (
+	// IsolationCompatible accepts every layout, including the application
+	// notes' shared ones, where other pods can see a pod's socket directory
+	// (the plugin logs a warning for each such attachment).
+	IsolationCompatible = "compatible"
+	// IsolationStrict accepts only a socket directory that is the pod's own
+	// emptyDir volume (SharedDirVolume, found through a kubeconfig).
+	IsolationStrict = "strict"
+)
+
+// StrictIsolation reports whether only pods' own volumes may hold sockets.
+func (p *Policy) StrictIsolation() bool { return p.Isolation == IsolationStrict }
 
 // DefaultOVSConfirmTimeout is how long ADD waits for the switch to apply a
 // client-mode port by default: not at all. The pre-flight (DPDK initialised,
@@ -129,6 +147,7 @@ func Default() *Policy {
 		SharedDirVolume:  "shared-dir",
 		DeviceInfoDirs:   []string{"/var/run/k8s.cni.cncf.io/devinfo", "/run/k8s.cni.cncf.io/devinfo"},
 		ShortSocketDir:   "/run/userspace-cni",
+		Isolation:        IsolationCompatible,
 	}
 }
 
@@ -178,6 +197,11 @@ func (p *Policy) validate() error {
 	}
 	if p.OVSConfirmTimeoutMs != nil && (*p.OVSConfirmTimeoutMs < 0 || *p.OVSConfirmTimeoutMs > 60000) {
 		return fmt.Errorf("ovsConfirmTimeoutMs %d: must be between 0 and 60000", *p.OVSConfirmTimeoutMs)
+	}
+	switch p.Isolation {
+	case "", IsolationCompatible, IsolationStrict:
+	default:
+		return fmt.Errorf("isolation %q: must be %q or %q", p.Isolation, IsolationCompatible, IsolationStrict)
 	}
 	if p.OVSRunDir != "" {
 		if err := checkAbsClean(p.OVSRunDir); err != nil {

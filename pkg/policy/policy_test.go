@@ -91,7 +91,7 @@ func TestLoadFullFile(t *testing.T) {
 		"ovsdbSocketDirs": ["/o"], "ovsdbSocket": "unix:/o/db.sock", "ovsRunDir": "/o/run",
 		"stateDir": "/st", "ovsConfirmTimeoutMs": 0, "shortSocketDir": "/sh",
 		"vppApiSocketDirs": ["/v"], "vppApiSocket": "/v/api.sock",
-		"kubeletRoot": "/kl", "sharedDirVolume": "sd", "deviceInfoDirs": ["/di"]}`)
+		"kubeletRoot": "/kl", "sharedDirVolume": "sd", "deviceInfoDirs": ["/di"], "isolation": "strict"}`)
 	p, err := Load(envWith(path))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -102,7 +102,7 @@ func TestLoadFullFile(t *testing.T) {
 		OVSDBSocketDirs: []string{"/o"}, OVSDBSocket: "unix:/o/db.sock", OVSRunDir: "/o/run",
 		StateDir: "/st", OVSConfirmTimeoutMs: &zero, ShortSocketDir: "/sh",
 		VPPAPISocketDirs: []string{"/v"}, VPPAPISocket: "/v/api.sock",
-		KubeletRoot: "/kl", SharedDirVolume: "sd", DeviceInfoDirs: []string{"/di"},
+		KubeletRoot: "/kl", SharedDirVolume: "sd", DeviceInfoDirs: []string{"/di"}, Isolation: IsolationStrict,
 	}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("Load = %+v, want %+v", p, want)
@@ -137,6 +137,8 @@ func TestLoadErrors(t *testing.T) {
 		{"negative timeout", `{"ovsConfirmTimeoutMs": -1}`, []string{"ovsConfirmTimeoutMs", "-1"}},
 		{"huge timeout", `{"ovsConfirmTimeoutMs": 60001}`, []string{"ovsConfirmTimeoutMs", "60001"}},
 		{"NUL byte", `{"logDirs": ["/var/log\u0000x"]}`, []string{"logDirs", "NUL"}},
+		{"unknown isolation", `{"isolation": "paranoid"}`, []string{"isolation", `"paranoid"`, `"strict"`}},
+		{"isolation in capitals", `{"isolation": "STRICT"}`, []string{"isolation", `"STRICT"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,5 +285,25 @@ func TestOVSConfirmTimeout(t *testing.T) {
 	p, err = Load(envWith(writePolicy(t, `{"ovsConfirmTimeoutMs": 1234}`)))
 	if err != nil || p.OVSConfirmTimeout() != 1234*time.Millisecond {
 		t.Errorf("OVSConfirmTimeout with 1234ms = %v, %v", p.OVSConfirmTimeout(), err)
+	}
+}
+
+func TestIsolation(t *testing.T) {
+	if Default().StrictIsolation() || Default().Isolation != IsolationCompatible {
+		t.Errorf("default isolation %q, want %q", Default().Isolation, IsolationCompatible)
+	}
+	for content, strict := range map[string]bool{
+		`{"isolation": "strict"}`:     true,
+		`{"isolation": "compatible"}`: false,
+		`{"isolation": ""}`:           false,
+		`{"logDirs": ["/var/log"]}`:   false,
+	} {
+		p, err := Load(envWith(writePolicy(t, content)))
+		if err != nil {
+			t.Fatalf("Load(%s): %v", content, err)
+		}
+		if p.StrictIsolation() != strict {
+			t.Errorf("Load(%s): strict %v, want %v", content, p.StrictIsolation(), strict)
+		}
 	}
 }

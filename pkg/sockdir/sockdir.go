@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,17 +32,36 @@ import (
 // is 108 bytes including the terminating NUL.
 const MaxSocketPath = 107
 
-// Directory and socket modes. Without a group, anyone may create and connect
-// sockets in the per-pod directory (the pod's uid is unknown to the plugin);
-// the sticky bit stops them from removing the plugin's files. With
-// vhost.group, only that group gets in.
+// Directory and socket modes: the narrowest that let the pod's app use its
+// socket. The app runs as a uid the plugin does not know, so without
+// vhost.group its directory is open to every uid: writable (sticky, so only
+// a file's owner removes it) when the app creates the socket (it is the
+// vhost-user server or the memif master), read-only when the switch does.
+// With vhost.group only that group gets in, and the setgid bit gives an
+// app's socket the group too.
 const (
-	modeDirOpen    = 0o777 | fs.ModeSticky
-	modeDirGroup   = 0o770 | fs.ModeSetgid
-	modeSockOpen   = 0o666
-	modeSockGroup  = 0o660
-	modeBaseDir    = 0o755
+	modeDirPodCreates         = 0o777 | fs.ModeSticky
+	modeDirSwitchCreates      = 0o755
+	modeDirGroupPodCreates    = 0o770 | fs.ModeSetgid | fs.ModeSticky
+	modeDirGroupSwitchCreates = 0o750 | fs.ModeSetgid
+	modeSockOpen              = 0o666
+	modeSockGroup             = 0o660
+	// A directory that holds several pods' sockets (VPP's shared one) is
+	// reachable by every uid but listable by none: sockets there are named
+	// by container ids other pods cannot guess. It is writable (sticky) only
+	// once an attachment's app must create its socket in it.
+	modeSharedDir           = 0o711
+	modeSharedDirPodCreates = 0o733 | fs.ModeSticky
+	// Directories the plugin creates above socket directories: pods that
+	// mount them reach a directory whose name they know, but cannot list
+	// them to find other pods'.
+	modeBaseDir = 0o711
+	// Directories it creates above the policy's base directory, which no
+	// pod mounts, get the usual mode.
+	modeAboveBase  = 0o755
 	modeConfigFile = 0o644
+	// modeListable is what Unlisted directories lose.
+	modeListable = 0o044
 )
 
 // ID12 is the short container id the original plugin used in names. Unlike
@@ -69,6 +89,19 @@ type Layout struct {
 	// ShortLink, when set, is a symlink to Dir used in socket addresses
 	// because Dir/SocketName is longer than MaxSocketPath.
 	ShortLink string `json:"shortLink,omitempty"`
+	// PodCreates says the pod's app creates the socket (it is the vhost-user
+	// server or the memif master), so it must be able to create files in
+	// Dir; otherwise the switch puts the socket there.
+	PodCreates bool `json:"podCreates,omitempty"`
+	// Shared says Dir holds the sockets of several pods (the notes' VPP
+	// layout): it is never removed, and never listable by others.
+	Shared bool `json:"shared,omitempty"`
+	// Unlisted, when set, is a directory other pods mount to reach their
+	// own (Base or beneath it, above Dir): Prepare takes away its read bits
+	// for group and others, so a pod cannot list it to find other pods'
+	// directories. Only for the plugin's own layouts, whose directories
+	// nothing else needs to list.
+	Unlisted string `json:"unlisted,omitempty"`
 }
 
 // Plan checks dir against the node policy and works out a socket address
@@ -150,7 +183,7 @@ func (l *Layout) Prepare(group string) (err error) {
 			made.base.Close()
 		}
 	}()
-	if err := made.mkdirAll(l.Base, modeBaseDir); err != nil {
+	if err := made.mkdirAll(l.Base, modeBaseDir, modeAboveBase); err != nil {
 		return fmt.Errorf("creating %s: %w", l.Base, err)
 	}
 	base, err := os.OpenRoot(l.Base)
@@ -168,20 +201,81 @@ func (l *Layout) Prepare(group string) (err error) {
 	if err := made.mkdirAllIn(rel, 0o700); err != nil {
 		return fmt.Errorf("creating socket directory %s: %w", l.Dir, err)
 	}
-	if l.OwnDir && rel != "." {
-		// Only the per-pod directory gets the pod's permissions; the base and
-		// a pod's own volume keep theirs.
-		if err := setPerms(base, rel, gid, modeDirOpen, modeDirGroup); err != nil {
+	created := slices.Contains(made.rel, rel)
+	switch {
+	case rel == ".":
+		// The base itself (an empty container id): it keeps its mode.
+	case l.OwnDir:
+		// Only the per-pod directory gets the pod's permissions; a pod's
+		// own volume keeps its own.
+		if err := setPerms(base, rel, func(old fs.FileMode) fs.FileMode { return l.ownDirMode(old, created, gid >= 0) }, gid); err != nil {
+			return fmt.Errorf("setting permissions of %s: %w", l.Dir, err)
+		}
+	case l.Shared:
+		if err := setPerms(base, rel, l.sharedDirMode, -1); err != nil {
 			return fmt.Errorf("setting permissions of %s: %w", l.Dir, err)
 		}
 	}
+	if l.Unlisted != "" {
+		if err := l.unlist(base); err != nil {
+			return err
+		}
+	}
 	if l.ShortLink != "" {
-		if err := made.mkdirAll(filepath.Dir(l.ShortLink), modeBaseDir); err != nil {
+		if err := made.mkdirAll(filepath.Dir(l.ShortLink), modeBaseDir, modeAboveBase); err != nil {
 			return fmt.Errorf("creating %s: %w", filepath.Dir(l.ShortLink), err)
 		}
 		if err := l.makeShortLink(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// ownDirMode is the per-pod directory's mode: exactly what this attachment
+// needs when Prepare created it; otherwise (another attachment of the pod
+// prepared it) what it already allows as well, so one attachment's
+// narrower needs never lock out another's app.
+func (l *Layout) ownDirMode(old fs.FileMode, created, grouped bool) fs.FileMode {
+	var m fs.FileMode
+	switch {
+	case grouped && l.PodCreates:
+		m = modeDirGroupPodCreates
+	case grouped:
+		m = modeDirGroupSwitchCreates
+	case l.PodCreates:
+		m = modeDirPodCreates
+	default:
+		m = modeDirSwitchCreates
+	}
+	if !created {
+		m |= old
+	}
+	return m
+}
+
+// sharedDirMode is a shared socket directory's mode: traversable and never
+// listable, and writable (sticky) once any attachment's app creates its
+// socket there. Bits granted for one attachment are kept for the others.
+func (l *Layout) sharedDirMode(old fs.FileMode) fs.FileMode {
+	m := old&^modeListable | modeSharedDir
+	if l.PodCreates {
+		m |= modeSharedDirPodCreates
+	}
+	if m&0o022 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// unlist takes the read bits for group and others from Unlisted.
+func (l *Layout) unlist(base *os.Root) error {
+	rel, err := filepath.Rel(l.Base, l.Unlisted)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%s is not beneath %s", l.Unlisted, l.Base)
+	}
+	if err := setPerms(base, rel, func(old fs.FileMode) fs.FileMode { return old &^ modeListable }, -1); err != nil {
+		return fmt.Errorf("setting permissions of %s: %w", l.Unlisted, err)
 	}
 	return nil
 }
@@ -194,10 +288,10 @@ type madeDirs struct {
 	rel  []string // beneath the base
 }
 
-// mkdirAll creates dir and its missing parents, recording each. These are
-// the administrator's directories (policy entries and their parents), not
-// ones a pod can reach.
-func (m *madeDirs) mkdirAll(dir string, mode fs.FileMode) error {
+// mkdirAll creates dir (with mode) and its missing parents (parentMode),
+// recording each. These are the administrator's directories (policy
+// entries and their parents), which no pod can change.
+func (m *madeDirs) mkdirAll(dir string, mode, parentMode fs.FileMode) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
 		if !fi.IsDir() {
@@ -209,7 +303,7 @@ func (m *madeDirs) mkdirAll(dir string, mode fs.FileMode) error {
 		return err
 	}
 	if parent := filepath.Dir(dir); parent != dir {
-		if err := m.mkdirAll(parent, mode); err != nil {
+		if err := m.mkdirAll(parent, parentMode, parentMode); err != nil {
 			return err
 		}
 	}
@@ -261,13 +355,13 @@ func (m *madeDirs) undo() {
 	}
 }
 
-// setPerms sets mode and group (gid, or -1 for none) through an open
-// descriptor, so a path swapped for a symlink meanwhile cannot redirect the
-// change.
+// setPerms sets a directory's mode (mode computes it from the current one)
+// and group (gid, or -1 to keep it) through an open descriptor, so a path
+// swapped for a symlink meanwhile cannot redirect the change.
 // The directory itself must not be a symlink: os.Root follows symlinks that
 // stay beneath it, so a planted link to the base or to another pod's
 // directory would otherwise get this pod's permissions.
-func setPerms(root *os.Root, name string, gid int, open, grouped fs.FileMode) error {
+func setPerms(root *os.Root, name string, mode func(old fs.FileMode) fs.FileMode, gid int) error {
 	lfi, err := root.Lstat(name)
 	if err != nil {
 		return err
@@ -287,13 +381,17 @@ func setPerms(root *os.Root, name string, gid int, open, grouped fs.FileMode) er
 	if !os.SameFile(lfi, fi) {
 		return fmt.Errorf("%s was replaced while being opened", name)
 	}
-	if gid < 0 {
-		return f.Chmod(open)
+	if gid >= 0 {
+		if err := f.Chown(-1, gid); err != nil {
+			return err
+		}
 	}
-	if err := f.Chown(-1, gid); err != nil {
-		return err
+	old := fi.Mode() & (fs.ModePerm | fs.ModeSticky | fs.ModeSetgid)
+	if m := mode(old); m != old || gid >= 0 {
+		// chown clears setgid: set the mode after it.
+		return f.Chmod(m)
 	}
-	return f.Chmod(grouped)
+	return nil
 }
 
 // MaxGID is the largest group id a file can be given: gids are 32 bits,

@@ -243,57 +243,159 @@ func TestPlanApplicationNotesLength(t *testing.T) {
 	}
 }
 
-func TestPrepareOpenDir(t *testing.T) {
-	e := newEnv(t)
-	l := e.plan(t, "pod1", true, "s")
-	if err := l.Prepare(""); err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
-	if got := perm(t, l.Dir); got != 0o777|fs.ModeSticky {
-		t.Errorf("directory mode %v, want sticky 0777", got)
-	}
-	if got := perm(t, e.base); got != 0o711 {
-		t.Errorf("base mode changed to %v", got)
-	}
-	// Repeating it is harmless.
-	if err := l.Prepare(""); err != nil {
-		t.Fatalf("second Prepare: %v", err)
-	}
-	if got := perm(t, l.Dir); got != 0o777|fs.ModeSticky {
-		t.Errorf("directory mode %v after a second Prepare", got)
-	}
-}
-
-func TestPrepareGroup(t *testing.T) {
+// TestPrepareModes: the per-pod directory gets the narrowest mode its app
+// can use: writable (sticky) only when the app creates the socket, and with
+// a group, the group's alone (setgid, so the app's socket is the group's).
+func TestPrepareModes(t *testing.T) {
 	daemon, err := user.LookupGroup("daemon")
 	if err != nil {
 		t.Fatalf("looking up group daemon: %v", err)
 	}
 	daemonGID, _ := strconv.Atoi(daemon.Gid)
 	for _, tt := range []struct {
-		group string
-		gid   int
+		podCreates bool
+		group      string
+		gid        int // -1: unchanged
+		want       fs.FileMode
 	}{
-		{"12345", 12345},
-		{"daemon", daemonGID},
+		{true, "", -1, 0o777 | fs.ModeSticky},
+		{false, "", -1, 0o755},
+		{true, "12345", 12345, 0o770 | fs.ModeSetgid | fs.ModeSticky},
+		{false, "12345", 12345, 0o750 | fs.ModeSetgid},
+		{true, "daemon", daemonGID, 0o770 | fs.ModeSetgid | fs.ModeSticky},
+		{false, "daemon", daemonGID, 0o750 | fs.ModeSetgid},
 	} {
-		t.Run(tt.group, func(t *testing.T) {
+		t.Run(fmt.Sprintf("podCreates=%v,group=%s", tt.podCreates, tt.group), func(t *testing.T) {
 			e := newEnv(t)
 			baseGID := gidOf(t, e.base)
 			l := e.plan(t, "pod", true, "s")
-			if err := l.Prepare(tt.group); err != nil {
-				t.Fatalf("Prepare(%q): %v", tt.group, err)
+			l.PodCreates = tt.podCreates
+			for i := 0; i < 2; i++ { // repeating it changes nothing
+				if err := l.Prepare(tt.group); err != nil {
+					t.Fatalf("Prepare(%q): %v", tt.group, err)
+				}
+				if got := perm(t, l.Dir); got != tt.want {
+					t.Errorf("directory mode %v, want %v", got, tt.want)
+				}
 			}
-			if got := perm(t, l.Dir); got != 0o770|fs.ModeSetgid {
-				t.Errorf("directory mode %v, want setgid 0770", got)
-			}
-			if got := gidOf(t, l.Dir); got != tt.gid {
-				t.Errorf("directory gid %d, want %d", got, tt.gid)
+			if tt.gid >= 0 && gidOf(t, l.Dir) != tt.gid {
+				t.Errorf("directory gid %d, want %d", gidOf(t, l.Dir), tt.gid)
 			}
 			if perm(t, e.base) != 0o711 || gidOf(t, e.base) != baseGID {
 				t.Errorf("base changed: mode %v gid %d", perm(t, e.base), gidOf(t, e.base))
 			}
 		})
+	}
+}
+
+// TestPrepareKeepsOtherAttachments: a pod's second attachment in the same
+// directory never narrows what the first one's app needs.
+func TestPrepareKeepsOtherAttachments(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		e := newEnv(t)
+		a := e.plan(t, "pod", true, "net1")
+		a.PodCreates = first
+		b := e.plan(t, "pod", true, "net2")
+		b.PodCreates = !first
+		if err := a.Prepare(""); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Prepare(""); err != nil {
+			t.Fatal(err)
+		}
+		if got := perm(t, a.Dir); got != 0o777|fs.ModeSticky {
+			t.Errorf("first podCreates=%v: directory mode %v, want sticky 0777 for the app that creates its socket", first, got)
+		}
+	}
+}
+
+// TestPrepareShared: a directory of several pods' sockets is traversable by
+// all and listable by none, writable (sticky) once an app must create its
+// socket there; it keeps its group whatever vhost.group says.
+func TestPrepareShared(t *testing.T) {
+	e := newEnv(t)
+	l := e.plan(t, "cni/shared", false, "memif-a.sock")
+	l.Shared = true
+	if err := l.Prepare("12345"); err != nil {
+		t.Fatal(err)
+	}
+	if got := perm(t, l.Dir); got != 0o711 {
+		t.Errorf("new shared directory mode %v, want 0711", got)
+	}
+	if gidOf(t, l.Dir) == 12345 {
+		t.Error("a shared directory took one attachment's group")
+	}
+	for _, old := range []fs.FileMode{0o700, 0o755, 0o777} {
+		if err := os.Chmod(l.Dir, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Prepare(""); err != nil {
+			t.Fatal(err)
+		}
+		want := old&^0o044 | 0o711
+		if want&0o022 != 0 {
+			want |= fs.ModeSticky
+		}
+		if got := perm(t, l.Dir); got != want {
+			t.Errorf("shared directory %v became %v, want %v", old, got, want)
+		}
+	}
+	if err := os.Chmod(l.Dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	slave := e.plan(t, "cni/shared", false, "memif-b.sock")
+	slave.Shared, slave.PodCreates = true, true
+	if err := slave.Prepare(""); err != nil {
+		t.Fatal(err)
+	}
+	if got := perm(t, l.Dir); got != 0o733|fs.ModeSticky {
+		t.Errorf("shared directory for an app that creates its socket: %v, want sticky 0733", got)
+	}
+	if err := l.Prepare(""); err != nil {
+		t.Fatal(err)
+	}
+	if got := perm(t, l.Dir); got != 0o733|fs.ModeSticky {
+		t.Errorf("another attachment narrowed the shared directory to %v", got)
+	}
+	if err := l.Cleanup(); err != nil || !exists(l.Dir) {
+		t.Errorf("Cleanup removed the shared directory (%v)", err)
+	}
+}
+
+// TestPrepareUnlisted: the directory other pods mount loses its read bits
+// for group and others; the rest of its mode stays.
+func TestPrepareUnlisted(t *testing.T) {
+	for _, rel := range []string{".", "cni"} {
+		e := newEnv(t)
+		visible := filepath.Join(e.base, rel)
+		if err := os.MkdirAll(visible, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{e.base, visible} {
+			if err := os.Chmod(d, 0o775); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l := e.plan(t, filepath.Join(rel, "pod"), true, "s")
+		l.Unlisted = visible
+		if err := l.Prepare(""); err != nil {
+			t.Fatal(err)
+		}
+		if got := perm(t, visible); got != 0o731 {
+			t.Errorf("%s: mode %v, want 0731", rel, got)
+		}
+		if rel != "." && perm(t, e.base) != 0o775 {
+			t.Errorf("the base above it changed to %v", perm(t, e.base))
+		}
+	}
+	e := newEnv(t)
+	l := e.plan(t, "pod", true, "s")
+	l.Unlisted = t.TempDir()
+	if err := l.Prepare(""); err == nil {
+		t.Error("Prepare narrowed a directory outside the base")
+	}
+	if exists(l.Dir) {
+		t.Error("a failed Prepare left the directory")
 	}
 }
 
@@ -390,13 +492,14 @@ func TestPrepareNested(t *testing.T) {
 	if err := l.Prepare(""); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
-	if got := perm(t, l.Dir); got != 0o777|fs.ModeSticky {
+	if got := perm(t, l.Dir); got != 0o755 {
 		t.Errorf("directory mode %v", got)
 	}
-	// The pod app must be able to reach its directory.
+	// The pod app must be able to reach its directory; other pods that
+	// mount one above it must not be able to list it.
 	for _, d := range []string{"a", "a/b"} {
-		if got := perm(t, filepath.Join(e.base, d)); got&0o005 != 0o005 || got&0o022 != 0 {
-			t.Errorf("intermediate %s has mode %v, want traversable and not writable by others", d, got)
+		if got := perm(t, filepath.Join(e.base, d)); got != 0o711 {
+			t.Errorf("intermediate %s has mode %v, want 0711: traversable, not listable, not writable", d, got)
 		}
 	}
 }
@@ -445,6 +548,13 @@ func TestPrepareCreatesBase(t *testing.T) {
 	}
 	if fi, err := os.Stat(l.Dir); err != nil || !fi.IsDir() {
 		t.Errorf("socket directory not created: %v", err)
+	}
+	// Pods that mount the base cannot list it; above it, the usual mode.
+	if got := perm(t, base); got != 0o711 {
+		t.Errorf("created base has mode %v, want 0711", got)
+	}
+	if got := perm(t, filepath.Dir(base)); got != 0o755 {
+		t.Errorf("created parent of the base has mode %v, want 0755", got)
 	}
 }
 

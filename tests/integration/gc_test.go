@@ -136,7 +136,9 @@ func TestLongSocketPath(t *testing.T) {
 }
 
 // TestVhostGroup gives the socket directory (and a server-mode socket) to
-// vhost.group only; the base directory keeps its own permissions.
+// vhost.group only: setgid, the group may enter and read it but not write,
+// since the switch creates the socket. The base directory keeps its owner,
+// group and mode, except that others may no longer list it.
 func TestVhostGroup(t *testing.T) {
 	grp, err := user.LookupGroup("daemon")
 	if err != nil {
@@ -152,18 +154,20 @@ func TestVhostGroup(t *testing.T) {
 	p := newPod(t)
 	attach(t, list, p, "net1")
 	dir := filepath.Join("/var/lib/cni/vhostuser", p.id)
-	for path, want := range map[string]os.FileMode{dir: 0o770, filepath.Join(dir, p.id[:12]+"-net1"): 0o660} {
+	for path, want := range map[string]os.FileMode{dir: 0o750 | os.ModeSetgid | os.ModeDir, filepath.Join(dir, p.id[:12]+"-net1"): 0o660 | os.ModeSocket} {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode().Perm() != want || fi.Sys().(*syscall.Stat_t).Gid != uint32(gid) {
-			t.Errorf("%s: mode %v gid %d, want %v gid %d", path, fi.Mode().Perm(), fi.Sys().(*syscall.Stat_t).Gid, want, gid)
+		if fi.Mode() != want || fi.Sys().(*syscall.Stat_t).Gid != uint32(gid) {
+			t.Errorf("%s: mode %v gid %d, want %v gid %d", path, fi.Mode(), fi.Sys().(*syscall.Stat_t).Gid, want, gid)
 		}
 	}
 	baseAfter, err := os.Stat("/var/lib/cni/vhostuser")
-	if err != nil || baseAfter.Mode() != baseBefore.Mode() || baseAfter.Sys().(*syscall.Stat_t).Gid != baseBefore.Sys().(*syscall.Stat_t).Gid {
-		t.Errorf("the shared base directory's permissions changed")
+	before, after := baseBefore.Sys().(*syscall.Stat_t), baseAfter.Sys().(*syscall.Stat_t)
+	if err != nil || baseAfter.Mode() != baseBefore.Mode()&^0o044 || after.Gid != before.Gid || after.Uid != before.Uid {
+		t.Errorf("the shared base directory changed from %v %d:%d to %v %d:%d, want only its read bits for group and others gone",
+			baseBefore.Mode(), before.Uid, before.Gid, baseAfter.Mode(), after.Uid, after.Gid)
 	}
 }
 

@@ -724,6 +724,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 		kubeconfig: 0o600, host + "/etc/cni/net.d/userspace.d/token": 0o600,
 		host + "/etc/cni/net.d/userspace.d": 0o700 | os.ModeDir, host + "/opt/cni/bin/userspace": 0o755,
 		host + "/etc/cni/userspace/policy.json": 0o644, host + "/var/lib/cni/vhostuser/get-prefix.sh": 0o755,
+		host + "/var/lib/cni/vhostuser": 0o711 | os.ModeDir,
 	} {
 		st, err := os.Stat(p)
 		if err != nil {
