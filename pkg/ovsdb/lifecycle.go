@@ -393,6 +393,9 @@ func (e *Engine) ListOwned(ctx context.Context) ([]engine.Owned, error) {
 func (e *Engine) Status(ctx context.Context) error {
 	res, err := e.transact(ctx, openvSwitchSelect())
 	if err != nil {
+		if errors.Is(err, engine.ErrUnavailable) {
+			return err
+		}
 		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 	}
 	roots, err := decode[vswitch.OpenvSwitch](vswitch.OpenvSwitchTable, res[0])

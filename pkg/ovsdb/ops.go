@@ -82,6 +82,9 @@ func (e *Engine) transactWithin(ctx context.Context, d time.Duration, ops ...ovs
 		// No answer in time, or the connection broke: the switch is not
 		// serving requests (CNI error 50), and a write may or may not have
 		// committed.
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: ovsdb-server at %s did not answer within %v", engine.ErrUnavailable, e.cfg.Endpoint, d)
+		}
 		return nil, fmt.Errorf("%w: OVSDB transaction on %s: %w", engine.ErrUnavailable, e.cfg.Endpoint, err)
 	}
 	opErrs, err := ovs.CheckOperationResults(res, ops)

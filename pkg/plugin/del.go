@@ -154,9 +154,13 @@ func removeAttachment(ctx context.Context, log *slog.Logger, eng engine.Engine, 
 // it, and the teardown goes on.
 func removeFiles(log *slog.Logger, ps paths, own owned, ifName string) error {
 	var errs []error
+	warned := false
 	keep := func(err error) {
 		if errors.Is(err, sockdir.ErrReplaced) {
-			log.Warn("socket directory replaced by something else: treated as gone, nothing removed through it", "error", err)
+			if !warned {
+				log.Warn("socket directory replaced by something else: treated as gone, nothing removed through it", "error", err)
+			}
+			warned = true
 			return
 		}
 		if err != nil {
