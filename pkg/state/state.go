@@ -111,7 +111,9 @@ func (s *Store) IfNames(containerID string) ([]string, error) {
 		m, err := filepath.Glob(filepath.Join(s.dir, "attachments", containerID+"@*.json"))
 		var out []string
 		for _, f := range m {
-			out = append(out, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), containerID+"@"), ".json"))
+			if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() {
+				out = append(out, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), containerID+"@"), ".json"))
+			}
 		}
 		return out, err
 	}
