@@ -35,6 +35,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	shellcheck demo/run.sh deploy/*.sh docker/*.sh docker/*/*.sh
+	@# Processes are stopped by PID, never by name: another suite's etcd or
+	@# switch may be running on the same machine.
+	@if grep -rnwE 'pkill|killall' --include='*.sh' --include='*.go' --include='Dockerfile*' --include='run' \
+		cmd pkg tests hack demo deploy docker .ci; then echo "lint: stop processes by PID, not by name"; exit 1; fi
 	docker/lint.sh
 	docker/lint.sh --self-test
 

@@ -43,7 +43,7 @@ if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
 	trap - EXIT
 	# Without systemd nothing else could have started it; with systemd, the
 	# unit is disabled so a reboot does not start it either (by unit, not name).
-	if [[ -d /run/systemd/system ]]; then systemctl disable --now etcd.service >/dev/null 2>&1 || true; fi
+	if [[ -d /run/systemd/system ]]; then systemctl disable etcd.service >/dev/null 2>&1 || true; fi
 fi
 ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$assets/etcd"
 echo "$assets"

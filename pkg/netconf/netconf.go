@@ -250,6 +250,16 @@ func (c *NetConf) validateTop(pol *policy.Policy) error {
 	if c.Type != "" && c.Type != "userspace" {
 		return fieldError("type", c.Type, `this plugin is "userspace"`)
 	}
+	if t := c.IPAM.Type; t != "" {
+		// An IPAM plugin is a binary found in CNI_PATH by this name. This
+		// plugin is not one: as its own IPAM it would call itself forever.
+		if t == "userspace" {
+			return fieldError("ipam.type", t, "the userspace plugin cannot be its own IPAM plugin")
+		}
+		if !isPortableName(t, 255) {
+			return fieldError("ipam.type", t, "must be the file name of an IPAM plugin in CNI_PATH")
+		}
+	}
 	if !logLevels[c.LogLevel] {
 		return fieldError("logLevel", c.LogLevel, "must be one of panic, error, warning, info, debug, verbose")
 	}

@@ -34,8 +34,15 @@ type Config struct {
 	// wait for client-mode ports; server-mode ports always wait, because
 	// their socket only exists once the switch has applied them.
 	ConfirmTimeout time.Duration
-	Logger         *slog.Logger
+	// CallTimeout bounds each request to ovsdb-server (DefaultCallTimeout
+	// when zero), so a hung switch fails a verb in seconds rather than
+	// holding it for the verb's whole budget.
+	CallTimeout time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultCallTimeout bounds one OVSDB request.
+const DefaultCallTimeout = 4 * time.Second
 
 // DefaultConfirmTimeout is how long a waiting ADD gives the switch.
 const DefaultConfirmTimeout = 5 * time.Second
@@ -56,6 +63,9 @@ var _ engine.Engine = (*Engine)(nil)
 func Connect(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
 	}
 	c, err := dial(ctx, cfg.Endpoint)
 	if err != nil {
@@ -110,9 +120,10 @@ func ownerIDs(a *engine.Attachment, socket, bridge string) map[string]string {
 // Attach creates the vhost-user port in one transaction.
 func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (json.RawMessage, error) {
 	rec, err := e.attachOnce(ctx, a)
-	if err != nil && constraintViolation(err) {
+	if err != nil && (constraintViolation(err) || errors.Is(err, errBridgeGone)) {
 		// Another writer created the bridge between our read and our
-		// transaction (the unique name index caught it): read again.
+		// transaction (the unique name index caught it), or deleted it:
+		// read again.
 		rec, err = e.attachOnce(ctx, a)
 	}
 	if err != nil {
@@ -263,11 +274,27 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 		// be the only one with this socket, whoever else writes the database.
 		onlyOneOp(socketWhere(podSocket), portName),
 	)
+	if bridgeRef != "newbridge" {
+		// The bridge read above must still exist: a DEL that emptied it may
+		// have deleted it since, and a mutation of a deleted row changes
+		// nothing, so the new Port would be garbage-collected and ADD would
+		// succeed with no port.
+		ops = append(ops, bridgeExistsOp(bridgeRef, bridge))
+	}
 	if typ == TypeVhostClient {
 		ops = append(ops, onlyOneOp(serverPathWhere(connectPath), portName))
 	}
 	if _, err := e.transact(ctx, ops...); err != nil {
+		var tx *txError
+		if !errors.As(err, &tx) {
+			// No answer: the transaction may have committed with its reply
+			// lost. Find out by ownership, and take back what did commit.
+			return nil, e.undoUncertain(a, bridge, portName, fmt.Errorf("adding port %q to bridge %q: %w", portName, bridge, err))
+		}
 		if failedWait(err) {
+			if bridgeRef != "newbridge" && bridgeGone(tx) {
+				return nil, errBridgeGone
+			}
 			return nil, fmt.Errorf("socket %s was taken by another interface while this port was being added", podSocket)
 		}
 		return nil, fmt.Errorf("adding port %q to bridge %q: %w", portName, bridge, err)
@@ -280,8 +307,25 @@ func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record,
 	return rec, nil
 }
 
+// undoUncertain handles a write whose outcome is unknown (no reply): it
+// looks for what the transaction would have created, by the attachment's
+// ownership, and removes it. If the switch still does not answer, the DEL
+// the runtime sends after the failed ADD finds the port the same way.
+func (e *Engine) undoUncertain(a *engine.Attachment, bridge, port string, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*e.cfg.CallTimeout)
+	defer cancel()
+	// Type left empty: nothing was exposed in the pod's directory yet.
+	if err := e.detach(ctx, a, &record{Bridge: bridge, Port: port}); err != nil {
+		return fmt.Errorf("%w; whether the port was added is unknown, and it could not be checked (%v): DEL removes it by its ownership", cause, err)
+	}
+	e.log.Warn("the switch did not answer an ADD transaction: whatever of it committed was removed", "port", port, "error", cause)
+	return cause
+}
+
 // requireVswitchd fails unless ovs-vswitchd is running on this database.
 func (e *Engine) requireVswitchd(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	defer cancel()
 	running, err := vswitchdRunning(ctx, e.cfg.Endpoint)
 	if err != nil {
 		return fmt.Errorf("%w: checking that ovs-vswitchd runs: %w", engine.ErrUnavailable, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 // confirm waits, bounded, for ovs-vswitchd to apply the new port and
@@ -52,9 +53,7 @@ func (e *Engine) waitApplied(ctx context.Context, name string, timeout time.Dura
 	wait := ovs.Operation{Op: ovs.OperationWait, Table: vswitch.InterfaceTable, Where: byName,
 		Columns: []string{"ofport"}, Until: string(ovs.WaitConditionNotEqual),
 		Rows: []ovs.Row{{"ofport": ovs.OvsSet{GoSet: []any{}}}}, Timeout: &ms}
-	wctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
-	defer cancel()
-	res, err := e.transact(wctx, wait, selectOp(vswitch.InterfaceTable, byName, "name", "ofport", "error"))
+	res, err := e.transactWithin(ctx, timeout+2*time.Second, wait, selectOp(vswitch.InterfaceTable, byName, "name", "ofport", "error"))
 	if err != nil {
 		if failedWait(err) {
 			return nil, fmt.Errorf("%w: ovs-vswitchd did not apply port %q within %s (is ovs-vswitchd running?)", engine.ErrUnavailable, name, timeout)
@@ -144,6 +143,11 @@ func (e *Engine) unexposeServerSocket(a *engine.Attachment, rec *record) error {
 	}
 	dir, err := a.Layout.OpenDirFD()
 	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if errors.Is(err, sockdir.ErrReplaced) {
+		// A pod replaced the directory: nothing is reachable through it.
+		e.log.Warn("socket directory replaced: the switch socket exposed in it is left alone", "error", err)
 		return nil
 	}
 	if err != nil {
@@ -277,6 +281,18 @@ func emptyBridgeOps(bridgeUUID string, locals []*vswitch.Port) []ovs.Operation {
 // that the switch applied it (ofport > 0, no error).
 func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
 	rec := loadRecord(a, data)
+	// A port is only working while ovs-vswitchd runs: the database keeps
+	// the port (and its last ofport) after the switch died. Asked on a side
+	// connection while the reads go out, as ADD and STATUS do.
+	alive := make(chan error, 1)
+	go func() { alive <- e.requireVswitchd(ctx) }()
+	if err := e.check(ctx, a, rec); err != nil {
+		return err
+	}
+	return <-alive
+}
+
+func (e *Engine) check(ctx context.Context, a *engine.Attachment, rec *record) error {
 	res, err := e.transact(ctx,
 		openvSwitchSelect(),
 		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name", "interfaces", "tag"),
@@ -377,6 +393,9 @@ func (e *Engine) ListOwned(ctx context.Context) ([]engine.Owned, error) {
 func (e *Engine) Status(ctx context.Context) error {
 	res, err := e.transact(ctx, openvSwitchSelect())
 	if err != nil {
+		if errors.Is(err, engine.ErrUnavailable) {
+			return err
+		}
 		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 	}
 	roots, err := decode[vswitch.OpenvSwitch](vswitch.OpenvSwitchTable, res[0])

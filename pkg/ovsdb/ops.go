@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 
+	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
 )
 
@@ -64,12 +66,26 @@ func selectOp(table string, where []ovs.Condition, columns ...string) ovs.Operat
 	return ovs.Operation{Op: ovs.OperationSelect, Table: table, Where: where, Columns: append([]string{"_uuid"}, columns...)}
 }
 
-// transact runs ops in one transaction and turns OVSDB errors into Go errors
-// naming the failed operation.
+// transact runs ops in one transaction, bounded by the call timeout, and
+// turns OVSDB errors into Go errors naming the failed operation.
 func (e *Engine) transact(ctx context.Context, ops ...ovs.Operation) ([]ovs.OperationResult, error) {
+	return e.transactWithin(ctx, e.cfg.CallTimeout, ops...)
+}
+
+// transactWithin is transact with its own bound, for a transaction that
+// waits inside ovsdb-server.
+func (e *Engine) transactWithin(ctx context.Context, d time.Duration, ops ...ovs.Operation) ([]ovs.OperationResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
 	res, err := e.c.transact(ctx, ops...)
 	if err != nil {
-		return nil, fmt.Errorf("OVSDB transaction: %w", err)
+		// No answer in time, or the connection broke: the switch is not
+		// serving requests (CNI error 50), and a write may or may not have
+		// committed.
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: ovsdb-server at %s did not answer within %v", engine.ErrUnavailable, e.cfg.Endpoint, d)
+		}
+		return nil, fmt.Errorf("%w: OVSDB transaction on %s: %w", engine.ErrUnavailable, e.cfg.Endpoint, err)
 	}
 	opErrs, err := ovs.CheckOperationResults(res, ops)
 	if err != nil {
@@ -113,6 +129,30 @@ func failedWait(err error) bool {
 	}
 	for _, e := range t.errs {
 		if op := e.Operation(); op != nil && op.Op == ovs.OperationWait {
+			return true
+		}
+	}
+	return false
+}
+
+// errBridgeGone reports that the bridge an ADD read was deleted before its
+// transaction committed.
+var errBridgeGone = errors.New("the bridge was deleted meanwhile")
+
+// bridgeExistsOp fails the transaction unless the bridge row read earlier
+// still exists under its name.
+func bridgeExistsOp(bridgeUUID, name string) ovs.Operation {
+	timeout := 0
+	return ovs.Operation{Op: ovs.OperationWait, Table: vswitch.BridgeTable,
+		Where:   []ovs.Condition{cond("_uuid", ovs.ConditionEqual, ovs.UUID{GoUUID: bridgeUUID})},
+		Columns: []string{"name"}, Until: string(ovs.WaitConditionEqual),
+		Rows: []ovs.Row{{"name": name}}, Timeout: &timeout}
+}
+
+// bridgeGone reports whether the transaction failed in bridgeExistsOp.
+func bridgeGone(t *txError) bool {
+	for _, e := range t.errs {
+		if op := e.Operation(); op != nil && op.Op == ovs.OperationWait && op.Table == vswitch.BridgeTable {
 			return true
 		}
 	}

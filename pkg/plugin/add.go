@@ -2,10 +2,10 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -20,6 +20,10 @@ import (
 // Add attaches the pod to the switch. Every step registers its undo; on
 // failure the undos run in reverse, so a failed ADD leaves no port, socket,
 // file, record or IP allocation behind.
+//
+// Everything with a side effect, IPAM included, happens under the sandbox's
+// lock: a DEL of the same attachment waits for ADD to finish (or ADD for the
+// DEL), so ADD never reports an address that a racing DEL released.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	ph := newPhases()
 	inv, err := p.setup(args)
@@ -29,93 +33,65 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	defer inv.close()
 	defer func() { ph.log(inv.log, "ADD") }()
 	ph.mark("setup")
+	if n := len(args.ContainerID); n > maxContainerIDLen {
+		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf(
+			"invalid CNI_CONTAINERID %q...: %d characters, at most %d are supported", args.ContainerID[:16], n, maxContainerIDLen), "")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
-
-	// Resources the undo steps use (the switch and API connections, the
-	// node lock) are released only after the rollback has run: plain
-	// defers would release them first.
-	var undo undoStack
-	var closers []func()
-	// IPAM runs alongside everything up to the attach (and the attach too,
-	// unless the engine needs the address): an IPAM plugin is another
-	// process and costs as much as the rest of ADD.
-	ipam := &ipamRun{done: make(chan error, 1)}
-	defer func() {
-		ierr := ipam.wait(ph)
-		if err == nil && ierr != nil {
-			err = ierr
-		}
-		if err != nil {
-			undo = append(ipam.undo, undo...)
-			if uerr := undo.run(); uerr != nil {
-				inv.log.Error("rollback of failed ADD incomplete", "error", uerr)
-				err = fmt.Errorf("%w (rollback also failed: %v)", err, uerr)
-			}
-		}
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}()
-	// An attachment added before and never deleted keeps its address until
-	// it is replaced under the lock (IPAM plugins refuse a second
-	// allocation); otherwise IPAM starts now.
-	if old, err := inv.store.Load(args.ContainerID, args.IfName); err != nil || old == nil {
-		ipam.start(ctx, p, inv)
-	}
+	t := &tx{log: inv.log}
+	defer t.finish(&err)
 
 	pc, err := lookupPod(ctx, inv)
 	if err != nil {
 		return err
 	}
 	if pc != nil {
-		closers = append(closers, func() {
+		t.releaseWith(func() {
 			inv.log.Debug("Kubernetes API use", "requests", pc.client.Requests())
 			pc.client.Close()
 		})
 		ph.mark("pod")
 	}
-	layout, err := socketLayout(inv, pc)
+	ps, err := addPaths(inv, pc)
 	if err != nil {
 		return err
 	}
-	unlock, err := inv.store.Lock(ctx)
+	unlock, err := inv.store.LockSandbox(ctx, args.ContainerID)
 	if err != nil {
 		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
 	}
-	// First in closers: released last, after the rollback.
-	closers = append([]func(){unlock}, closers...)
+	t.releaseWith(unlock)
 	ph.mark("lock")
 
-	// A runtime should DEL before adding the same attachment again; if it
-	// did not, replace what the earlier ADD left (its socket is still live).
-	// Looked for again, now under the lock, only if it was there before.
-	var old *state.Record
-	if !ipam.started {
-		// An unreadable record is left to DEL, as before the lock.
-		old, _ = inv.store.Load(args.ContainerID, args.IfName)
+	if err := p.replaceEarlier(ctx, inv, ph); err != nil {
+		return err
 	}
-	if old != nil {
-		inv.log.Warn("replacing an attachment that was added before and never deleted")
-		if err := p.teardown(ctx, inv, old, ph); err != nil {
-			return asCNIError(err, "replacing the earlier attachment")
-		}
-		// Its address goes too: IPAM plugins refuse a second allocation
-		// for the same attachment (host-local: "duplicate allocation is
-		// not allowed"), which would fail this ADD after the teardown.
-		if err := releaseIPAM(ctx, inv); err != nil {
-			return asCNIError(err, "replacing the earlier attachment")
-		}
-		if err := inv.store.Delete(args.ContainerID, args.IfName); err != nil {
-			return asCNIError(err, "replacing the earlier attachment")
-		}
+	if err := claimAll(inv.store, ps, args.ContainerID, args.IfName); err != nil {
+		return err
 	}
-	ipam.start(ctx, p, inv)
+	t.afterCleanRollback(func() error { return releaseAll(inv.store, ps, args.ContainerID, args.IfName) })
+	rec := newRecord(inv, ps, pc)
+	if err := inv.store.Save(rec); err != nil {
+		return types.NewError(types.ErrIOFailure, err.Error(), "")
+	}
+	t.afterCleanRollback(func() error { return inv.store.Delete(args.ContainerID, args.IfName) })
 
+	// IPAM runs alongside everything up to the attach (and the attach too,
+	// unless the engine needs the address): an IPAM plugin is another
+	// process and costs as much as the rest of ADD.
+	ipam := startIPAM(ctx, inv, ph)
+	t.undoWith(ipam.release)
+	t.undoWith(func() error {
+		own := ownership(inv.store, ps, rec, args.ContainerID, args.IfName)
+		own.cdFile = false // its own undo, once written: the path may hold a file not the plugin's
+		return removeFiles(inv.log, ps, own, args.IfName)
+	})
+
+	layout := ps.layout
 	if err := layout.Prepare(inv.conf.Host.Vhost.Group); err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing socket directory: %v", err), "")
 	}
-	undo.push(layout.Cleanup)
 	if err := layout.RemoveStaleSocket(); err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
@@ -125,14 +101,15 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return asCNIError(err, "connecting to the switch")
 	}
-	closers = append(closers, eng.Close)
+	t.releaseWith(eng.Close)
 	ph.mark("connect")
 	att := attachment(inv, layout)
-	if inv.conf.Host.NetType == netconf.NetTypeInterface && inv.conf.IPAM.Type != "" {
-		if err := ipam.wait(ph); err != nil {
+	if inv.conf.Host.NetType == netconf.NetTypeInterface {
+		res, err := ipam.wait()
+		if err != nil {
 			return err
 		}
-		for _, ip := range ipam.res.IPs {
+		for _, ip := range ipamIPs(res) {
 			att.IPs = append(att.IPs, ip.Address)
 		}
 	}
@@ -140,85 +117,61 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return asCNIError(err, "attaching to the switch")
 	}
-	undo.push(func() error {
+	t.undoWith(func() error {
 		rctx, rcancel := context.WithTimeout(context.Background(), rollbackTimeout)
 		defer rcancel()
 		return eng.Detach(rctx, att, engineData)
 	})
+	// The socket the switch created (or the plugin linked) is the one DEL
+	// will remove; a file a pod later puts at that name is not.
+	if err := layout.RememberSocket(); err != nil {
+		return types.NewError(types.ErrIOFailure, fmt.Sprintf("reading socket %s: %v", layout.SocketPath(), err), "")
+	}
 	ph.mark("attach")
-	if err := ipam.wait(ph); err != nil {
+	ipamRes, err := ipam.wait()
+	if err != nil {
 		return err
 	}
-	ipamRes := ipam.res
 
 	mac := inv.conf.MACFor(inv.cargs)
 	result := buildResult(inv, layout, ipamRes, mac)
-	cdFile, err := configdata.Write(layout, containerData(inv, layout, result))
-	if err != nil {
+	cd := containerData(inv, layout, result)
+	if _, err := configdata.Write(layout, cd); err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
 	}
-	undo.push(func() error { return layout.RemoveFile(cdFile) })
+	t.undoWith(func() error { return layout.RemoveFile(ps.cdFile) })
 
-	cd := containerData(inv, layout, result)
 	if pc != nil {
 		if err := pc.client.AddConfigData(ctx, pc.pod, cd, pc.mappedDir); err != nil {
 			return kubeError(err)
 		}
-		undo.push(func() error {
+		t.undoWith(func() error {
 			rctx, rcancel := context.WithTimeout(context.Background(), kubeTimeout)
 			defer rcancel()
 			return pc.client.RemoveConfigData(rctx, inv.cargs.PodNamespace, inv.cargs.PodName, args.ContainerID, args.IfName)
 		})
 		ph.mark("annotate")
 	}
-	devInfo := inv.conf.RuntimeConfig.CNIDeviceInfoFile
-	if devInfo != "" {
+	if devInfo := rec.DeviceInfoFile; devInfo != "" {
 		if err := deviceinfo.Write(devInfo, deviceInfo(inv, layout, pc), inv.pol.DeviceInfoDirs); err != nil {
 			return types.NewError(types.ErrIOFailure, fmt.Sprintf("writing runtimeConfig.CNIDeviceInfoFile: %v", err), "")
 		}
-		undo.push(func() error { return deviceinfo.Remove(devInfo, inv.pol.DeviceInfoDirs) })
+		t.undoWith(func() error { return deviceinfo.Remove(devInfo, inv.pol.DeviceInfoDirs) })
 	}
 
-	notes, err := notesLayout(inv, pc)
-	if err != nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
-	}
-	var notesFiles []string
-	if notes != nil {
+	if notes := ps.notes; notes != nil {
 		if err := notes.Prepare(inv.conf.Host.Vhost.Group); err != nil {
 			return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing %s: %v", notes.Dir, err), "")
 		}
-		undo.push(notes.Cleanup)
-		if notesFiles, err = writeNotes(notes, inv, layout.SocketName, cd.IPResult); err != nil {
+		files, err := writeNotes(notes, inv, layout.SocketName, cd.IPResult)
+		if err != nil {
 			return types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
 		}
-		undo.push(func() error {
-			for _, f := range notesFiles {
-				_ = notes.RemoveFile(f)
-			}
-			return nil
-		})
+		rec.NotesFiles = files
 	}
 
-	rec := &state.Record{
-		ContainerID:    args.ContainerID,
-		IfName:         args.IfName,
-		Network:        inv.conf.Name,
-		Netns:          args.Netns,
-		PodNamespace:   inv.cargs.PodNamespace,
-		PodName:        inv.cargs.PodName,
-		PodUID:         inv.cargs.PodUID,
-		Engine:         inv.conf.Host.Engine,
-		Layout:         layout,
-		ConfigDataFile: cdFile,
-		NotesLayout:    notes,
-		NotesFiles:     notesFiles,
-		Annotated:      pc != nil,
-		DeviceInfoFile: devInfo,
-		IPAM:           inv.conf.IPAM.Type,
-		EngineData:     engineData,
-		Created:        time.Now().UTC(),
-	}
+	rec.Incomplete = false
+	rec.EngineData = engineData
 	if err := inv.store.Save(rec); err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
@@ -227,61 +180,128 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	return types.PrintResult(result, inv.conf.CNIVersion)
 }
 
-// ipamRun is the IPAM plugin's ADD running alongside the rest of ADD.
-type ipamRun struct {
-	started, waited bool
-	done            chan error
-	err             error
-	res             *types100.Result
-	undo            undoStack
+// addPaths works out where the attachment's files go, before any is made.
+func addPaths(inv *invocation, pc *podContext) (paths, error) {
+	layout, err := socketLayout(inv, pc)
+	if err != nil {
+		return paths{}, err
+	}
+	notes, err := notesLayout(inv, pc)
+	if err != nil {
+		return paths{}, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	return paths{layout: layout, cdFile: configdata.FileName(inv.args.ContainerID, inv.args.IfName), notes: notes}, nil
 }
 
-// start runs IPAM once; later calls do nothing.
-func (r *ipamRun) start(ctx context.Context, p *Plugin, inv *invocation) {
-	if r.started {
-		return
+// newRecord is the attachment's record as ADD writes it before its first
+// side effect: incomplete, with everything DEL needs to find what ADD may
+// have made.
+func newRecord(inv *invocation, ps paths, pc *podContext) *state.Record {
+	return &state.Record{
+		ContainerID:    inv.args.ContainerID,
+		IfName:         inv.args.IfName,
+		Network:        inv.conf.Name,
+		Netns:          inv.args.Netns,
+		PodNamespace:   inv.cargs.PodNamespace,
+		PodName:        inv.cargs.PodName,
+		PodUID:         inv.cargs.PodUID,
+		Engine:         inv.conf.Host.Engine,
+		Layout:         ps.layout,
+		ConfigDataFile: ps.cdFile,
+		NotesLayout:    ps.notes,
+		Annotated:      pc != nil,
+		DeviceInfoFile: inv.conf.RuntimeConfig.CNIDeviceInfoFile,
+		IPAM:           inv.conf.IPAM.Type,
+		Created:        time.Now().UTC(),
+		Incomplete:     true,
 	}
-	r.started = true
+}
+
+// replaceEarlier removes what an earlier ADD of the same attachment left
+// when the runtime did not DEL it before adding it again (its socket is
+// still live, and IPAM plugins refuse a second allocation: host-local says
+// "duplicate allocation is not allowed").
+func (p *Plugin) replaceEarlier(ctx context.Context, inv *invocation, ph *phases) error {
+	old, err := inv.store.Load(inv.args.ContainerID, inv.args.IfName)
+	if err != nil {
+		inv.log.Warn("replacing an unreadable record of this attachment", "error", err)
+		return nil
+	}
+	if old == nil {
+		return nil
+	}
+	inv.log.Warn("replacing an attachment that was added before and never deleted")
+	ps, err := p.teardown(ctx, inv, old, ph)
+	if err == nil {
+		err = releaseIPAM(ctx, inv)
+	}
+	if err == nil {
+		err = inv.store.Delete(inv.args.ContainerID, inv.args.IfName)
+	}
+	if err == nil {
+		err = releaseAll(inv.store, ps, inv.args.ContainerID, inv.args.IfName)
+	}
+	if err != nil {
+		return asCNIError(err, "replacing the earlier attachment")
+	}
+	return nil
+}
+
+// pendingIPAM is the IPAM plugin's ADD running alongside the rest of ADD.
+type pendingIPAM struct {
+	inv  *invocation
+	ph   *phases
+	done chan struct{}
+	res  *types100.Result
+	err  error
+	seen bool
+}
+
+// startIPAM starts IPAM ADD; without IPAM it is done at once with no result.
+func startIPAM(ctx context.Context, inv *invocation, ph *phases) *pendingIPAM {
+	r := &pendingIPAM{inv: inv, ph: ph, done: make(chan struct{})}
+	c := inv.ipam("ADD")
+	if c == nil {
+		close(r.done)
+		return r
+	}
 	go func() {
-		res, err := p.ipamAdd(ctx, inv, &r.undo)
-		r.res = res
-		r.done <- err
+		defer close(r.done)
+		r.res, r.err = c.add(ctx)
 	}()
+	return r
 }
 
-// wait returns IPAM's outcome (nil if it never started); only then are res
-// and undo safe to read.
-func (r *ipamRun) wait(ph *phases) error {
-	if r.started && !r.waited {
-		r.err, r.waited = <-r.done, true
-		ph.mark("ipam")
+// wait returns IPAM's outcome.
+func (r *pendingIPAM) wait() (*types100.Result, error) {
+	<-r.done
+	if !r.seen {
+		r.seen = true
+		r.ph.mark("ipam")
 	}
-	return r.err
+	return r.res, r.err
 }
 
-// ipamAdd runs the IPAM plugin, if any, and registers its release.
-func (p *Plugin) ipamAdd(ctx context.Context, inv *invocation, undo *undoStack) (*types100.Result, error) {
-	ipamType := inv.conf.IPAM.Type
-	if ipamType == "" {
-		return nil, nil
+// release undoes IPAM ADD once it has ended: after a success, and after a
+// run that timed out or broke off (it may have allocated; DEL of an address
+// never allocated is harmless). An IPAM plugin that answered with an error
+// cleaned up after itself.
+func (r *pendingIPAM) release() error {
+	<-r.done
+	var cniErr *types.Error
+	if r.err != nil && errors.As(r.err, &cniErr) {
+		return nil
 	}
-	r, err := invoke.DelegateAdd(ctx, ipamType, inv.args.StdinData, nil)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithTimeout(context.Background(), rollbackTimeout)
+	defer cancel()
+	return releaseIPAM(ctx, r.inv)
+}
+
+func ipamIPs(res *types100.Result) []*types100.IPConfig {
+	if res == nil {
+		return nil
 	}
-	undo.push(func() error {
-		rctx, rcancel := context.WithTimeout(context.Background(), rollbackTimeout)
-		defer rcancel()
-		return invoke.DelegateDel(rctx, ipamType, inv.args.StdinData, nil)
-	})
-	res, err := types100.NewResultFromResult(r)
-	if err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("IPAM plugin %q returned an unusable result: %v", ipamType, err), "")
-	}
-	if len(res.IPs) == 0 {
-		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("IPAM plugin %q returned no addresses", ipamType), "")
-	}
-	return res, nil
+	return res.IPs
 }
 
 // buildResult is the CNI result: the pod-side interface (with the socket

@@ -249,9 +249,15 @@ func TestAddRollback(t *testing.T) {
 			mustMkdir(t, p)
 			return p
 		}, wantCode: uint(types.ErrIOFailure), opened: true, attached: true, dirLeft: []string{"<configdata>"}},
+		// The record is written first, before anything else.
 		{name: "record cannot be saved", break_: func(e *testEnv, id string) string {
 			p := e.recordPath(id, "net1")
 			mustMkdir(t, p)
+			return p
+		}, wantCode: uint(types.ErrIOFailure)},
+		{name: "device info cannot be written", break_: func(e *testEnv, id string) string {
+			p := filepath.Join(e.root, "devinfo", "blocked")
+			mustMkdir(t, filepath.Join(p, "blocker"))
 			return p
 		}, wantCode: uint(types.ErrIOFailure), opened: true, attached: true},
 	} {
@@ -261,6 +267,9 @@ func TestAddRollback(t *testing.T) {
 			var mods []confMod
 			if tc.ipam != "" {
 				mods = append(mods, withIPAM(tc.ipam))
+			}
+			if tc.name == "device info cannot be written" {
+				mods = append(mods, withDeviceInfo(filepath.Join(e.root, "devinfo", "blocked")))
 			}
 			planted := tc.break_(e, id)
 			out, err := run(t, e.p.Add, e.args(id, "net1", e.conf("1.0.0", mods...)))
@@ -369,9 +378,10 @@ func mustWrite(t *testing.T, p, content string) {
 func TestAddRollbackDetachFails(t *testing.T) {
 	e := newEnv(t)
 	id := containerID("rollback-detach-fails")
-	mustMkdir(t, e.recordPath(id, "net1"))
+	devInfo := filepath.Join(e.root, "devinfo", "blocked")
+	mustMkdir(t, filepath.Join(devInfo, "blocker"))
 	e.sw.setFail("Detach", errors.New("switch went away"))
-	_, err := run(t, e.p.Add, e.args(id, "net1", e.conf("1.0.0")))
+	_, err := run(t, e.p.Add, e.args(id, "net1", e.conf("1.0.0", withDeviceInfo(devInfo))))
 	if err == nil || !strings.Contains(err.Error(), "rollback also failed") || !strings.Contains(err.Error(), "switch went away") {
 		t.Fatalf("want the rollback failure reported, got %v", err)
 	}
@@ -560,10 +570,40 @@ func TestAddConcurrent(t *testing.T) {
 			t.Errorf("config data of %s missing", id[:12])
 		}
 	}
-	// Under the node lock, each ADD's switch connection is closed before
-	// the next ADD connects.
+	// Sandboxes do not wait for each other: there is no node lock.
+	if e.sw.maxLive < 2 {
+		t.Errorf("%d ADDs of different sandboxes used the switch at once, want them to overlap (attach takes %v)", e.sw.maxLive, e.sw.attachDelay)
+	}
+	e.assertClosedOnce()
+}
+
+// TestSameSandboxSerialized: verbs of one sandbox (its attachments share a
+// socket directory, and ADD must never race DEL of the same attachment) run
+// one at a time, from their first side effect to their last.
+func TestSameSandboxSerialized(t *testing.T) {
+	e := newEnv(t)
+	e.sw.attachDelay = 30 * time.Millisecond
+	id := containerID("same-sandbox")
+	conf := e.conf("1.0.0")
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]error, 2*n)
+	captureStdout(t, func() {
+		for i := 0; i < n; i++ {
+			ifName := fmt.Sprintf("net%d", i+1)
+			wg.Add(2)
+			go func() { defer wg.Done(); errs[2*i] = e.p.Add(e.args(id, ifName, conf)) }()
+			go func() { defer wg.Done(); errs[2*i+1] = e.p.Del(e.args(id, ifName, conf)) }()
+		}
+		wg.Wait()
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("verb %d: %v", i, err)
+		}
+	}
 	if e.sw.maxLive != 1 {
-		t.Errorf("%d ADDs used the switch at once, want them serialized by the node lock", e.sw.maxLive)
+		t.Errorf("%d verbs of one sandbox used the switch at once, want 1", e.sw.maxLive)
 	}
 	e.assertClosedOnce()
 }

@@ -46,6 +46,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if rec == nil {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("no record of container %s interface %s: it was never added or was deleted", args.ContainerID, args.IfName), "")
 	}
+	if rec.Incomplete {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("the ADD of container %s interface %s did not complete", args.ContainerID, args.IfName), "")
+	}
 	if rec.ConfigDataFile != "" && !rec.Layout.Exists(rec.ConfigDataFile) {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("config data %s/%s is missing", rec.Layout.Dir, rec.ConfigDataFile), "")
 	}

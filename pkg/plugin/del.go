@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
@@ -18,7 +17,9 @@ import (
 // Del removes the attachment. Every teardown step runs even when another
 // fails; missing records, ports, files and network namespaces are fine; IPAM
 // is always released; the record goes last, and only once everything else
-// succeeded, so a retried DEL still knows what to remove.
+// succeeded, so a retried DEL still knows what to remove. Only what the
+// attachment owns is removed: a file at one of its paths that another
+// attachment owns (a NAD that fixes the socket name, say) is never touched.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	ph := newPhases()
 	inv, err := p.setup(args)
@@ -30,7 +31,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	ph.mark("setup")
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
-	unlock, err := inv.store.Lock(ctx)
+	unlock, err := inv.store.LockSandbox(ctx, args.ContainerID)
 	if err != nil {
 		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
 	}
@@ -40,7 +41,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	rec, err := inv.store.Load(args.ContainerID, args.IfName)
 	if err != nil {
 		// A corrupt record must not block DEL forever: carry on with what
-		// the configuration and the switch's ownership keys say.
+		// the configuration, the claims and the switch's ownership keys say.
 		inv.log.Warn("ignoring unreadable attachment record", "error", err)
 		rec = nil
 	}
@@ -51,15 +52,16 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	go func() { ipamDone <- releaseIPAM(ctx, inv) }()
 	// So is the pod's annotation entry: an API round trip or two that
 	// depends on nothing the switch teardown does.
-	// Without a record, ADD never completed (a failed ADD takes its entry
-	// back) or a DEL already ran: the API is not asked again.
+	// Without a record, ADD never got as far as the API (it writes its
+	// record first): the API is not asked.
 	annotated, devInfo := false, inv.conf.RuntimeConfig.CNIDeviceInfoFile
 	if rec != nil {
 		annotated, devInfo = rec.Annotated, rec.DeviceInfoFile
 	}
 	kubeDone := make(chan error, 1)
 	go func() { kubeDone <- removeKubeState(inv, annotated, devInfo) }()
-	if err := p.teardown(ctx, inv, rec, ph); err != nil {
+	ps, err := p.teardown(ctx, inv, rec, ph)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if err := <-ipamDone; err != nil {
@@ -76,32 +78,32 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err := inv.store.Delete(args.ContainerID, args.IfName); err != nil {
 		return asCNIError(err, "DEL")
 	}
+	if err := releaseAll(inv.store, ps, args.ContainerID, args.IfName); err != nil {
+		return asCNIError(err, "DEL")
+	}
 	inv.log.Info("detached")
 	return nil
 }
 
-// releaseIPAM releases the attachment's address, if the network has IPAM.
-func releaseIPAM(ctx context.Context, inv *invocation) error {
-	t := inv.conf.IPAM.Type
-	if t == "" {
-		return nil
+// recordPaths are the paths a record says its attachment uses, or, without
+// a record, the paths the configuration implies (owned only if claimed).
+func recordPaths(inv *invocation, rec *state.Record) paths {
+	if rec != nil {
+		cd := rec.ConfigDataFile
+		return paths{layout: rec.Layout, cdFile: cd, notes: rec.NotesLayout}
 	}
-	if err := invoke.DelegateDel(ctx, t, inv.args.StdinData, nil); err != nil {
-		return fmt.Errorf("releasing IPAM (%s): %w", t, err)
+	ps, err := addPaths(inv, nil)
+	if err != nil {
+		return paths{}
 	}
-	return nil
+	return ps
 }
 
 // teardown removes the switch port, the config data and the socket files of
 // one attachment, using its record when there is one and the configuration
-// otherwise.
-func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Record, ph *phases) error {
-	var layout *sockdir.Layout
-	if rec == nil {
-		if l, err := socketLayout(inv, nil); err == nil {
-			layout = l
-		}
-	}
+// otherwise, and returns the paths it worked on.
+func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Record, ph *phases) (paths, error) {
+	ps := recordPaths(inv, rec)
 	var errs []error
 	var eng engine.Engine
 	if e, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log); err != nil {
@@ -111,49 +113,79 @@ func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Recor
 		defer eng.Close()
 	}
 	ph.mark("connect")
-	if err := removeAttachment(ctx, eng, attachment(inv, layout), rec); err != nil {
+	own := ownership(inv.store, ps, rec, inv.args.ContainerID, inv.args.IfName)
+	if err := removeAttachment(ctx, inv.log, eng, attachment(inv, ps.layout), rec, ps, own); err != nil {
 		errs = append(errs, err)
 	}
 	ph.mark("teardown")
-	return errors.Join(errs...)
+	return ps, errors.Join(errs...)
 }
 
 // removeAttachment detaches an attachment from the switch (unless eng is
-// nil: unreachable) and removes its config data and socket files. What ADD
-// recorded wins over what the caller derived; every step runs even when
-// another fails. DEL, a repeated ADD and GC share it.
-func removeAttachment(ctx context.Context, eng engine.Engine, att *engine.Attachment, rec *state.Record) error {
+// nil: unreachable) and removes the files it owns. What ADD recorded wins
+// over what the caller derived; every step runs even when another fails.
+// DEL, a repeated ADD and GC share it.
+func removeAttachment(ctx context.Context, log *slog.Logger, eng engine.Engine, att *engine.Attachment, rec *state.Record, ps paths, own owned) error {
 	var errs []error
 	var data []byte
-	cdFile := configdata.FileName(att.ContainerID, att.IfName)
+	att.Layout = ps.layout
 	if rec != nil {
-		data, att.Layout, att.Network, att.Netns = rec.EngineData, rec.Layout, rec.Network, rec.Netns
-		if rec.ConfigDataFile != "" {
-			cdFile = rec.ConfigDataFile
-		}
+		data, att.Network, att.Netns = rec.EngineData, rec.Network, rec.Netns
 	}
 	if eng != nil {
-		if err := eng.Detach(ctx, att, data); err != nil {
+		// The engine touches the socket's path (a server-mode socket it
+		// exposed) only if the attachment owns it.
+		ea := *att
+		if !own.socket {
+			ea.Layout = nil
+		}
+		if err := eng.Detach(ctx, &ea, data); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if att.Layout != nil {
-		if err := att.Layout.RemoveFile(cdFile); err != nil {
-			errs = append(errs, err)
-		}
-		if err := att.Layout.Cleanup(); err != nil {
-			errs = append(errs, err)
-		}
+	if err := removeFiles(log, ps, own, att.IfName); err != nil {
+		errs = append(errs, err)
 	}
-	if rec != nil && rec.NotesLayout != nil {
-		for _, f := range rec.NotesFiles {
-			if err := rec.NotesLayout.RemoveFile(f); err != nil {
-				errs = append(errs, err)
+	return errors.Join(errs...)
+}
+
+// removeFiles removes the attachment's files that it owns. A directory a
+// pod replaced (with a symlink, say) counts as gone: nothing is done through
+// it, and the teardown goes on.
+func removeFiles(log *slog.Logger, ps paths, own owned, ifName string) error {
+	var errs []error
+	warned := false
+	keep := func(err error) {
+		if errors.Is(err, sockdir.ErrReplaced) {
+			if !warned {
+				log.Warn("socket directory replaced by something else: treated as gone, nothing removed through it", "error", err)
 			}
+			warned = true
+			return
 		}
-		if err := rec.NotesLayout.Cleanup(); err != nil {
+		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if l := ps.layout; l != nil {
+		if own.cdFile && ps.cdFile != "" {
+			keep(l.RemoveFile(ps.cdFile))
+		}
+		if own.socket {
+			keep(l.RemoveSocket())
+		}
+		if own.lastOfSandbox {
+			keep(l.RemoveShortLink())
+		}
+		if own.dir {
+			keep(l.RemoveDirIfEmpty())
+		}
+	}
+	if n := ps.notes; n != nil && own.notes {
+		for _, f := range []string{remoteFile(ifName), addDataFile(ifName)} {
+			keep(n.RemoveFile(f))
+		}
+		keep(n.RemoveDirIfEmpty())
 	}
 	return errors.Join(errs...)
 }

@@ -52,6 +52,9 @@ func TestDel(t *testing.T) {
 		// was readable).
 		wantDetachData bool
 		wantDetaches   int
+		// noLayout: the attachment owns no socket path (never added), so
+		// the engine must not touch any.
+		noLayout bool
 	}{
 		{name: "with record", wantDetachData: true, wantDetaches: 1},
 		{name: "without record uses the configuration", before: func(e *testEnv, id string) {
@@ -62,7 +65,7 @@ func TestDel(t *testing.T) {
 		{name: "corrupt record", before: func(e *testEnv, id string) {
 			mustWrite(t, e.recordPath(id, "net1"), "{garbage")
 		}, wantDetaches: 1},
-		{name: "never added", noAdd: true, wantDetaches: 1},
+		{name: "never added", noAdd: true, wantDetaches: 1, noLayout: true},
 		{name: "Detach fails", before: func(e *testEnv, _ string) {
 			e.sw.setFail("Detach", errors.New("transaction failed"))
 		}, wantErr: uint(types.ErrInternal), recordKept: true, wantDetachData: true, wantDetaches: 1},
@@ -107,7 +110,11 @@ func TestDel(t *testing.T) {
 				if d.att.ContainerID != id || d.att.IfName != "net1" || d.att.Network != "net1" {
 					t.Errorf("Detach of %+v", d.att)
 				}
-				if d.att.Layout == nil || d.att.Layout.SocketPath() != e.sockDir(id)+"/"+id[:12]+"-net1" {
+				if tc.noLayout {
+					if d.att.Layout != nil {
+						t.Errorf("Detach of an attachment that owns nothing with layout %+v", d.att.Layout)
+					}
+				} else if d.att.Layout == nil || d.att.Layout.SocketPath() != e.sockDir(id)+"/"+id[:12]+"-net1" {
 					t.Errorf("Detach without the socket layout: %+v", d.att.Layout)
 				}
 				if tc.wantDetachData && !jsonEqual(d.data, []byte(addData)) {

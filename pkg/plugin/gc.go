@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
@@ -19,7 +18,10 @@ type attachmentKey struct{ containerID, ifName string }
 
 // GC removes this network's attachments that are not in
 // cni.dev/valid-attachments: records, switch ports (found by ownership, even
-// without a record) and their files, then lets IPAM collect its own.
+// without a record), the files they own and their addresses (an IPAM DEL for
+// each, as DEL does: host-local has no GC of its own), then lets IPAM
+// collect anything else. An attachment a verb is working on right now is
+// left for the next GC.
 func (p *Plugin) GC(args *skel.CmdArgs) error {
 	inv, err := p.setup(args)
 	if err != nil {
@@ -28,11 +30,6 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	defer inv.close()
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
-	unlock, err := inv.store.Lock(ctx)
-	if err != nil {
-		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
-	}
-	defer unlock()
 
 	valid := map[attachmentKey]bool{}
 	for _, a := range inv.conf.ValidAttachments {
@@ -79,32 +76,85 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 			}
 		}
 		for k, rec := range stale {
-			att := &engine.Attachment{ContainerID: k.containerID, IfName: k.ifName, Network: inv.conf.Name, Host: inv.conf.Host}
-			if rec == nil && sockets[k] != "" {
-				// Record lost: the port remembers its socket. The directory is
-				// not known to be the plugin's, so only files are removed.
-				if l, err := sockdir.Plan(inv.pol, filepath.Dir(sockets[k]), false, filepath.Base(sockets[k])); err == nil {
-					att.Layout = l
-				}
-			}
-			err := removeAttachment(ctx, eng, att, rec)
-			if err == nil {
-				err = inv.store.Delete(k.containerID, k.ifName)
-			}
+			err := p.collect(ctx, inv, eng, k, rec, sockets[k])
 			if err != nil {
 				errs = append(errs, fmt.Errorf("collecting container %s interface %s: %w", k.containerID, k.ifName, err))
-				continue
 			}
-			inv.log.Info("collected stale attachment", "staleContainerID", k.containerID, "staleIfName", k.ifName)
 		}
 	}
-	if t := inv.conf.IPAM.Type; t != "" {
-		if err := invoke.DelegateGC(ctx, t, args.StdinData, nil); err != nil {
-			errs = append(errs, fmt.Errorf("IPAM GC (%s): %w", t, err))
+	if c := inv.ipam("GC"); c != nil {
+		if err := c.run(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("IPAM GC (%s): %w", inv.conf.IPAM.Type, err))
 		}
 	}
 	if len(errs) > 0 {
 		return asCNIError(errors.Join(errs...), "GC incomplete")
 	}
 	return nil
+}
+
+// collect removes one stale attachment under its sandbox's lock, as DEL
+// would. A sandbox a verb holds is skipped: it is not idle, so not stale yet.
+func (p *Plugin) collect(ctx context.Context, inv *invocation, eng engine.Engine, k attachmentKey, rec *state.Record, socket string) error {
+	unlock, ok, err := inv.store.TryLockSandbox(k.containerID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		inv.log.Info("stale attachment busy, left for the next GC", "staleContainerID", k.containerID, "staleIfName", k.ifName)
+		return nil
+	}
+	defer unlock()
+	if rec != nil {
+		// Read again under the lock: a DEL may have finished meanwhile.
+		if rec, err = inv.store.Load(k.containerID, k.ifName); err != nil || rec == nil {
+			return err
+		}
+	}
+	var ps paths
+	switch {
+	case rec != nil:
+		ps = paths{layout: rec.Layout, cdFile: rec.ConfigDataFile, notes: rec.NotesLayout}
+	case socket != "":
+		// Record lost: the port remembers its socket. The directory is not
+		// known to be the plugin's; its files go only if the attachment
+		// claimed them.
+		if l, err := sockdir.Plan(inv.pol, filepath.Dir(socket), false, filepath.Base(socket)); err == nil {
+			ps = paths{layout: l, cdFile: configdata.FileName(k.containerID, k.ifName)}
+		}
+	}
+	att := &engine.Attachment{ContainerID: k.containerID, IfName: k.ifName, Network: inv.conf.Name, Host: inv.conf.Host}
+	own := ownership(inv.store, ps, rec, k.containerID, k.ifName)
+	if rec == nil && ps.layout != nil {
+		// The switch, not a configuration, says where this attachment's
+		// socket is (the plugin wrote it there at ADD): its files go unless
+		// another attachment claims them.
+		own.socket = !claimedByOther(inv.store, ps.layout.SocketPath(), k)
+		own.cdFile = !claimedByOther(inv.store, filepath.Join(ps.layout.Dir, ps.cdFile), k)
+	}
+	errs := []error{removeAttachment(ctx, inv.log, eng, att, rec, ps, own)}
+	if inv.conf.IPAM.Type != "" {
+		c := &ipamCall{inv: inv, command: "DEL", containerID: k.containerID, ifName: k.ifName}
+		if err := c.run(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("releasing IPAM (%s): %w", inv.conf.IPAM.Type, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := inv.store.Delete(k.containerID, k.ifName); err != nil {
+		return err
+	}
+	if err := releaseAll(inv.store, ps, k.containerID, k.ifName); err != nil {
+		return err
+	}
+	inv.log.Info("collected stale attachment", "staleContainerID", k.containerID, "staleIfName", k.ifName)
+	return nil
+}
+
+// claimedByOther reports whether another attachment claims path (an
+// unreadable claim counts as another's).
+func claimedByOther(store *state.Store, path string, k attachmentKey) bool {
+	c, err := store.Owner(path)
+	return err != nil || c != nil && (c.ContainerID != k.containerID || c.IfName != k.ifName)
 }

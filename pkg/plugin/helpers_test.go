@@ -28,10 +28,8 @@ import (
 )
 
 // cniPath holds the IPAM plugins the verbs delegate to: the real host-local
-// and two scripts. The delegation (invoke.Delegate*) reads CNI_PATH and the
-// other CNI_* variables from the process environment, so TestMain sets
-// CNI_PATH and every verb call sets the rest: tests in this package must not
-// run in parallel.
+// and two scripts. The delegation takes the CNI_* variables from the verb's
+// arguments, so verbs may run concurrently in one test process.
 var cniPath string
 
 // ipamLog is where the recording-ipam script logs its invocations.
@@ -156,6 +154,7 @@ func newEnv(t *testing.T) *testEnv {
 		"ovsdbSocket":     "unix:" + filepath.Join(root, "ovs", "db.sock"),
 		"stateDir":        e.stateDir,
 		"shortSocketDir":  e.shortDir,
+		"deviceInfoDirs":  []string{filepath.Join(root, "devinfo")},
 	}
 	data, err := json.Marshal(pol)
 	if err != nil {

@@ -184,27 +184,25 @@ func TestAddKubernetes(t *testing.T) {
 	}
 }
 
-// A failure after the annotation was written (here: the record cannot be
-// saved, a directory stands where it goes) takes the entry back with
-// everything else.
+// A failure after the annotation was written (here: the device-info file
+// cannot be written, a directory stands where it goes) takes the entry back
+// with everything else.
 func TestAddKubernetesRollback(t *testing.T) {
 	id := containerID("kube-rollback")
 	e, api, kc := kubeEnv(t, id)
-	conf := e.conf("1.0.0", withKubeconfig(kc))
-	mustMkdir(t, filepath.Join(e.recordPath(id, "net1"), "blocker"))
+	devInfo := filepath.Join(e.root, "devinfo", "blocked")
+	conf := e.conf("1.0.0", withKubeconfig(kc), withDeviceInfo(devInfo))
+	mustMkdir(t, filepath.Join(devInfo, "blocker"))
 	_, err := run(t, e.p.Add, e.args(id, "net1", conf))
 	var cerr *types.Error
 	if !errors.As(err, &cerr) || cerr.Code != types.ErrIOFailure {
-		t.Fatalf("ADD whose record cannot be saved: %v", err)
+		t.Fatalf("ADD whose device info cannot be written: %v", err)
 	}
 	if api.patch != 2 {
 		t.Errorf("%d PATCHes, want the entry added and taken back (2)", api.patch)
 	}
 	if ents := api.entries(t); len(ents) != 0 {
 		t.Errorf("rollback left annotation entries %+v", ents)
-	}
-	if err := os.RemoveAll(e.recordPath(id, "net1")); err != nil {
-		t.Fatal(err)
 	}
 	e.assertGone(id, "net1", false)
 }

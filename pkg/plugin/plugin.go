@@ -43,12 +43,21 @@ const (
 )
 
 // Bounds on one invocation. The runtime has its own, longer timeout; these
-// make a stuck switch or lock an error rather than a hang.
+// make a stuck switch, IPAM plugin or lock an error rather than a hang. Each
+// switch call has its own bound of a few seconds (the engines'), so a hung
+// switch fails a verb in seconds, and only verbs of the same sandbox ever
+// wait for it (see state.LockSandbox).
 const (
-	verbTimeout     = 2 * time.Minute
-	connectTimeout  = 5 * time.Second
-	rollbackTimeout = 30 * time.Second
+	verbTimeout     = time.Minute
+	connectTimeout  = 3 * time.Second
+	rollbackTimeout = 15 * time.Second
+	// switchCallTimeout bounds one request to a switch.
+	switchCallTimeout = 4 * time.Second
 )
+
+// maxContainerIDLen bounds the container ids ADD accepts: they name
+// directories (the notes' layouts) and records. Runtimes use 64 hex digits.
+const maxContainerIDLen = 128
 
 // EngineOpener connects to the switch a configuration names.
 type EngineOpener func(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, log *slog.Logger) (engine.Engine, error)
@@ -88,6 +97,7 @@ func OpenEngine(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, 
 			Endpoint:       endpoint,
 			RunDir:         runDir,
 			ConfirmTimeout: pol.OVSConfirmTimeout(),
+			CallTimeout:    switchCallTimeout,
 			Logger:         log,
 		})
 	case netconf.EngineVPP:
@@ -117,6 +127,9 @@ type invocation struct {
 
 // setup loads the node policy and the configuration and opens the log.
 func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
+	if err := refuseRecursion(p.Getenv); err != nil {
+		return nil, err
+	}
 	pol, err := policy.Load(p.Getenv)
 	if err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
@@ -284,21 +297,6 @@ func (p *phases) mark(name string) {
 
 func (p *phases) log(log *slog.Logger, verb string) {
 	log.Debug(verb+" timings", p.attrs...)
-}
-
-// undoStack runs registered undo steps in reverse order.
-type undoStack []func() error
-
-func (u *undoStack) push(f func() error) { *u = append(*u, f) }
-
-func (u undoStack) run() error {
-	var errs []error
-	for i := len(u) - 1; i >= 0; i-- {
-		if err := u[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // asUnavailable maps switch-unavailable errors to CNI error 50 and leaves

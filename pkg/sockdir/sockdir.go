@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -102,7 +103,30 @@ type Layout struct {
 	// directories. Only for the plugin's own layouts, whose directories
 	// nothing else needs to list.
 	Unlisted string `json:"unlisted,omitempty"`
+	// Socket identifies the socket file the plugin or the switch created,
+	// once it exists: removal unlinks that file and no other a pod may have
+	// put at the same name.
+	Socket *FileID `json:"socket,omitempty"`
 }
+
+// FileID identifies a file independently of its name.
+type FileID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+}
+
+func fileID(fi fs.FileInfo) *FileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	return &FileID{Dev: st.Dev, Ino: st.Ino}
+}
+
+// ErrReplaced reports that the socket directory, or a directory above it,
+// is no longer a directory: a pod that shares the base replaced it (with a
+// symlink, say). Nothing is done through it; for removal it counts as gone.
+var ErrReplaced = errors.New("replaced by something that is not a directory")
 
 // Plan checks dir against the node policy and works out a socket address
 // short enough for sun_path.
@@ -144,18 +168,69 @@ func (l *Layout) rel() (string, error) {
 	return r, nil
 }
 
-// openDir opens Dir through a root on Base.
+// openDir opens Dir through a root on Base, one directory at a time, and
+// refuses (ErrReplaced) a path where any directory beneath Base is a symlink
+// or anything else but a directory. os.Root alone would follow a symlink
+// that stays beneath Base, such as one a pod planted to point at another
+// pod's directory.
 func (l *Layout) openDir() (*os.Root, error) {
 	rel, err := l.rel()
 	if err != nil {
 		return nil, err
 	}
-	base, err := os.OpenRoot(l.Base)
+	cur, err := os.OpenRoot(l.Base)
 	if err != nil {
 		return nil, err
 	}
-	defer base.Close()
-	return base.OpenRoot(rel)
+	if rel == "." {
+		return cur, nil
+	}
+	for _, name := range strings.Split(rel, string(filepath.Separator)) {
+		next, err := openSubdir(cur, name)
+		_ = cur.Close()
+		if err != nil {
+			if errors.Is(err, ErrReplaced) {
+				return nil, fmt.Errorf("socket directory %s: %w", l.Dir, err)
+			}
+			return nil, err
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// openSubdir opens the directory name in parent, which must be a real
+// directory when looked at and when opened.
+func openSubdir(parent *os.Root, name string) (*os.Root, error) {
+	lfi, err := parent.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !lfi.IsDir() {
+		return nil, fmt.Errorf("%s is a %s: %w", name, typeName(lfi.Mode()), ErrReplaced)
+	}
+	sub, err := parent.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := sub.Stat(".")
+	if err != nil || !os.SameFile(lfi, fi) {
+		_ = sub.Close()
+		return nil, fmt.Errorf("%s changed while being opened: %w", name, ErrReplaced)
+	}
+	return sub, nil
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return m.Type().String()
 }
 
 // Prepare creates the socket directory with permissions for the pod app
@@ -546,7 +621,8 @@ func (l *Layout) WriteFileAtomic(name string, data []byte) error {
 }
 
 // RemoveFile removes a file the plugin wrote in the socket directory;
-// a file already gone is not an error.
+// a file already gone is not an error. Only a regular file is removed: a
+// directory or anything else a pod put at the name is not the plugin's.
 func (l *Layout) RemoveFile(name string) error {
 	root, err := l.openDir()
 	if errors.Is(err, fs.ErrNotExist) {
@@ -556,6 +632,9 @@ func (l *Layout) RemoveFile(name string) error {
 		return err
 	}
 	defer root.Close()
+	if fi, err := root.Lstat(name); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
 	if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing %s: %w", filepath.Join(l.Dir, name), err)
 	}
@@ -566,27 +645,62 @@ func (l *Layout) RemoveFile(name string) error {
 // nothing else is left in it, the directory. Missing pieces are not errors,
 // so DEL can repeat it.
 func (l *Layout) Cleanup() error {
-	var errs []error
-	if err := l.removeSocket(); err != nil {
-		errs = append(errs, err)
-	}
-	if l.ShortLink != "" {
-		if target, err := os.Readlink(l.ShortLink); err == nil && target == l.Dir {
-			if err := os.Remove(l.ShortLink); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if l.OwnDir {
-		if err := l.removeDirIfEmpty(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(l.RemoveSocket(), l.RemoveShortLink(), l.RemoveDirIfEmpty())
 }
 
-// removeSocket removes the socket file only if it is a socket: DEL must
-// never delete a pod's regular files that happen to share the name.
+// RemoveSocket removes the attachment's socket (see removeSocket).
+func (l *Layout) RemoveSocket() error { return l.removeSocket() }
+
+// RemoveShortLink removes the short link to the directory, if it still
+// points there. Every attachment in the directory uses it: remove it with
+// the last one.
+func (l *Layout) RemoveShortLink() error {
+	if l.ShortLink == "" {
+		return nil
+	}
+	if target, err := os.Readlink(l.ShortLink); err == nil && target == l.Dir {
+		if err := os.Remove(l.ShortLink); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveDirIfEmpty removes the plugin's per-pod directory once empty; a
+// directory the plugin does not own (a pod's volume, a shared base) stays.
+func (l *Layout) RemoveDirIfEmpty() error {
+	if !l.OwnDir {
+		return nil
+	}
+	return l.removeDirIfEmpty()
+}
+
+// RememberSocket records the identity of the socket now at the socket path
+// (created by the switch, or linked by the plugin), so that removal later
+// takes that file and nothing a pod puts in its place. No socket there is
+// not an error: in client mode the pod's app creates it later.
+func (l *Layout) RememberSocket() error {
+	root, err := l.openDir()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	fi, err := root.Lstat(l.SocketName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSocket != 0 {
+		l.Socket = fileID(fi)
+	}
+	return nil
+}
+
+// removeSocket removes the socket file only if it is a socket (DEL must
+// never delete a pod's regular files that happen to share the name) and,
+// when the layout remembers which socket it created, only that one.
 func (l *Layout) removeSocket() error {
 	if l.SocketName == "" {
 		return nil
@@ -608,6 +722,11 @@ func (l *Layout) removeSocket() error {
 	}
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return nil
+	}
+	if l.Socket != nil {
+		if id := fileID(fi); id == nil || *id != *l.Socket {
+			return nil // not the socket this attachment made
+		}
 	}
 	if err := root.Remove(l.SocketName); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing socket %s: %w", l.SocketPath(), err)

@@ -1,10 +1,12 @@
 // Package state keeps the plugin's node-local state: one record per
 // attachment (so DEL, CHECK and GC never depend on the pod or the network
-// configuration still existing) and the node lock that serializes changes.
+// configuration still existing), the claims that say which attachment owns
+// which host path, and the per-sandbox locks that serialize verbs.
 package state
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,13 +16,13 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
-// recordVersion is bumped when Record changes incompatibly.
-const recordVersion = 1
+// recordVersion is bumped when Record changes incompatibly. Version 2
+// records were written with claims on their paths (see ClaimPath); a version
+// 1 record's paths are its own by the record alone.
+const recordVersion = 2
 
 // Record is what ADD created for one attachment.
 type Record struct {
@@ -50,9 +52,13 @@ type Record struct {
 	// EngineData is the engine's own record of what it created.
 	EngineData json.RawMessage `json:"engineData,omitempty"`
 	Created    time.Time       `json:"created"`
+	// Incomplete marks the record ADD writes before its first side effect
+	// and replaces once it succeeds: should ADD die half-way, DEL and GC
+	// still know what it may have created.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
-// Store holds records and the node lock in one directory that pods never see.
+// Store holds records, claims and locks in one directory that pods never see.
 type Store struct {
 	dir string
 }
@@ -63,43 +69,62 @@ func New(dir string) *Store { return &Store{dir: dir} }
 // Dir is the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
-// recordName is unambiguous because container ids cannot contain '@'.
+// path is the record's file: readable ("<containerID>@<ifName>.json",
+// unambiguous because container ids cannot contain '@') for the ids runtimes
+// use, hashed for anything long or odd, so that no container id a runtime
+// passes can make a record impossible to write, read or delete.
 func (s *Store) path(containerID, ifName string) string {
-	return filepath.Join(s.dir, "attachments", containerID+"@"+ifName+".json")
+	return filepath.Join(s.dir, "attachments", fileKey(containerID+"@"+ifName)+".json")
 }
 
-// Lock takes the node-wide lock, waiting until ctx is done. The lock is an
-// flock, so it is released even if the process dies.
-func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating state directory: %w", err)
+// maxKeyLen bounds a readable file name built from an id; longer ids are
+// hashed (NAME_MAX is 255, and ADD refuses container ids over 128).
+const maxKeyLen = 160
+
+// maxIfNameLen is the longest interface name (IFNAMSIZ less the NUL).
+const maxIfNameLen = 15
+
+// fileKey is a file name for an id: the id itself when it is short and made
+// only of characters container ids may have, otherwise a digest.
+func fileKey(id string) string {
+	if len(id) > 0 && len(id) <= maxKeyLen && id[0] != '.' && strings.IndexFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == '@')
+	}) < 0 {
+		return id
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening node lock: %w", err)
-	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-		return func() { _ = f.Close() }, nil
-	}
-	// Contended: block in flock (woken as soon as the holder releases) on a
-	// goroutine, so a deadline can still end the wait.
-	done := make(chan error, 1)
-	go func() { done <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			_ = f.Close()
-			return nil, fmt.Errorf("taking node lock: %w", err)
+	sum := sha256.Sum256([]byte(id))
+	return "h-" + hex.EncodeToString(sum[:20])
+}
+
+// HasRecords reports whether any attachment of the sandbox has a record.
+func (s *Store) HasRecords(containerID string) (bool, error) {
+	names, err := s.IfNames(containerID)
+	return len(names) > 0, err
+}
+
+// IfNames lists the interfaces of the sandbox that have records.
+func (s *Store) IfNames(containerID string) ([]string, error) {
+	if len(containerID)+1+maxIfNameLen <= maxKeyLen && fileKey(containerID) == containerID && !strings.Contains(containerID, "@") {
+		// Readable names: one glob instead of reading every record (such ids
+		// hold no glob metacharacters, and with any interface name the
+		// record's name is not hashed).
+		m, err := filepath.Glob(filepath.Join(s.dir, "attachments", containerID+"@*.json"))
+		var out []string
+		for _, f := range m {
+			if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() {
+				out = append(out, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), containerID+"@"), ".json"))
+			}
 		}
-		return func() { _ = f.Close() }, nil
-	case <-ctx.Done():
-		// Closing the descriptor would not interrupt the pending flock (the
-		// kernel holds its own reference to the open file), so leave the
-		// goroutine waiting and close once it returns: that releases the
-		// lock it may then have taken. Process exit releases it too.
-		go func() { <-done; _ = f.Close() }()
-		return nil, fmt.Errorf("timed out waiting for the node lock %s: %w", filepath.Join(s.dir, "lock"), ctx.Err())
+		return out, err
 	}
+	records, err := s.List()
+	var out []string
+	for _, r := range records {
+		if r.ContainerID == containerID {
+			out = append(out, r.IfName)
+		}
+	}
+	return out, err
 }
 
 // Save writes a record atomically (write, then rename). It does not fsync:

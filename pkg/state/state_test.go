@@ -90,8 +90,8 @@ func TestSaveLoadDelete(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	recordsEqual(t, got, want)
-	if got.Version != 1 {
-		t.Errorf("Version = %d, want 1", got.Version)
+	if got.Version != 2 {
+		t.Errorf("Version = %d, want 2", got.Version)
 	}
 
 	// Saving again replaces the record.
@@ -240,7 +240,7 @@ func TestStoreErrors(t *testing.T) {
 	if _, err := s.List(); err == nil {
 		t.Error("List under a file succeeded")
 	}
-	if _, err := s.Lock(context.Background()); err == nil {
+	if _, err := s.LockSandbox(context.Background(), "c1"); err == nil {
 		t.Error("Lock under a file succeeded")
 	}
 	// A directory in place of a record is an error.
@@ -274,7 +274,7 @@ func TestLockMutualExclusion(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < rounds; i++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				unlock, err := s.Lock(ctx)
+				unlock, err := s.LockSandbox(ctx, "c1")
 				cancel()
 				if err != nil {
 					errs <- err
@@ -309,7 +309,7 @@ func TestLockMutualExclusion(t *testing.T) {
 
 func TestLockTimeout(t *testing.T) {
 	s := New(filepath.Join(t.TempDir(), "state"))
-	unlock, err := s.Lock(context.Background())
+	unlock, err := s.LockSandbox(context.Background(), "c1")
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
@@ -324,7 +324,7 @@ func TestLockTimeout(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		start := time.Now()
-		u, err := s.Lock(ctx)
+		u, err := s.LockSandbox(ctx, "c1")
 		if err == nil {
 			u()
 			t.Fatal("Lock with a cancelled context succeeded while the lock is held")
@@ -341,7 +341,7 @@ func TestLockTimeout(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		u, err := s.Lock(ctx)
+		u, err := s.LockSandbox(ctx, "c1")
 		if err == nil {
 			u()
 			t.Fatal("Lock succeeded while the lock is held")
@@ -360,7 +360,7 @@ func TestLockTimeout(t *testing.T) {
 	released = true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	u, err := s.Lock(ctx)
+	u, err := s.LockSandbox(ctx, "c1")
 	if err != nil {
 		t.Fatalf("Lock after release: %v", err)
 	}
@@ -370,7 +370,10 @@ func TestLockTimeout(t *testing.T) {
 // lockHeld reports whether another open file description holds the lock.
 func lockHeld(t *testing.T, s *Store) bool {
 	t.Helper()
-	f, err := os.Open(filepath.Join(s.Dir(), "lock"))
+	f, err := os.Open(filepath.Join(s.Dir(), "locks", "c1"))
+	if os.IsNotExist(err) {
+		return false // unlocked: the holder removed the file
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +390,7 @@ func lockHeld(t *testing.T, s *Store) bool {
 
 func TestLockReleasedByUnlock(t *testing.T) {
 	s := New(filepath.Join(t.TempDir(), "state"))
-	unlock, err := s.Lock(context.Background())
+	unlock, err := s.LockSandbox(context.Background(), "c1")
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
@@ -401,14 +404,14 @@ func TestLockReleasedByUnlock(t *testing.T) {
 	// Immediately available again, even with an already-expired context.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	unlock, err = s.Lock(ctx)
+	unlock, err = s.LockSandbox(ctx, "c1")
 	if err != nil {
 		t.Fatalf("uncontended Lock: %v", err)
 	}
 	unlock()
 
 	// A waiter blocked in Lock gets it as soon as the holder releases.
-	unlock, err = s.Lock(context.Background())
+	unlock, err = s.LockSandbox(context.Background(), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +419,7 @@ func TestLockReleasedByUnlock(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		u, err := s.Lock(ctx)
+		u, err := s.LockSandbox(ctx, "c1")
 		if err == nil {
 			u()
 		}
@@ -444,10 +447,13 @@ func TestLockRefusesSymlink(t *testing.T) {
 	if err := os.WriteFile(target, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(target, filepath.Join(dir, "lock")); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "locks"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if u, err := New(dir).Lock(context.Background()); err == nil {
+	if err := os.Symlink(target, filepath.Join(dir, "locks", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := New(dir).LockSandbox(context.Background(), "c1"); err == nil {
 		u()
 		t.Error("Lock through a symlinked lock file succeeded")
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -267,6 +268,9 @@ func (o *OVS) Stop() error {
 		return nil
 	}
 	o.stopped = true
+	if o.db.running() {
+		_ = syscall.Kill(o.db.pid, syscall.SIGCONT) // a paused server would ignore SIGTERM
+	}
 	errs := []error{o.stopVswitchd(), o.db.terminate(5 * time.Second)}
 	// The pidfiles are the truth for daemons that forked before we could
 	// record them (e.g. a start that failed half-way).
@@ -346,4 +350,37 @@ func (o *OVS) pidOf(pidfile string) (proc, error) {
 		return proc{}, fmt.Errorf("%s: pid %d is not %s (exe %q, %v)", pidfile, pid, daemon, exe, err)
 	}
 	return newProc(pid)
+}
+
+// PauseDB stops ovsdb-server with SIGSTOP: it keeps its sockets and
+// accepts connections (the kernel queues them) but answers nothing, as a
+// hung server does. ResumeDB undoes it; Stop resumes it first.
+func (o *OVS) PauseDB() error { return o.signalDB(syscall.SIGSTOP) }
+
+// ResumeDB continues a paused ovsdb-server.
+func (o *OVS) ResumeDB() error { return o.signalDB(syscall.SIGCONT) }
+
+func (o *OVS) signalDB(sig syscall.Signal) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.db.running() {
+		return errors.New("ovsdb-server is not running")
+	}
+	return syscall.Kill(o.db.pid, sig)
+}
+
+// KillVswitchd kills the switch with SIGKILL, as a crash would: it leaves
+// its server-mode sockets behind, and ovsdb-server keeps its ports.
+func (o *OVS) KillVswitchd() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.vs.running() {
+		return errors.New("ovs-vswitchd is not running")
+	}
+	_ = syscall.Kill(o.vs.pid, syscall.SIGKILL)
+	if !o.vs.waitGone(5 * time.Second) {
+		return fmt.Errorf("ovs-vswitchd (pid %d) did not exit after SIGKILL", o.vs.pid)
+	}
+	o.vs = proc{}
+	return removeRuntimeDir(o.FilePrefix)
 }
