@@ -55,10 +55,10 @@ type VPPMemif struct {
 
 // VPPBridgeDomain is one bridge domain and its members.
 type VPPBridgeDomain struct {
-	ID                              uint32
-	Tag                             string
+	ID                             uint32
+	Tag                            string
 	Flood, UuFlood, Forward, Learn bool
-	Members                         []uint32
+	Members                        []uint32
 }
 
 // VPPVhost is one vhost-user interface.
