@@ -76,8 +76,8 @@ type fakeVPP struct {
 	// hangFired is set when a hang injection fired, for SendMsg to mark
 	// its connection hung.
 	hangFired bool
-	epoch       int
-	st          *fakeState
+	epoch     int
+	st        *fakeState
 }
 
 // injection acts on the nth request named name counted from its creation.
