@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,39 +32,66 @@ func vppConf(subnet string) []byte {
 		filepath.Join(bed.root, "shared"), ipam)
 }
 
-var roundTripsRe = regexp.MustCompile(`roundTrips=(\d+)`)
+var (
+	roundTripsRe = regexp.MustCompile(`roundTrips=(\d+)`)
+	timingsRe    = regexp.MustCompile(`msg="(?:ADD|DEL) timings".*`)
+	phaseRe      = regexp.MustCompile(`(\w+)=([0-9.]+(?:ns|µs|ms|s))`)
+)
 
 // vppPlugin runs the binary once and returns its wall time and the VPP API
 // round trips it logged (connecting included).
 func vppPlugin(verb, id string, stdin []byte) (time.Duration, int, error) {
+	d, _, trips, err := vppPluginPhases(verb, id, stdin)
+	return d, trips, err
+}
+
+// vppPluginPhases also returns where the time went, from the verb's debug
+// timings (setup, lock, connect, attach or teardown, publish, ...).
+func vppPluginPhases(verb, id string, stdin []byte) (time.Duration, map[string]time.Duration, int, error) {
 	d, log, err := plugin(verb, id, stdin)
 	trips := 0
 	for _, m := range roundTripsRe.FindAllSubmatch(log, -1) {
 		n, _ := strconv.Atoi(string(m[1]))
 		trips += n
 	}
-	return d, trips, err
+	phases := map[string]time.Duration{}
+	if line := timingsRe.Find(log); line != nil {
+		for _, m := range phaseRe.FindAllSubmatch(line, -1) {
+			if v, err := time.ParseDuration(string(m[2])); err == nil {
+				phases[string(m[1])] = v
+			}
+		}
+	}
+	return d, phases, trips, err
 }
 
 // vppAddDel adds and deletes one memif attachment per iteration and reports
-// latencies and round trips per verb.
+// latencies, round trips and the phases of each verb ("rest" is what the
+// phases do not cover: the process's start and exit).
 func vppAddDel(b *testing.B, stdin []byte) samples {
 	s := samples{}
 	var addTrips, delTrips, n int
 	for b.Loop() {
 		id := newID()
-		d, trips, err := vppPlugin("ADD", id, stdin)
-		if err != nil {
-			b.Fatal(err)
+		for _, verb := range []string{"ADD", "DEL"} {
+			d, phases, trips, err := vppPluginPhases(verb, id, stdin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			name := strings.ToLower(verb)
+			s.add(name, d)
+			rest := d
+			for ph, v := range phases {
+				s.add(name+"-"+ph, v)
+				rest -= v
+			}
+			s.add(name+"-rest", rest)
+			if verb == "ADD" {
+				addTrips += trips
+			} else {
+				delTrips += trips
+			}
 		}
-		s.add("add", d)
-		addTrips += trips
-		d, trips, err = vppPlugin("DEL", id, stdin)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.add("del", d)
-		delTrips += trips
 		n++
 	}
 	s.report(b)
