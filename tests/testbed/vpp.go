@@ -179,7 +179,8 @@ func (v *VPP) start() error {
 		// nsenter execs, so the PID stays VPP's.
 		name, args = "nsenter", append([]string{"--net=" + v.opts.NetNS, "--", v.in.VPP}, args...)
 	}
-	// A restart finds the sockets the killed VPP left: start clean.
+	// A restart finds the sockets the killed VPP left (VPP replaces them):
+	// remove them so that the wait below sees the new ones.
 	for _, s := range []string{v.APISocket, v.CLISocket} {
 		_ = os.Remove(s)
 	}
