@@ -57,10 +57,7 @@ func dial(ctx context.Context, socket string, callTimeout time.Duration, vppAPI 
 	defer cancel()
 	c, ch, err := vppapi.Dial(cctx, socket, clientName, vppAPI)
 	if err != nil {
-		if cctx.Err() != nil {
-			return nil, fmt.Errorf("%w: VPP at %s did not answer within %v while connecting (is it hung?): %v", engine.ErrUnavailable, socket, limit(ctx, callTimeout), err)
-		}
-		return nil, fmt.Errorf("%w: %v", engine.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 	}
 	return &conn{c: c, ch: ch, socket: socket, trips: 1, callTimeout: callTimeout}, nil
 }
