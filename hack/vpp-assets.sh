@@ -57,6 +57,11 @@ if [[ -x /usr/bin/vpp && -x /usr/bin/vppctl ]] && has_plugins "$(realpath -m "$s
 	exit 0
 fi
 
+# One unpack or build at a time: test packages run in parallel, and each may
+# call this script on a first run.
+exec 9>"$cache/vpp-$version.lock"
+flock 9
+
 assets=$cache/vpp-$version
 if [[ -x $assets/bin/vpp && -x $assets/bin/vppctl ]] && has_plugins "$assets/lib/x86_64-linux-gnu/vpp_plugins"; then
 	publish "$assets" "$assets/lib/x86_64-linux-gnu/vpp_plugins"
