@@ -1,6 +1,7 @@
 # The userspace CNI plugin. `make test` installs what is missing (Debian
-# packages; Go modules come through the module proxy) and runs every test
-# against a real OVS-DPDK, a VPP API stand-in and a real kube-apiserver.
+# packages; Go modules come through the module proxy; VPP through
+# hack/vpp-assets.sh) and runs every test against a real OVS-DPDK, a real
+# VPP 25.10 and a real kube-apiserver.
 # Run as root: the tests create network namespaces
 # and start a private switch.
 
@@ -10,7 +11,12 @@ PKGS      := ./cmd/... ./pkg/...
 FUZZTIME  ?= 15s
 BENCHTIME ?= 50x
 # Debian packages the tests and the test bed need.
-DEBS      := openvswitch-switch-dpdk dpdk-dev librte-net-memif23 iproute2 shellcheck
+DEBS      := openvswitch-switch-dpdk dpdk-dev librte-net-memif23 iproute2 shellcheck xz-utils
+
+# A real VPP (hack/vpp-assets.sh: an installed one, else the relocatable
+# build in ../shared/vpp, else built from source once), for every target
+# that runs VPP: the folder it prints is USERSPACE_VPP_DIR.
+VPP_DIR    = $$(./hack/vpp-assets.sh)
 
 .PHONY: all build deps lint unit fuzz integration kube demo test bench clean
 
@@ -34,7 +40,7 @@ lint:
 	@test -z "$$(gofmt -l cmd pkg tests)" || { echo "gofmt needed:"; gofmt -l cmd pkg tests; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
-	shellcheck demo/run.sh deploy/*.sh docker/*.sh docker/*/*.sh
+	shellcheck demo/run.sh hack/*.sh deploy/*.sh docker/*.sh docker/*/*.sh
 	@# Processes are stopped by PID, never by name: another suite's etcd or
 	@# switch may be running on the same machine.
 	@if grep -rnwE 'pkill|killall' --include='*.sh' --include='*.go' --include='Dockerfile*' --include='run' \
@@ -42,8 +48,9 @@ lint:
 	docker/lint.sh
 	docker/lint.sh --self-test
 
+# pkg/podvpp's tests and the test bed's run real VPPs.
 unit:
-	$(GO) test -race -count=1 $(PKGS) ./tests/testbed/ ./tests/vppstub/
+	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -race -count=1 $(PKGS) ./tests/testbed/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
@@ -52,27 +59,29 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzOwnerTag$$' -fuzztime=$(FUZZTIME) ./pkg/vpp/
 
 integration:
-	$(GO) test -count=1 -timeout 20m ./tests/integration/
+	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/integration/
 
 # Kubernetes: a real kube-apiserver (built once from the Go module proxy by
 # hack/kube-assets.sh, cached by version outside the repo) and etcd (Debian).
 kube:
-	assets=$$(./hack/kube-assets.sh) && \
+	assets=$$(./hack/kube-assets.sh) && vpp=$(VPP_DIR) && \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -race -count=1 -timeout 20m ./tests/kubetest/ && \
-	KUBEBUILDER_ASSETS=$$assets $(GO) test -count=1 -timeout 20m ./tests/multus/
+	KUBEBUILDER_ASSETS=$$assets USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/multus/
 
-# The README's "run it" command: the notes' scenario on a private OVS-DPDK.
+# The README's "run it" command: the notes' scenarios on a private OVS-DPDK
+# and a private VPP.
 demo:
-	demo/run.sh
+	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp demo/run.sh
 
 # The README's test command: everything, on a fresh machine.
 test: deps lint unit fuzz integration kube demo
 
 # Each command gets its own switch: the scale benchmark leaves 1000 ports.
 bench: deps
-	$(GO) test -run='^$$' -bench='AddDel|Version|Scale' -benchtime=$(BENCHTIME) -timeout 30m ./tests/bench/
-	$(GO) test -run='^$$' -bench='Parallel' -benchtime=1x -timeout 30m ./tests/bench/
-	assets=$$(./hack/kube-assets.sh) && KUBEBUILDER_ASSETS=$$assets \
+	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp \
+	$(GO) test -run='^$$' -bench='AddDel|Version|Scale' -benchtime=$(BENCHTIME) -timeout 30m ./tests/bench/ && \
+	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Parallel' -benchtime=1x -timeout 30m ./tests/bench/
+	assets=$$(./hack/kube-assets.sh) && vpp=$(VPP_DIR) && KUBEBUILDER_ASSETS=$$assets USERSPACE_VPP_DIR=$$vpp \
 	$(GO) test -run='^$$' -bench='KubeAddDel' -benchtime=$(BENCHTIME) -timeout 30m ./tests/multus/
 
 clean:

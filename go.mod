@@ -10,7 +10,6 @@ require (
 	github.com/ovn-kubernetes/libovsdb v0.8.1
 	github.com/sirupsen/logrus v1.9.4
 	go.fd.io/govpp v0.13.0
-	go.fd.io/govpp/extras v0.1.0
 	golang.org/x/sys v0.47.0
 	k8s.io/api v0.37.2
 	k8s.io/apiextensions-apiserver v0.37.0

@@ -12,43 +12,45 @@ import (
 	"time"
 
 	"go.fd.io/govpp/binapi/interface_types"
-	"go.fd.io/govpp/binapi/memif"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/netconf"
-	"github.com/userspace-cni/userspace/tests/vppstub"
+	"github.com/userspace-cni/userspace/tests/testbed"
 
 	interfaces "go.fd.io/govpp/binapi/interface"
 )
 
 const cid = "3f9a1c2b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8"
 
-// The pod's VPP is the VPP stand-in, which speaks the real API socket
-// protocol to govpp's real client.
-func startVPP(t *testing.T, opts vppstub.Options) (*vppstub.Server, string) {
+// The pod's VPP is a real VPP (tests/testbed); its memif sockets go in a
+// directory of their own.
+func startVPP(t *testing.T, opts testbed.VPPOptions) (*testbed.VPP, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", "podvpp-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	opts.Socket = filepath.Join(dir, "api.sock")
-	s, err := vppstub.Start(opts)
+	v, err := testbed.StartVPP(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Stop() })
-	return s, dir
+	t.Cleanup(func() {
+		if err := v.Stop(); err != nil {
+			t.Errorf("stopping VPP: %v", err)
+		}
+	})
+	return v, dir
 }
 
-func connect(t *testing.T, s *vppstub.Server) *Client {
+func connect(t *testing.T, v *testbed.VPP) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, s.SocketPath(), nil)
+	c, err := Connect(ctx, v.APISocket, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func attachment(sock string) *configdata.Attachment {
 }
 
 func TestApplyCreatesAndIsIdempotent(t *testing.T) {
-	s, dir := startVPP(t, vppstub.Options{})
+	s, dir := startVPP(t, testbed.VPPOptions{})
 	sock := filepath.Join(dir, "memif-3f9a1c2b4d5e-net1.sock")
 	a := attachment(sock)
 
@@ -106,7 +108,7 @@ func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 
 	// vpp-app restarted: a new connection finds everything in place and
 	// creates nothing.
-	s.ResetCalls()
+	before := vppState(t, s).String()
 	again, err := connect(t, s).Apply(a)
 	if err != nil {
 		t.Fatal(err)
@@ -114,51 +116,63 @@ func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 	if again.Created || again.SwIfIndex != got.SwIfIndex || !strings.Contains(again.String(), "net1: kept memif") {
 		t.Errorf("second Apply = %+v", again)
 	}
-	calls := s.Calls()
-	for _, m := range []string{"memif_create_v2", "memif_socket_filename_add_del_v2", "sw_interface_add_del_address", "sw_interface_tag_add_del"} {
-		if calls[m] != 0 {
-			t.Errorf("second Apply sent %s %d times", m, calls[m])
-		}
+	if after := vppState(t, s).String(); after != before {
+		t.Errorf("second Apply changed VPP:\nbefore\n%s\nafter\n%s", before, after)
 	}
 	checkState(t, s, got.SwIfIndex, sock)
 }
 
-// checkState asserts the pod's VPP holds exactly one memif: slave, on the
-// published socket, tagged, up, with the addresses from ipResult.
-func checkState(t *testing.T, s *vppstub.Server, sw uint32, sock string) {
+func vppState(t *testing.T, v *testbed.VPP) *testbed.VPPState {
 	t.Helper()
-	mems := s.Memifs()
-	if len(mems) != 1 || mems[0].SwIfIndex != sw || mems[0].Role != memif.MEMIF_ROLE_API_SLAVE || mems[0].Mode != memif.MEMIF_MODE_API_ETHERNET || mems[0].ID != 0 {
-		t.Fatalf("memifs = %+v", mems)
+	st, err := v.State()
+	if err != nil {
+		t.Fatal(err)
 	}
-	files := s.SocketFiles()
-	var found bool
-	for _, f := range files {
-		if f.ID == mems[0].SocketID {
-			found = f.Filename == sock && f.Users == 1 && !f.Listening
+	return st
+}
+
+// checkState asserts the pod's VPP holds exactly one memif: slave, on the
+// published socket, tagged, up, with the addresses from ipResult. A slave
+// connects: VPP creates no socket file for it.
+func checkState(t *testing.T, v *testbed.VPP, sw uint32, sock string) {
+	t.Helper()
+	st := vppState(t, v)
+	if len(st.Memifs) != 1 || st.Memifs[0].SwIfIndex != sw || st.Memifs[0].Master || !st.Memifs[0].Ethernet || st.Memifs[0].ID != 0 {
+		t.Fatalf("memifs = %+v", st.Memifs)
+	}
+	if f := st.MemifSockets[st.Memifs[0].SocketID]; f != sock {
+		t.Errorf("memif socket %d is %q, want %s", st.Memifs[0].SocketID, f, sock)
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("a slave memif made a socket file %s (%v)", sock, err)
+	}
+	i, ok := st.ByTag(Tag(cid, "net1"))
+	if !ok || i.SwIfIndex != sw || !i.AdminUp || i.BridgeDomain != 0 {
+		t.Errorf("interface = %+v (found %v)", i, ok)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("172.22.0.2/24"), netip.MustParsePrefix("2001:db8::2/64")}
+	for _, p := range want {
+		if !slices.Contains(i.Addresses, p) {
+			t.Errorf("addresses = %v, want %v among them", i.Addresses, want)
 		}
+	}
+	routes, err := v.Routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range routes {
+		found = found || r.Prefix.String() == "0.0.0.0/0" && r.NextHop.String() == "172.22.0.1" && r.SwIfIndex == sw
 	}
 	if !found {
-		t.Errorf("socket registrations %+v: want %s with one user, not listening (slave)", files, sock)
-	}
-	for _, i := range s.Interfaces() {
-		if i.SwIfIndex != sw {
-			continue
-		}
-		if i.Tag != Tag(cid, "net1") || !i.AdminUp || i.InBridgeDomain {
-			t.Errorf("interface = %+v", i)
-		}
-		want := []netip.Prefix{netip.MustParsePrefix("172.22.0.2/24"), netip.MustParsePrefix("2001:db8::2/64")}
-		if !slices.Equal(i.Addresses, want) {
-			t.Errorf("addresses = %v, want %v", i.Addresses, want)
-		}
+		t.Errorf("no route 0.0.0.0/0 via 172.22.0.1 on %d: %+v", sw, routes)
 	}
 }
 
 // A run that stopped after creating the memif but before tagging it: the
 // next run adopts the memif instead of making a second one.
 func TestApplyAdoptsUntagged(t *testing.T) {
-	s, dir := startVPP(t, vppstub.Options{})
+	s, dir := startVPP(t, testbed.VPPOptions{})
 	sock := filepath.Join(dir, "m.sock")
 	c := connect(t, s)
 	first, err := c.Apply(attachment(sock))
@@ -181,7 +195,7 @@ func TestApplyAdoptsUntagged(t *testing.T) {
 // The published socket changed (the plugin re-added the pod): the stale
 // memif goes and a new one is made on the new socket.
 func TestApplyReplacesStale(t *testing.T) {
-	s, dir := startVPP(t, vppstub.Options{})
+	s, dir := startVPP(t, testbed.VPPOptions{})
 	c := connect(t, s)
 	if _, err := c.Apply(attachment(filepath.Join(dir, "old.sock"))); err != nil {
 		t.Fatal(err)
@@ -198,7 +212,7 @@ func TestApplyReplacesStale(t *testing.T) {
 }
 
 func TestApplyRefuses(t *testing.T) {
-	s, dir := startVPP(t, vppstub.Options{})
+	s, dir := startVPP(t, testbed.VPPOptions{})
 	c := connect(t, s)
 	sock := filepath.Join(dir, "m.sock")
 	for _, tt := range []struct {
@@ -218,17 +232,18 @@ func TestApplyRefuses(t *testing.T) {
 		if got, err := c.Apply(a); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Apply = %+v, %v; want an error with %q", got, err, tt.want)
 		}
-		if m := s.Memifs(); len(m) != 0 {
+		if m := vppState(t, s).Memifs; len(m) != 0 {
 			t.Fatalf("a refused Apply left memifs %+v", m)
 		}
 	}
 }
 
 func TestConnectFailures(t *testing.T) {
-	s, _ := startVPP(t, vppstub.Options{Incompatible: []string{"ip_route_add_del"}})
+	// A real VPP without its memif plugin lacks the memif messages.
+	s, _ := startVPP(t, testbed.VPPOptions{Plugins: []string{"ping_plugin.so"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := Connect(ctx, s.SocketPath(), nil); err == nil || !strings.Contains(err.Error(), "missing or changed messages: ip_route_add_del_b8ecfe0d") {
+	if _, err := Connect(ctx, s.APISocket, nil); err == nil || !strings.Contains(err.Error(), "missing or changed messages: memif_") {
 		t.Errorf("incompatible VPP: %v", err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"go.fd.io/govpp/adapter"
 	"go.fd.io/govpp/api"
@@ -44,6 +45,9 @@ type Config struct {
 	// covers exactly the messages it needs.
 	IfType string
 	Logger *slog.Logger
+	// CallTimeout bounds connecting and each batch of requests (default
+	// DefaultCallTimeout); the verb's deadline bounds them too.
+	CallTimeout time.Duration
 	// Adapter replaces the API socket client (unit tests).
 	Adapter adapter.VppAPI
 }
@@ -90,11 +94,14 @@ func Connect(ctx context.Context, cfg Config) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c, err := dial(ctx, cfg.Socket, cfg.Adapter)
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	c, err := dial(ctx, cfg.Socket, cfg.CallTimeout, cfg.Adapter)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkCompatible(cfg.Socket, Messages(cfg.IfType)); err != nil {
+	if err := c.checkCompatible(Messages(cfg.IfType)); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -147,9 +154,13 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 	if a.Layout == nil {
 		return nil, errors.New("attachment has no socket layout")
 	}
-	ch := e.c.ch
+	c, ch := e.c, e.c.ch
 	rec := record{Tag: OwnerTag(a.ContainerID, a.IfName), BridgeDomain: bridgeDomain(a)}
 	socketPath := a.Layout.ConnectPath()
+	// The rollback still runs when the verb's deadline has passed: each of
+	// its requests is bounded by the call timeout, and none is sent once VPP
+	// stopped answering.
+	rctx := context.WithoutCancel(ctx)
 	var undo []func() error
 	defer func() {
 		if err == nil {
@@ -171,16 +182,18 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 		if err != nil {
 			return nil, err
 		}
+		if err := c.begin(ctx, fmt.Sprintf("registering memif socket %s", socketPath)); err != nil {
+			return nil, err
+		}
 		sockCtx := ch.SendRequest(memif.RegisterSocketRequest(socketPath))
 		bdCtx := e.sendBridgeAdd(rec.BridgeDomain)
-		e.c.trips++
 		sockReply := &vppmemif.MemifSocketFilenameAddDelV2Reply{}
-		sockErr := sockCtx.ReceiveReply(sockReply)
+		sockErr := c.recv(sockCtx, sockReply)
 		if sockErr == nil {
 			rec.SocketID = sockReply.SocketID
-			undo = append(undo, func() error { return e.unregisterSocket(sockReply.SocketID) })
+			undo = append(undo, func() error { return e.unregisterSocket(rctx, sockReply.SocketID) })
 		}
-		if err := e.recvBridgeAdd(bdCtx, &rec, &undo); err != nil {
+		if err := e.recvBridgeAdd(rctx, bdCtx, &rec, &undo); err != nil {
 			return nil, err
 		}
 		if sockErr != nil {
@@ -189,31 +202,32 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 
 		create.SocketID = rec.SocketID
 		reply := &vppmemif.MemifCreateV2Reply{}
-		e.c.trips++
-		if err := ch.SendRequest(create).ReceiveReply(reply); err != nil {
+		if err := c.do(ctx, fmt.Sprintf("creating memif %s on %s", rec.Tag, socketPath), create, reply); err != nil {
 			return nil, fmt.Errorf("creating memif %s (role %s, mode %s) on %s: %w", rec.Tag, spec.Role, spec.Mode, socketPath, err)
 		}
 		swIfIndex = reply.SwIfIndex
-		undo = append(undo, func() error { return e.deleteInterface(a.Host.IfType, swIfIndex) })
+		undo = append(undo, func() error { return e.deleteInterface(rctx, a.Host.IfType, swIfIndex) })
 	case netconf.IfTypeVhostUser:
 		req := &vhost_user.CreateVhostUserIfV2{
 			IsServer:     a.Host.Vhost.Mode == netconf.VhostServer,
 			SockFilename: socketPath,
 			Tag:          rec.Tag,
 		}
+		if err := c.begin(ctx, fmt.Sprintf("creating vhost-user interface %s on %s", rec.Tag, socketPath)); err != nil {
+			return nil, err
+		}
 		bdCtx := e.sendBridgeAdd(rec.BridgeDomain)
 		createCtx := ch.SendRequest(req)
-		e.c.trips++
-		bdErr := e.recvBridgeAdd(bdCtx, &rec, &undo)
+		bdErr := e.recvBridgeAdd(rctx, bdCtx, &rec, &undo)
 		reply := &vhost_user.CreateVhostUserIfV2Reply{}
-		if err := createCtx.ReceiveReply(reply); err != nil {
+		if err := c.recv(createCtx, reply); err != nil {
 			if bdErr != nil {
 				return nil, bdErr
 			}
 			return nil, fmt.Errorf("creating vhost-user interface %s (VPP as %s) on %s: %w", rec.Tag, a.Host.Vhost.Mode, socketPath, err)
 		}
 		swIfIndex = reply.SwIfIndex
-		undo = append(undo, func() error { return e.deleteInterface(a.Host.IfType, swIfIndex) })
+		undo = append(undo, func() error { return e.deleteInterface(rctx, a.Host.IfType, swIfIndex) })
 		if bdErr != nil {
 			return nil, bdErr
 		}
@@ -227,6 +241,9 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 		what  string
 		ctx   api.RequestCtx
 		reply api.Message
+	}
+	if err := c.begin(ctx, fmt.Sprintf("configuring interface %d (%s)", swIfIndex, rec.Tag)); err != nil {
+		return nil, err
 	}
 	var steps []step
 	if a.Host.IfType == netconf.IfTypeMemif {
@@ -251,11 +268,13 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 	steps = append(steps, step{"setting the interface up", ch.SendRequest(&interfaces.SwInterfaceSetFlags{
 		SwIfIndex: swIfIndex, Flags: interface_types.IF_STATUS_API_FLAG_ADMIN_UP,
 	}), &interfaces.SwInterfaceSetFlagsReply{}})
-	e.c.trips++
 	var errs []error
 	for _, s := range steps {
-		if err := s.ctx.ReceiveReply(s.reply); err != nil {
+		if err := c.recv(s.ctx, s.reply); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
+			if c.dead != nil {
+				break
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -274,7 +293,8 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 	return json.Marshal(rec)
 }
 
-// sendBridgeAdd asks for the bridge domain (nil when not bridged).
+// sendBridgeAdd asks for the bridge domain (nil when not bridged), in the
+// batch begun.
 func (e *Engine) sendBridgeAdd(bd uint32) api.RequestCtx {
 	if bd == 0 {
 		return nil
@@ -287,16 +307,16 @@ func (e *Engine) sendBridgeAdd(bd uint32) api.RequestCtx {
 
 // recvBridgeAdd reads sendBridgeAdd's answer: created (undo registered) or
 // already there (someone else's, or ours from an earlier attachment).
-func (e *Engine) recvBridgeAdd(ctx api.RequestCtx, rec *record, undo *[]func() error) error {
-	if ctx == nil {
+func (e *Engine) recvBridgeAdd(rctx context.Context, req api.RequestCtx, rec *record, undo *[]func() error) error {
+	if req == nil {
 		return nil
 	}
-	err := ctx.ReceiveReply(&l2.BridgeDomainAddDelV2Reply{})
+	err := e.c.recv(req, &l2.BridgeDomainAddDelV2Reply{})
 	switch {
 	case err == nil:
 		rec.CreatedBridge = true
 		bd := rec.BridgeDomain
-		*undo = append(*undo, func() error { return e.deleteBridge(bd) })
+		*undo = append(*undo, func() error { return e.deleteBridge(rctx, bd) })
 		return nil
 	case vppapi.IsRetval(err, retvalBridgeExists):
 		return nil
@@ -304,18 +324,16 @@ func (e *Engine) recvBridgeAdd(ctx api.RequestCtx, rec *record, undo *[]func() e
 	return fmt.Errorf("creating bridge domain %d: %w", rec.BridgeDomain, err)
 }
 
-func (e *Engine) deleteBridge(bd uint32) error {
-	e.c.trips++
-	err := e.c.ch.SendRequest(&l2.BridgeDomainAddDelV2{BdID: bd, IsAdd: false}).ReceiveReply(&l2.BridgeDomainAddDelV2Reply{})
+func (e *Engine) deleteBridge(ctx context.Context, bd uint32) error {
+	err := e.c.do(ctx, fmt.Sprintf("deleting bridge domain %d", bd), &l2.BridgeDomainAddDelV2{BdID: bd, IsAdd: false}, &l2.BridgeDomainAddDelV2Reply{})
 	if err == nil || vppapi.IsRetval(err, retvalBridgeInUse) || vppapi.IsRetval(err, retvalNoSuchBridge) {
 		return nil
 	}
 	return fmt.Errorf("deleting bridge domain %d: %w", bd, err)
 }
 
-func (e *Engine) unregisterSocket(id uint32) error {
-	e.c.trips++
-	err := e.c.ch.SendRequest(memif.UnregisterSocketRequest(id)).ReceiveReply(&vppmemif.MemifSocketFilenameAddDelV2Reply{})
+func (e *Engine) unregisterSocket(ctx context.Context, id uint32) error {
+	err := e.c.do(ctx, fmt.Sprintf("unregistering memif socket %d", id), memif.UnregisterSocketRequest(id), &vppmemif.MemifSocketFilenameAddDelV2Reply{})
 	if err == nil || memif.IsSocketGone(err) {
 		return nil
 	}
@@ -329,10 +347,9 @@ func deleteRequest(ifType string, idx interface_types.InterfaceIndex) (api.Messa
 	return memif.DeleteRequest(idx), &vppmemif.MemifDeleteReply{}
 }
 
-func (e *Engine) deleteInterface(ifType string, idx interface_types.InterfaceIndex) error {
+func (e *Engine) deleteInterface(ctx context.Context, ifType string, idx interface_types.InterfaceIndex) error {
 	req, reply := deleteRequest(ifType, idx)
-	e.c.trips++
-	err := e.c.ch.SendRequest(req).ReceiveReply(reply)
+	err := e.c.do(ctx, fmt.Sprintf("deleting interface %d", idx), req, reply)
 	if err == nil || vppapi.IsRetval(err, retvalNoSuchInterface) {
 		return nil
 	}
@@ -404,20 +421,22 @@ type snapshot struct {
 	bridge  *bridge
 }
 
-func (e *Engine) snapshot(ifType string, bd uint32) (*snapshot, error) {
-	ch := e.c.ch
-	ifReq := ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: allInterfaces})
+func (e *Engine) snapshot(ctx context.Context, ifType string, bd uint32) (*snapshot, error) {
+	c, ch := e.c, e.c.ch
+	if err := c.begin(ctx, "reading interfaces, memifs and bridge domains"); err != nil {
+		return nil, err
+	}
+	ifReq := c.dump(ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: allInterfaces}))
 	var memifReq, sockReq, vhostReq, bdReq api.MultiRequestCtx
 	if ifType == netconf.IfTypeVhostUser {
-		vhostReq = ch.SendMultiRequest(&vhost_user.SwInterfaceVhostUserDump{SwIfIndex: allInterfaces})
+		vhostReq = c.dump(ch.SendMultiRequest(&vhost_user.SwInterfaceVhostUserDump{SwIfIndex: allInterfaces}))
 	} else {
-		memifReq = ch.SendMultiRequest(&vppmemif.MemifDump{})
-		sockReq = ch.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{})
+		memifReq = c.dump(ch.SendMultiRequest(&vppmemif.MemifDump{}))
+		sockReq = c.dump(ch.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{}))
 	}
 	if bd != 0 {
-		bdReq = ch.SendMultiRequest(&l2.BridgeDomainDump{BdID: bd, SwIfIndex: allInterfaces})
+		bdReq = c.dump(ch.SendMultiRequest(&l2.BridgeDomainDump{BdID: bd, SwIfIndex: allInterfaces}))
 	}
-	e.c.trips++
 	s := &snapshot{}
 	var errs []error
 	var err error
@@ -449,9 +468,30 @@ func (e *Engine) snapshot(ifType string, bd uint32) (*snapshot, error) {
 		}
 	}
 	if len(errs) > 0 {
+		if c.dead != nil {
+			return nil, c.dead
+		}
 		return nil, fmt.Errorf("reading VPP state: %w", errors.Join(errs...))
 	}
 	return s, nil
+}
+
+// strays are untagged memifs on the attachment's socket path.
+func (s *snapshot) strays(a *engine.Attachment) []interface_types.InterfaceIndex {
+	if a.Layout == nil || s.memifs == nil {
+		return nil
+	}
+	tagged := map[interface_types.InterfaceIndex]bool{}
+	for _, i := range s.ifs {
+		tagged[i.index] = i.tag != ""
+	}
+	var out []interface_types.InterfaceIndex
+	for idx, m := range s.memifs {
+		if !tagged[idx] && (m.SocketPath == a.Layout.ConnectPath() || m.SocketPath == a.Layout.SocketPath()) {
+			out = append(out, idx)
+		}
+	}
+	return out
 }
 
 // find returns the attachment's interface, if VPP has it.
@@ -478,11 +518,14 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 		// The domain ADD used, even if the configuration changed since.
 		bd = rec.BridgeDomain
 	}
-	s, err := e.hintedSnapshot(a.Host.IfType, bd, tag, rec)
+	s, err := e.hintedSnapshot(ctx, a.Host.IfType, bd, tag, rec)
 	if err != nil {
 		return err
 	}
-	ch := e.c.ch
+	c, ch := e.c, e.c.ch
+	if err := c.begin(ctx, "deleting the attachment's interface "+tag); err != nil {
+		return err
+	}
 	type step struct {
 		what     string
 		ctx      api.RequestCtx
@@ -491,20 +534,29 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 	}
 	var steps []step
 	iface, found := s.find(tag)
+	doomed := map[interface_types.InterfaceIndex]bool{}
 	if found {
+		doomed[iface.index] = true
 		req, reply := deleteRequest(a.Host.IfType, iface.index)
 		steps = append(steps, step{fmt.Sprintf("deleting interface %s (%d)", iface.name, iface.index), ch.SendRequest(req), reply, []int32{retvalNoSuchInterface}})
 	}
+	// A memif VPP created for an ADD that gave up before tagging it (VPP
+	// answered too late): untagged, on the attachment's own socket path.
+	for _, idx := range s.strays(a) {
+		doomed[idx] = true
+		steps = append(steps, step{fmt.Sprintf("deleting untagged memif %d on the attachment's socket", idx),
+			ch.SendRequest(memif.DeleteRequest(idx)), &vppmemif.MemifDeleteReply{}, []int32{retvalNoSuchInterface}})
+	}
 	// Socket registrations: the interface's own, and any left on the
 	// attachment's socket path by an ADD that failed half-way.
-	for id := range e.ownSockets(s, a, iface.index, found) {
+	for id := range e.ownSockets(s, a, doomed) {
 		steps = append(steps, step{fmt.Sprintf("unregistering memif socket %d", id),
 			ch.SendRequest(memif.UnregisterSocketRequest(id)), &vppmemif.MemifSocketFilenameAddDelV2Reply{}, []int32{retvalNoSuchInterface, retvalNoSuchSocket}})
 	}
 	if b := s.bridge; b != nil && b.tag == BridgeTag {
 		others := 0
 		for m := range b.members {
-			if !found || m != iface.index {
+			if !doomed[m] {
 				others++
 			}
 		}
@@ -515,15 +567,19 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 		}
 	}
 	if len(steps) == 0 {
+		c.trips-- // begun, nothing sent
 		e.log.Debug("nothing of the attachment left in VPP", "tag", tag)
 		return nil
 	}
-	e.c.trips++
 	var errs []error
 	for _, st := range steps {
-		err := st.ctx.ReceiveReply(st.reply)
+		err := c.recv(st.ctx, st.reply)
 		if err == nil {
 			continue
+		}
+		if c.dead != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", st.what, err))
+			break
 		}
 		ok := false
 		for _, r := range st.tolerate {
@@ -542,18 +598,20 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 // id is still the attachment's too, and DEL's cost does not grow with the
 // number of interfaces. Otherwise (no record, VPP restarted, the index
 // reused) everything is read and the interface is found by its tag.
-func (e *Engine) hintedSnapshot(ifType string, bd uint32, tag string, rec record) (*snapshot, error) {
+func (e *Engine) hintedSnapshot(ctx context.Context, ifType string, bd uint32, tag string, rec record) (*snapshot, error) {
 	if rec.Tag != tag || rec.SwIfIndex == 0 || ifType == netconf.IfTypeMemif && rec.SocketID == 0 {
-		return e.snapshot(ifType, bd)
+		return e.snapshot(ctx, ifType, bd)
 	}
-	ch := e.c.ch
+	c, ch := e.c, e.c.ch
+	if err := c.begin(ctx, fmt.Sprintf("reading interface %d and bridge domain %d", rec.SwIfIndex, bd)); err != nil {
+		return nil, err
+	}
 	idx := interface_types.InterfaceIndex(rec.SwIfIndex)
-	ifReq := ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: idx})
+	ifReq := c.dump(ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: idx}))
 	var bdReq api.MultiRequestCtx
 	if bd != 0 {
-		bdReq = ch.SendMultiRequest(&l2.BridgeDomainDump{BdID: bd, SwIfIndex: allInterfaces})
+		bdReq = c.dump(ch.SendMultiRequest(&l2.BridgeDomainDump{BdID: bd, SwIfIndex: allInterfaces}))
 	}
-	e.c.trips++
 	ifs, err := readInterfaces(ifReq)
 	var b *bridge
 	var berr error
@@ -561,11 +619,14 @@ func (e *Engine) hintedSnapshot(ifType string, bd uint32, tag string, rec record
 		b, berr = readBridge(bdReq)
 	}
 	if err != nil || berr != nil {
+		if c.dead != nil {
+			return nil, c.dead
+		}
 		return nil, fmt.Errorf("reading VPP state: %w", errors.Join(err, berr))
 	}
 	if len(ifs) != 1 || ifs[0].index != idx || ifs[0].tag != tag {
 		// The bridge domain just read stands: only the rest is read again.
-		full, err := e.snapshot(ifType, 0)
+		full, err := e.snapshot(ctx, ifType, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -581,14 +642,14 @@ func (e *Engine) hintedSnapshot(ifType string, bd uint32, tag string, rec record
 
 // ownSockets are the memif socket ids to unregister with the attachment:
 // its interface's, and registrations of its socket path no other memif uses.
-func (e *Engine) ownSockets(s *snapshot, a *engine.Attachment, idx interface_types.InterfaceIndex, found bool) map[uint32]bool {
+func (e *Engine) ownSockets(s *snapshot, a *engine.Attachment, doomed map[interface_types.InterfaceIndex]bool) map[uint32]bool {
 	ids := map[uint32]bool{}
 	if s.memifs == nil {
 		return ids
 	}
 	used := map[uint32]bool{}
 	for _, m := range s.memifs {
-		if found && m.SwIfIndex == idx {
+		if doomed[m.SwIfIndex] {
 			if m.SocketID != 0 {
 				ids[m.SocketID] = true
 			}
@@ -616,7 +677,7 @@ func (e *Engine) ownSockets(s *snapshot, a *engine.Attachment, idx interface_typ
 func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
 	tag := OwnerTag(a.ContainerID, a.IfName)
 	bd := bridgeDomain(a)
-	s, err := e.snapshot(a.Host.IfType, bd)
+	s, err := e.snapshot(ctx, a.Host.IfType, bd)
 	if err != nil {
 		return err
 	}
@@ -670,7 +731,7 @@ func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawM
 // network is not recorded in VPP (a tag holds 63 bytes); GC relies on the
 // local records for it.
 func (e *Engine) ListOwned(ctx context.Context) ([]engine.Owned, error) {
-	s, err := e.snapshot(e.cfg.IfType, 0)
+	s, err := e.snapshot(ctx, e.cfg.IfType, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -73,8 +73,11 @@ type fakeVPP struct {
 	gate        chan struct{}
 	connects    int
 	disconnects int
-	epoch       int
-	st          *fakeState
+	// hangFired is set when a hang injection fired, for SendMsg to mark
+	// its connection hung.
+	hangFired bool
+	epoch     int
+	st        *fakeState
 }
 
 // injection acts on the nth request named name counted from its creation.
@@ -83,6 +86,7 @@ type injection struct {
 	left   int
 	retval int32
 	before func(*fakeState)
+	hang   bool
 }
 
 type fakeState struct {
@@ -236,6 +240,14 @@ func (f *fakeVPP) beforeNth(name string, n int, fn func(*fakeState)) {
 	f.injections = append(f.injections, &injection{name: name, left: n, before: fn})
 }
 
+// hangNth makes the nth request named name (counting from now) get no
+// reply at all, as from a VPP that stopped (SIGSTOP) while handling it.
+func (f *fakeVPP) hangNth(name string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.injections = append(f.injections, &injection{name: name, left: n, hang: true})
+}
+
 // blockConnect makes Connect wait until the returned function is called.
 func (f *fakeVPP) blockConnect() (release func()) {
 	f.mu.Lock()
@@ -282,6 +294,9 @@ type fakeConn struct {
 	cb    adapter.MsgCallback
 	index uint32
 	epoch int
+	// hung: VPP stopped answering this client. Requests are still applied
+	// (VPP gets to them once it runs again), but no reply is delivered.
+	hung bool
 }
 
 var _ adapter.VppAPI = (*fakeConn)(nil)
@@ -336,7 +351,7 @@ func (c *fakeConn) SendMsg(context uint32, data []byte) error {
 		return fmt.Errorf("fake VPP: message of %d bytes", len(data))
 	}
 	c.mu.Lock()
-	cb, index, epoch := c.cb, c.index, c.epoch
+	cb, index, epoch, hung := c.cb, c.index, c.epoch, c.hung
 	c.mu.Unlock()
 	// Build the header as the socket client does, then read it back as VPP.
 	req := append([]byte(nil), data...)
@@ -361,7 +376,22 @@ func (c *fakeConn) SendMsg(context uint32, data []byte) error {
 		f.mu.Unlock()
 		return fmt.Errorf("fake VPP: decoding %s: %w", msg.GetMessageName(), err)
 	}
-	replies, err := f.handle(msg)
+	var replies []api.Message
+	var err error
+	if hung {
+		if name := msg.GetMessageName(); name != "control_ping" {
+			f.requests = append(f.requests, name)
+		}
+		_, err = f.apply(msg)
+	} else {
+		replies, err = f.handle(msg)
+		if f.hangFired {
+			f.hangFired = false
+			c.mu.Lock()
+			c.hung = true
+			c.mu.Unlock()
+		}
+	}
 	f.mu.Unlock()
 	if err != nil {
 		f.t.Errorf("fake VPP: %v", err)
@@ -398,6 +428,13 @@ func (f *fakeVPP) handle(msg api.Message) ([]api.Message, error) {
 	}
 	f.injections = kept
 	switch {
+	case fire != nil && fire.hang:
+		// VPP does the work; the reply never reaches the client.
+		if _, err := f.apply(msg); err != nil {
+			return nil, err
+		}
+		f.hangFired = true
+		return nil, nil
 	case fire != nil && fire.before != nil:
 		fire.before(f.st)
 	case fire != nil:
@@ -407,6 +444,12 @@ func (f *fakeVPP) handle(msg api.Message) ([]api.Message, error) {
 		}
 		return []api.Message{reply}, nil
 	}
+	return f.apply(msg)
+}
+
+// apply handles one request on the state and returns the replies.
+func (f *fakeVPP) apply(msg api.Message) ([]api.Message, error) {
+	name := msg.GetMessageName()
 	s := f.st
 	one := func(m api.Message) ([]api.Message, error) { return []api.Message{m}, nil }
 	switch m := msg.(type) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -65,10 +66,15 @@ func Dial(ctx context.Context, socket, client string, vppAPI adapter.VppAPI) (*c
 				r.c.Disconnect()
 			}
 		}()
-		return nil, nil, fmt.Errorf("connecting to VPP at %s: %v", socket, ctx.Err())
+		return nil, nil, hung(socket, timeout, ctx.Err())
 	}
 	if r.err != nil {
-		return nil, nil, fmt.Errorf("connecting to VPP at %s: %v", socket, r.err)
+		// The socket client's read deadline (the same timeout) may fire
+		// before ctx's: the same hung VPP.
+		if errors.Is(r.err, os.ErrDeadlineExceeded) {
+			return nil, nil, hung(socket, timeout, r.err)
+		}
+		return nil, nil, fmt.Errorf("connecting to VPP at %s: %w", socket, r.err)
 	}
 	ch, err := r.c.NewAPIChannel()
 	if err != nil {
@@ -77,6 +83,12 @@ func Dial(ctx context.Context, socket, client string, vppAPI adapter.VppAPI) (*c
 	}
 	ch.SetReplyTimeout(timeout)
 	return r.c, ch, nil
+}
+
+// hung is the error of a VPP that accepted the connection but did not
+// answer in time (stopped, deadlocked or overloaded).
+func hung(socket string, timeout time.Duration, err error) error {
+	return fmt.Errorf("VPP at %s did not answer within %v while connecting (is it hung?): %w", socket, timeout.Round(time.Millisecond), err)
 }
 
 // CheckCompatible compares exactly the messages who uses with the table VPP

@@ -23,7 +23,6 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/testbed"
-	"github.com/userspace-cni/userspace/tests/vppstub"
 )
 
 var bed struct {
@@ -31,7 +30,7 @@ var bed struct {
 	bin     string
 	ovs     *testbed.OVS
 	policy  string
-	vpp     *vppstub.Server
+	vpp     *testbed.VPP
 	vppSock string
 }
 
@@ -60,13 +59,12 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer o.Stop()
 	bed.ovs = o
-	bed.vppSock = filepath.Join(root, "vpp-api.sock")
-	stub, err := vppstub.Start(vppstub.Options{Socket: bed.vppSock})
+	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
 	if err != nil {
 		return 0, err
 	}
-	defer stub.Stop()
-	bed.vpp = stub
+	defer v.Stop()
+	bed.vpp, bed.vppSock = v, v.APISocket
 	bed.policy = filepath.Join(root, "policy.json")
 	if err := writePolicy(nil); err != nil {
 		return 0, err

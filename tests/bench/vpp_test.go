@@ -1,15 +1,23 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"go.fd.io/govpp/binapi/memclnt"
+
+	"github.com/userspace-cni/userspace/pkg/vpp"
+	"github.com/userspace-cni/userspace/pkg/vppapi"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
-// vppConf is the published VPP example (memif master in bridge domain 4,
+// vppConf is the notes' VPP example (memif master in bridge domain 4,
 // host-local IPAM unless subnet is empty) with its sockets under the bench's
 // shared directory, at debug level so each invocation reports its VPP API
 // round trips.
@@ -24,39 +32,66 @@ func vppConf(subnet string) []byte {
 		filepath.Join(bed.root, "shared"), ipam)
 }
 
-var roundTripsRe = regexp.MustCompile(`roundTrips=(\d+)`)
+var (
+	roundTripsRe = regexp.MustCompile(`roundTrips=(\d+)`)
+	timingsRe    = regexp.MustCompile(`msg="(?:ADD|DEL) timings".*`)
+	phaseRe      = regexp.MustCompile(`(\w+)=([0-9.]+(?:ns|µs|ms|s))`)
+)
 
 // vppPlugin runs the binary once and returns its wall time and the VPP API
 // round trips it logged (connecting included).
 func vppPlugin(verb, id string, stdin []byte) (time.Duration, int, error) {
+	d, _, trips, err := vppPluginPhases(verb, id, stdin)
+	return d, trips, err
+}
+
+// vppPluginPhases also returns where the time went, from the verb's debug
+// timings (setup, lock, connect, attach or teardown, publish, ...).
+func vppPluginPhases(verb, id string, stdin []byte) (time.Duration, map[string]time.Duration, int, error) {
 	d, log, err := plugin(verb, id, stdin)
 	trips := 0
 	for _, m := range roundTripsRe.FindAllSubmatch(log, -1) {
 		n, _ := strconv.Atoi(string(m[1]))
 		trips += n
 	}
-	return d, trips, err
+	phases := map[string]time.Duration{}
+	if line := timingsRe.Find(log); line != nil {
+		for _, m := range phaseRe.FindAllSubmatch(line, -1) {
+			if v, err := time.ParseDuration(string(m[2])); err == nil {
+				phases[string(m[1])] = v
+			}
+		}
+	}
+	return d, phases, trips, err
 }
 
 // vppAddDel adds and deletes one memif attachment per iteration and reports
-// latencies and round trips per verb.
+// latencies, round trips and the phases of each verb ("rest" is what the
+// phases do not cover: the process's start and exit).
 func vppAddDel(b *testing.B, stdin []byte) samples {
 	s := samples{}
 	var addTrips, delTrips, n int
 	for b.Loop() {
 		id := newID()
-		d, trips, err := vppPlugin("ADD", id, stdin)
-		if err != nil {
-			b.Fatal(err)
+		for _, verb := range []string{"ADD", "DEL"} {
+			d, phases, trips, err := vppPluginPhases(verb, id, stdin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			name := strings.ToLower(verb)
+			s.add(name, d)
+			rest := d
+			for ph, v := range phases {
+				s.add(name+"-"+ph, v)
+				rest -= v
+			}
+			s.add(name+"-rest", rest)
+			if verb == "ADD" {
+				addTrips += trips
+			} else {
+				delTrips += trips
+			}
 		}
-		s.add("add", d)
-		addTrips += trips
-		d, trips, err = vppPlugin("DEL", id, stdin)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.add("del", d)
-		delTrips += trips
 		n++
 	}
 	s.report(b)
@@ -65,18 +100,30 @@ func vppAddDel(b *testing.B, stdin []byte) samples {
 	return s
 }
 
-// BenchmarkVPPAddDel: one memif attachment's ADD and DEL against the VPP
-// stand-in, on an empty bridge domain and with 200 attachments already in
-// it (the original crashed at its 21st memif socket).
+// BenchmarkVPPAddDel: one memif attachment's ADD and DEL against a real
+// VPP 25.10, side by side with what bounds it and what a script would do:
 //
-// The no-IPAM variants separate the plugin's own cost from host-local's,
-// which grows with the allocations it holds (it looks an attachment up by
-// reading every allocation file).
+//   - version-host-local: host-local's VERSION, the start of the smallest Go
+//     CNI plugin (the floor of any plugin process); version-plugin: ours;
+//   - connect: connecting to VPP's API socket and reading its message table
+//     (in-process, no process start); roundtrip: one request and reply on an
+//     open connection;
+//   - vppctl: the same work as vppctl calls, as a script would do it;
+//   - plugin-noipam: the plugin on an empty bridge domain, without IPAM to
+//     measure the plugin itself; plugin-ipam: with host-local;
+//   - the same with 200 attachments already in the bridge domain (the
+//     original crashed at its 21st memif socket).
 func BenchmarkVPPAddDel(b *testing.B) {
-	b.Run("empty", func(b *testing.B) { vppAddDel(b, vppConf("10.90.0.0/16")) })
-	b.Run("empty-noipam", func(b *testing.B) { vppAddDel(b, vppConf("")) })
+	b.Run("version-host-local", func(b *testing.B) { benchVersion(b, filepath.Join(filepath.Dir(bed.bin), "host-local")) })
+	b.Run("version-plugin", func(b *testing.B) { benchVersion(b, bed.bin) })
+	b.Run("connect", benchConnect)
+	b.Run("roundtrip", benchRoundTrip)
+	b.Run("vppctl", benchVppctl)
+	var emptyP50 float64
+	b.Run("plugin-noipam", func(b *testing.B) { emptyP50 = pct(vppAddDel(b, vppConf(""))["add"], 50) })
+	b.Run("plugin-ipam", func(b *testing.B) { vppAddDel(b, vppConf("10.90.0.0/16")) })
 	const existing = 200
-	stdin := vppConf("10.91.0.0/16")
+	stdin := vppConf("")
 	ids := make([]string, existing)
 	for i := range ids {
 		ids[i] = newID()
@@ -91,30 +138,124 @@ func BenchmarkVPPAddDel(b *testing.B) {
 			}
 		}
 	}()
-	if got := len(bed.vpp.Memifs()); got != existing {
-		b.Fatalf("VPP holds %d memifs, want %d", got, existing)
+	if st, err := bed.vpp.State(); err != nil || len(st.Memifs) != existing {
+		b.Fatalf("VPP holds %d memifs (%v), want %d", len(st.Memifs), err, existing)
 	}
-	b.Run("200attachments", func(b *testing.B) { vppAddDel(b, stdin) })
-	b.Run("200attachments-noipam", func(b *testing.B) { vppAddDel(b, vppConf("")) })
+	b.Run("200attachments-noipam", func(b *testing.B) {
+		s := vppAddDel(b, stdin)
+		if emptyP50 > 0 {
+			b.ReportMetric(pct(s["add"], 50)/emptyP50, "add-p50-ratio-to-empty")
+		}
+	})
+	b.Run("200attachments-ipam", func(b *testing.B) { vppAddDel(b, vppConf("10.91.0.0/16")) })
 }
 
-// BenchmarkVPPParallel runs 8 concurrent memif ADDs into one bridge domain,
-// then their DELs, and fails on any error (the original failed a third of
-// them with duplicate socket ids). Run with -benchtime 1x or more.
+// benchVersion times a CNI binary's VERSION: process start and exit.
+func benchVersion(b *testing.B, bin string) {
+	s := samples{}
+	for b.Loop() {
+		d, _, err := testbed.RunPlugin(bin, []string{"CNI_COMMAND=VERSION"}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.add("version", d)
+	}
+	s.report(b)
+}
+
+// benchConnect times what each plugin invocation pays before its first
+// request: the API connection, VPP's message table and the compatibility
+// check, then the disconnect.
+func benchConnect(b *testing.B) {
+	s := samples{}
+	for b.Loop() {
+		start := time.Now()
+		e, err := vpp.Connect(context.Background(), vpp.Config{Socket: bed.vppSock, IfType: "memif"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.Close()
+		s.add("connect", time.Since(start))
+	}
+	s.report(b)
+}
+
+// benchRoundTrip times one request and its reply (control_ping) on an open
+// connection.
+func benchRoundTrip(b *testing.B) {
+	c, ch, err := vppapi.Dial(context.Background(), bed.vppSock, "bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Disconnect()
+	defer ch.Close()
+	s := samples{}
+	for b.Loop() {
+		start := time.Now()
+		if err := ch.SendRequest(&memclnt.ControlPing{}).ReceiveReply(&memclnt.ControlPingReply{}); err != nil {
+			b.Fatal(err)
+		}
+		s.add("roundtrip", time.Since(start))
+	}
+	s.report(b)
+}
+
+// benchVppctl does one attachment's work as a script would with vppctl:
+// create memif socket, create interface memif, set interface l2 bridge, set
+// interface state up; then delete interface memif, delete memif socket.
+func benchVppctl(b *testing.B) {
+	s := samples{}
+	dir := filepath.Join(bed.root, "shared")
+	id := 1000
+	for b.Loop() {
+		id++
+		name := fmt.Sprintf("memif%d/0", id)
+		sid := strconv.Itoa(id)
+		start := time.Now()
+		for _, cmd := range [][]string{
+			{"create", "memif", "socket", "id", sid, "filename", filepath.Join(dir, "vppctl-"+sid+".sock")},
+			{"create", "interface", "memif", "socket-id", sid, "id", "0", "master"},
+			{"set", "interface", "l2", "bridge", name, "4"},
+			{"set", "interface", "state", name, "up"},
+		} {
+			if _, err := bed.vpp.Vppctl(cmd...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.add("add", time.Since(start))
+		start = time.Now()
+		for _, cmd := range [][]string{
+			{"delete", "interface", "memif", name},
+			{"delete", "memif", "socket", "id", sid},
+		} {
+			if _, err := bed.vpp.Vppctl(cmd...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.add("del", time.Since(start))
+	}
+	s.report(b)
+}
+
+// BenchmarkVPPParallel runs 100 rounds of 8 concurrent memif ADDs into one
+// bridge domain, then their DELs, and fails on any error (the original
+// failed a third of them with duplicate socket ids). Run with -benchtime 1x.
 func BenchmarkVPPParallel(b *testing.B) {
-	const width = 8
+	const width, rounds = 8, 100
 	stdin := vppConf("10.92.0.0/16")
 	s := samples{}
 	for range b.N {
-		ids := make([]string, width)
-		for i := range ids {
-			ids[i] = newID()
+		for range rounds {
+			ids := make([]string, width)
+			for i := range ids {
+				ids[i] = newID()
+			}
+			for _, verb := range []string{"ADD", "DEL"} {
+				parallel(b, s, verb, ids, width, stdin)
+			}
 		}
-		for _, verb := range []string{"ADD", "DEL"} {
-			parallel(b, s, verb, ids, width, stdin)
-		}
-		if n := len(bed.vpp.Memifs()); n != 0 {
-			b.Fatalf("%d memifs left after the DELs", n)
+		if st, err := bed.vpp.State(); err != nil || len(st.Memifs) != 0 {
+			b.Fatalf("%d memifs left after the DELs (%v)", len(st.Memifs), err)
 		}
 	}
 	s.report(b)

@@ -185,7 +185,7 @@ func TestVhostGroupHighestGID(t *testing.T) {
 // TestVPPBridgeDomainRange: VPP keeps bridge domain ids in 24 bits; a
 // larger one is refused up front, naming the field, not sent to VPP.
 func TestVPPBridgeDomainRange(t *testing.T) {
-	before := vppSnapshot()
+	before := vppSnapshot(t)
 	for _, c := range []struct {
 		bridge map[string]any
 		want   string
@@ -209,7 +209,7 @@ func TestVPPBridgeDomainRange(t *testing.T) {
 			assertVPPClean(t, p, "net1")
 		})
 	}
-	if after := vppSnapshot(); after != before {
+	if after := vppSnapshot(t); after != before {
 		t.Errorf("VPP changed:\n%s\nwas:\n%s", after, before)
 	}
 }

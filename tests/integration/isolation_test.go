@@ -452,7 +452,7 @@ func TestStrictIsolation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			allocs := len(ipamAllocations(t))
-			before := vppSnapshot()
+			before := vppSnapshot(t)
 			conf := tc.conf
 			conf["cniVersion"], conf["name"], conf["type"] = "1.0.0", "strict", "userspace"
 			stdin, _ := json.Marshal(conf)
@@ -474,7 +474,7 @@ func TestStrictIsolation(t *testing.T) {
 			}
 			if tc.vpp {
 				assertVPPClean(t, p, "net1")
-				if after := vppSnapshot(); after != before {
+				if after := vppSnapshot(t); after != before {
 					t.Errorf("VPP changed:\n%s\nwas:\n%s", after, before)
 				}
 				return

@@ -1,7 +1,8 @@
 // Package integration drives the real userspace plugin binary, as a CNI
 // runtime does (libcni), on real network namespaces against a real, private
-// OVS-DPDK (ovsdb-server + ovs-vswitchd-dpdk, no hugepages) and real
-// dpdk-testpmd "pods". Run as root; a missing prerequisite fails the run.
+// OVS-DPDK (ovsdb-server + ovs-vswitchd-dpdk, no hugepages), a real, private
+// VPP 25.10 (no hugepages, no DPDK) and real dpdk-testpmd and VPP "pods".
+// Run as root; a missing prerequisite (VPP included) fails the run.
 package integration
 
 import (
@@ -22,7 +23,6 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/testbed"
-	"github.com/userspace-cni/userspace/tests/vppstub"
 )
 
 // h is the shared test bed: one switch and one plugin build per run.
@@ -38,7 +38,7 @@ type harness struct {
 	shared   string // an allowed sharedDir
 	ipamDir  string
 	cni      *libcni.CNIConfig
-	vpp      *vppstub.Server // the VPP API stand-in
+	vpp      *testbed.VPP // the host's VPP
 	vppSock  string
 }
 
@@ -66,13 +66,12 @@ func run(m *testing.M) (int, error) {
 	}
 	defer ovs.Stop()
 	hs.ovs = ovs
-	hs.vppSock = filepath.Join(root, "vpp-api.sock")
-	stub, err := vppstub.Start(vppstub.Options{Socket: hs.vppSock})
+	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
 	if err != nil {
-		return 0, fmt.Errorf("starting the VPP stand-in: %w", err)
+		return 0, fmt.Errorf("starting VPP: %w", err)
 	}
-	defer stub.Stop()
-	hs.vpp = stub
+	defer v.Stop()
+	hs.vpp, hs.vppSock = v, v.APISocket
 	if err := hs.writePolicy(nil); err != nil {
 		return 0, err
 	}

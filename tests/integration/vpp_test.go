@@ -12,7 +12,6 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	vppmemif "go.fd.io/govpp/binapi/memif"
 	"sigs.k8s.io/yaml"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
@@ -20,7 +19,6 @@ import (
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/vpp"
 	"github.com/userspace-cni/userspace/tests/testbed"
-	"github.com/userspace-cni/userspace/tests/vppstub"
 )
 
 // The notes' VPP layout on the host.
@@ -43,54 +41,51 @@ func vppExample() map[string]any {
 	}
 }
 
-// vppIface returns the stand-in's interface tagged for the attachment.
-func vppIface(t *testing.T, id, ifName string) (vppstub.Interface, bool) {
+// vppState reads what the host VPP holds, over its API.
+func vppState(t *testing.T) *testbed.VPPState {
 	t.Helper()
-	tag := vpp.OwnerTag(id, ifName)
-	for _, i := range h.vpp.Interfaces() {
-		if i.Tag == tag {
-			return i, true
-		}
+	st, err := h.vpp.State()
+	if err != nil {
+		t.Fatalf("reading the host VPP: %v", err)
 	}
-	return vppstub.Interface{}, false
+	return st
 }
 
-func vppBridge(id uint32) (vppstub.BridgeDomain, bool) {
-	for _, b := range h.vpp.BridgeDomains() {
-		if b.ID == id {
-			return b, true
-		}
-	}
-	return vppstub.BridgeDomain{}, false
+// vppIface returns the host VPP's interface tagged for the attachment.
+func vppIface(t *testing.T, id, ifName string) (testbed.VPPInterface, bool) {
+	t.Helper()
+	return vppState(t).ByTag(vpp.OwnerTag(id, ifName))
 }
 
-// vppSnapshot is the stand-in's state that a failed call must leave as it
+func vppBridge(t *testing.T, id uint32) (testbed.VPPBridgeDomain, bool) {
+	t.Helper()
+	return vppState(t).Bridge(id)
+}
+
+// vppSnapshot is the host VPP's state that a failed call must leave as it
 // found it.
-func vppSnapshot() string {
-	var b strings.Builder
-	for _, i := range h.vpp.Interfaces() {
-		fmt.Fprintf(&b, "if %d %s %q\n", i.SwIfIndex, i.Name, i.Tag)
-	}
-	for _, s := range h.vpp.SocketFiles() {
-		fmt.Fprintf(&b, "sock %d %s\n", s.ID, s.Filename)
-	}
-	for _, d := range h.vpp.BridgeDomains() {
-		fmt.Fprintf(&b, "bd %d %v\n", d.ID, d.Members)
-	}
-	return b.String()
+func vppSnapshot(t *testing.T) string {
+	t.Helper()
+	return vppState(t).String()
+}
+
+// memifSock is where the notes put a pod's memif socket.
+func memifSock(p *pod, ifName string) string {
+	return filepath.Join(vppSharedDir, "memif-"+p.id[:12]+"-"+ifName+".sock")
 }
 
 // assertVPPClean checks nothing of the attachment is left: interface,
 // socket registration, socket file, notes directory, record.
 func assertVPPClean(t *testing.T, p *pod, ifName string) {
 	t.Helper()
-	if i, ok := vppIface(t, p.id, ifName); ok {
+	st := vppState(t)
+	if i, ok := st.ByTag(vpp.OwnerTag(p.id, ifName)); ok {
 		t.Errorf("VPP interface left: %+v", i)
 	}
-	sock := filepath.Join(vppSharedDir, "memif-"+p.id[:12]+"-"+ifName+".sock")
-	for _, s := range h.vpp.SocketFiles() {
-		if s.Filename == sock {
-			t.Errorf("memif socket registration left: %+v", s)
+	sock := memifSock(p, ifName)
+	for id, f := range st.MemifSockets {
+		if f == sock {
+			t.Errorf("memif socket registration %d left: %s", id, f)
 		}
 	}
 	for _, f := range []string{sock, filepath.Join(vppSharedDir, configdata.FileName(p.id, ifName))} {
@@ -102,7 +97,7 @@ func assertVPPClean(t *testing.T, p *pod, ifName string) {
 }
 
 // TestVPPLifecycleAllVersions runs the published VPP example through ADD,
-// CHECK, STATUS, GC and DEL for every spec version against the stand-in,
+// CHECK, STATUS, GC and DEL for every spec version against a real VPP,
 // checking what VPP holds, the notes' files and that DEL leaves nothing.
 func TestVPPLifecycleAllVersions(t *testing.T) {
 	for _, v := range allVersions {
@@ -132,30 +127,22 @@ func TestVPPLifecycleAllVersions(t *testing.T) {
 			}
 
 			// VPP: a tagged master memif on the socket, up, in bridge domain 4.
-			i, ok := vppIface(t, p.id, "net1")
+			st := vppState(t)
+			i, ok := st.ByTag(vpp.OwnerTag(p.id, "net1"))
 			if !ok {
-				t.Fatalf("no VPP interface tagged %s: %+v", vpp.OwnerTag(p.id, "net1"), h.vpp.Interfaces())
+				t.Fatalf("no VPP interface tagged %s:\n%s", vpp.OwnerTag(p.id, "net1"), st)
 			}
-			if !i.AdminUp || !i.InBridgeDomain || i.BridgeDomain != 4 || i.DevType != "memif" {
+			if !i.AdminUp || i.BridgeDomain != 4 || i.DevType != "memif" {
 				t.Errorf("VPP interface %+v: want an admin-up memif in bridge domain 4", i)
 			}
-			var m vppstub.Memif
-			for _, mm := range h.vpp.Memifs() {
-				if mm.SwIfIndex == i.SwIfIndex {
-					m = mm
-				}
+			m, ok := st.Memif(i.SwIfIndex)
+			if !ok || !m.Master || !m.Ethernet {
+				t.Errorf("memif %+v (found %v): want master/ethernet", m, ok)
 			}
-			if m.Role != vppmemif.MEMIF_ROLE_API_MASTER || m.Mode != vppmemif.MEMIF_MODE_API_ETHERNET {
-				t.Errorf("memif %+v: want master/ethernet", m)
+			if st.MemifSockets[m.SocketID] != sock {
+				t.Errorf("memif socket id %d is registered as %q, want %s", m.SocketID, st.MemifSockets[m.SocketID], sock)
 			}
-			registered := false
-			for _, s := range h.vpp.SocketFiles() {
-				registered = registered || s.ID == m.SocketID && s.Filename == sock
-			}
-			if !registered {
-				t.Errorf("memif socket id %d is not registered as %s: %+v", m.SocketID, sock, h.vpp.SocketFiles())
-			}
-			if bd, ok := vppBridge(4); !ok || !bd.Flood || !bd.UuFlood || !bd.Forward || !bd.Learn || bd.Tag != vpp.BridgeTag {
+			if bd, ok := st.Bridge(4); !ok || !bd.Flood || !bd.UuFlood || !bd.Forward || !bd.Learn || bd.Tag != vpp.BridgeTag {
 				t.Errorf("bridge domain 4 %+v (exists %v): want flood, uu-flood, forward, learn, tagged by the plugin", bd, ok)
 			}
 			fi, err := os.Stat(sock)
@@ -192,7 +179,7 @@ func TestVPPLifecycleAllVersions(t *testing.T) {
 				t.Fatalf("DEL: %v", err)
 			}
 			assertVPPClean(t, p, "net1")
-			if _, ok := vppBridge(4); ok {
+			if _, ok := vppBridge(t, 4); ok {
 				t.Errorf("bridge domain 4 was created by the plugin and is empty: it should be gone")
 			}
 			if a := ipamAllocations(t); len(a) != 0 {
@@ -224,7 +211,7 @@ func readJSON(t *testing.T, path string, v any) {
 func TestVPPDataPath(t *testing.T) {
 	list := confList(t, "1.0.0", "memif-network", vppExample())
 	var apps []*testbed.TestPMD
-	var ifaces []vppstub.Interface
+	var ifaces []testbed.VPPInterface
 	for i, mode := range []string{"txonly", "rxonly"} {
 		p := newPod(t)
 		rt := p.rt("net1")
@@ -266,86 +253,212 @@ func TestVPPDataPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("receiver got no packets through the VPP bridge domain: %v (sender %+v)\n%s", err, must(apps[0].Stats()), apps[1].Output())
 	}
-	tx, rx := h.vpp.Counters(ifaces[0].SwIfIndex), h.vpp.Counters(ifaces[1].SwIfIndex)
-	if tx.RxPackets == 0 || rx.TxPackets == 0 {
-		t.Errorf("VPP counters: sender-side rx %d, receiver-side tx %d: want both > 0", tx.RxPackets, rx.TxPackets)
+	// VPP's own counters ("show interface"): it received from the sender's
+	// memif and sent out of the receiver's.
+	c, err := h.vpp.Counters()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("receiver testpmd rx %d packets; VPP forwarded %d", st.RxPackets, rx.TxPackets)
+	tx, rx := c[ifaces[0].Name], c[ifaces[1].Name]
+	if tx["rx packets"] == 0 || rx["tx packets"] == 0 {
+		t.Errorf("VPP counters: sender side %v, receiver side %v: want rx packets and tx packets > 0", tx, rx)
+	}
+	t.Logf("receiver testpmd rx %d packets; VPP forwarded %d", st.RxPackets, rx["tx packets"])
 }
 
 func must(s testbed.PortStats, _ error) testbed.PortStats { return s }
 
+// startPodVPP starts a pod's own VPP in the pod's network namespace.
+func startPodVPP(t *testing.T, p *pod) *testbed.VPP {
+	t.Helper()
+	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: h.root, NetNS: p.ns.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := v.Stop(); err != nil {
+			t.Errorf("stopping the pod's VPP: %v", err)
+		}
+	})
+	return v
+}
+
+func vppctl(t *testing.T, v *testbed.VPP, args ...string) string {
+	t.Helper()
+	out, err := v.Vppctl(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitMemifUp waits until VPP v's memif named name has its link up.
+func waitMemifUp(t *testing.T, v *testbed.VPP, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := v.State()
+		if err == nil {
+			for _, m := range st.Memifs {
+				if m.Name == name && m.LinkUp {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("memif %s of %s not connected after 30s (%v):\n%s", name, v.Dir, err, vppctlOrErr(v, "show", "memif"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func vppctlOrErr(v *testbed.VPP, args ...string) string {
+	out, err := v.Vppctl(args...)
+	if err != nil {
+		return err.Error()
+	}
+	return out
+}
+
 // TestVPPInterfaceMode: netType "interface" puts the IPAM address on the
-// host-side interface (the original never did) and joins no bridge domain.
+// host-side interface (the original never did) and joins no bridge domain;
+// the pod's side (its own VPP, a memif slave on the published socket with an
+// address of its own) reaches that address with ping.
 func TestVPPInterfaceMode(t *testing.T) {
 	conf := vppExample()
 	conf["host"].(map[string]any)["netType"] = "interface"
 	delete(conf["host"].(map[string]any), "bridge")
-	conf["ipam"] = hostLocal("172.23.0.0/24")
+	conf["ipam"] = map[string]any{"type": "host-local", "subnet": "172.23.0.0/24", "rangeStart": "172.23.0.2",
+		"rangeEnd": "172.23.0.99", "dataDir": h.ipamDir}
 	list := confList(t, "1.0.0", "memif-if", conf)
 	p := newPod(t)
 	res, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1"))
 	if err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
-	r, _ := types100.NewResultFromResult(res)
+	addr := resultAddr(t, res)
 	i, ok := vppIface(t, p.id, "net1")
-	if !ok || i.InBridgeDomain || len(i.Addresses) != 1 || i.Addresses[0].String() != r.IPs[0].Address.String() {
-		t.Errorf("VPP interface %+v: want address %v and no bridge domain", i, r.IPs[0].Address.String())
+	if !ok || i.BridgeDomain != 0 || len(i.Addresses) != 1 || i.Addresses[0] != addr {
+		t.Errorf("VPP interface %+v: want address %v and no bridge domain", i, addr)
 	}
+
+	pv := startPodVPP(t, p)
+	vppctl(t, pv, "create", "memif", "socket", "id", "1", "filename", memifSock(p, "net1"))
+	vppctl(t, pv, "create", "interface", "memif", "socket-id", "1", "id", "0", "slave")
+	vppctl(t, pv, "set", "interface", "ip", "address", "memif1/0", "172.23.0.200/24")
+	vppctl(t, pv, "set", "interface", "state", "memif1/0", "up")
+	waitMemifUp(t, pv, "memif1/0")
+	sent, received, out, err := pv.Ping(addr.Addr(), 5)
+	if err != nil || received == 0 {
+		t.Errorf("ping %s from the pod's VPP: %d of %d answered, %v\n%s", addr.Addr(), received, sent, err, out)
+	}
+	t.Logf("ping %s from the pod's side: %d of %d answered", addr.Addr(), received, sent)
+	if err := pv.Stop(); err != nil {
+		t.Error(err)
+	}
+
 	if err := h.cni.DelNetworkList(ctx(), list, p.rt("net1")); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
 	assertVPPClean(t, p, "net1")
 }
 
-// TestVPPVhostUser: vhost-user on VPP (a stub in the original), VPP as the
-// server creating the socket in the pod's directory, in a bridge domain.
+// TestVPPVhostUser: vhost-user on VPP (a stub in the original) in both
+// modes, in a bridge domain: VPP as the server creating the socket in the
+// pod's directory, or as the client of the pod app's socket. Two pods each
+// run dpdk-testpmd with a virtio-user port set up from the published config
+// data, and packets cross VPP's bridge domain.
 func TestVPPVhostUser(t *testing.T) {
-	conf := map[string]any{
-		"sharedDir": h.shared,
-		"host": map[string]any{"engine": "vpp", "iftype": "vhostuser", "netType": "bridge",
-			"vhost": map[string]any{"mode": "server"}, "bridge": map[string]any{"bridgeName": "7"}},
+	for _, tc := range []struct {
+		mode, podMode, bd string
+	}{{"server", "client", "7"}, {"client", "server", "8"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			conf := map[string]any{
+				"sharedDir": h.shared,
+				"host": map[string]any{"engine": "vpp", "iftype": "vhostuser", "netType": "bridge",
+					"vhost": map[string]any{"mode": tc.mode}, "bridge": map[string]any{"bridgeName": tc.bd}},
+			}
+			list := confList(t, "1.1.0", "vhost-vpp-"+tc.mode, conf)
+			pods := newPods(t, 2)
+			var names []string
+			for _, p := range pods {
+				rt := p.rt("net1")
+				res, err := h.cni.AddNetworkList(ctx(), list, rt)
+				if err != nil {
+					t.Fatalf("ADD: %v", err)
+				}
+				dir := filepath.Join(h.shared, p.id[:12])
+				t.Cleanup(func() {
+					if err := h.cni.DelNetworkList(ctx(), list, rt); err != nil {
+						t.Errorf("DEL: %v", err)
+					}
+					if _, ok := vppIface(t, p.id, "net1"); ok {
+						t.Errorf("vhost-user interface left in VPP")
+					}
+					assertClean(t, p, dir)
+				})
+				sock := filepath.Join(dir, p.id[:12]+"-net1")
+				r, _ := types100.NewResultFromResult(res)
+				if r.Interfaces[0].SocketPath != sock {
+					t.Errorf("socketPath %q, want %q", r.Interfaces[0].SocketPath, sock)
+				}
+				st := vppState(t)
+				i, ok := st.ByTag(vpp.OwnerTag(p.id, "net1"))
+				if !ok || fmt.Sprint(i.BridgeDomain) != tc.bd || !i.AdminUp {
+					t.Fatalf("VPP interface %+v: want an admin-up interface in bridge domain %s\n%s", i, tc.bd, st)
+				}
+				found := false
+				for _, v := range st.Vhosts {
+					found = found || v.SwIfIndex == i.SwIfIndex && v.Server == (tc.mode == "server") && v.Socket == sock
+				}
+				if !found {
+					t.Errorf("vhost-user interfaces %+v: want %s on %s", st.Vhosts, tc.mode, sock)
+				}
+				if tc.mode == "server" {
+					if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+						t.Errorf("VPP's server socket %s: %v", sock, err)
+					}
+				}
+				if err := h.cni.CheckNetworkList(ctx(), list, rt); err != nil {
+					t.Errorf("CHECK: %v", err)
+				}
+				if cd := readConfigData(t, dir, p.id, "net1"); cd.Config.Vhost.Mode != tc.podMode {
+					t.Errorf("pod side vhost mode %q, want %s", cd.Config.Vhost.Mode, tc.podMode)
+				}
+				names = append(names, i.Name)
+			}
+			// The pods' apps, from the config data only: a virtio-user port
+			// on the socket, as client or server.
+			var apps []*testbed.TestPMD
+			for i, mode := range []string{"rxonly", "txonly"} {
+				vdevs, err := testbed.DPDKArgs(h.binDir, "-dir", filepath.Join(h.shared, pods[i].id[:12]), "-if", "net1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				app, err := testbed.StartTestPMD(testbed.TestPMDOptions{VDevs: vdevs, ForwardMode: mode, NetNS: pods[i].ns.Path(), NoWait: true})
+				if err != nil {
+					t.Fatalf("testpmd %q: %v", vdevs, err)
+				}
+				t.Cleanup(func() { _ = app.Stop() })
+				apps = append(apps, app)
+			}
+			for _, app := range apps {
+				if err := app.WaitReady(60 * time.Second); err != nil {
+					t.Fatalf("%v\nVPP:\n%s", err, vppctlOrErr(h.vpp, "show", "vhost-user"))
+				}
+			}
+			if _, err := apps[0].WaitRx(1, 60*time.Second); err != nil {
+				t.Fatalf("no packets crossed VPP's bridge domain %s: %v\nsender:\n%s", tc.bd, err, apps[1].Output())
+			}
+			c, err := h.vpp.Counters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c[names[1]]["rx packets"] == 0 || c[names[0]]["tx packets"] == 0 {
+				t.Errorf("VPP counters: sender side %v, receiver side %v", c[names[1]], c[names[0]])
+			}
+		})
 	}
-	list := confList(t, "1.1.0", "vhost-vpp", conf)
-	p := newPod(t)
-	res, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1"))
-	if err != nil {
-		t.Fatalf("ADD: %v", err)
-	}
-	sock := filepath.Join(h.shared, p.id[:12], p.id[:12]+"-net1")
-	r, _ := types100.NewResultFromResult(res)
-	if r.Interfaces[0].SocketPath != sock {
-		t.Errorf("socketPath %q, want %q", r.Interfaces[0].SocketPath, sock)
-	}
-	i, ok := vppIface(t, p.id, "net1")
-	if !ok || i.DevType != "vhost-user" || i.BridgeDomain != 7 || !i.AdminUp {
-		t.Fatalf("VPP interface %+v: want an admin-up vhost-user in bridge domain 7", i)
-	}
-	found := false
-	for _, v := range h.vpp.VhostUsers() {
-		found = found || v.SwIfIndex == i.SwIfIndex && v.Server && v.Socket == sock
-	}
-	if !found {
-		t.Errorf("vhost-user interfaces %+v: want server on %s", h.vpp.VhostUsers(), sock)
-	}
-	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
-		t.Errorf("VPP's server socket %s: %v", sock, err)
-	}
-	if err := h.cni.CheckNetworkList(ctx(), list, p.rt("net1")); err != nil {
-		t.Errorf("CHECK: %v", err)
-	}
-	cd := readConfigData(t, filepath.Join(h.shared, p.id[:12]), p.id, "net1")
-	if cd.Config.Vhost.Mode != "client" {
-		t.Errorf("pod side vhost mode %q, want client", cd.Config.Vhost.Mode)
-	}
-	if err := h.cni.DelNetworkList(ctx(), list, p.rt("net1")); err != nil {
-		t.Fatalf("DEL: %v", err)
-	}
-	if _, ok := vppIface(t, p.id, "net1"); ok {
-		t.Errorf("vhost-user interface left in VPP")
-	}
-	assertClean(t, p, filepath.Join(h.shared, p.id[:12]))
 }
 
 // TestVPPBadInput: each bad configuration gets a clear error naming the
@@ -370,7 +483,7 @@ func TestVPPBadInput(t *testing.T) {
 		{"socketfile dotdot", func(h map[string]any) { h["memif"] = map[string]any{"socketfile": "a..b"} }, `host.memif.socketfile "a..b"`},
 		{"api socket outside policy", func(h map[string]any) { h["vppApiSocket"] = "/tmp/evil.sock" }, `host.vppApiSocket "/tmp/evil.sock"`},
 	}
-	before := vppSnapshot()
+	before := vppSnapshot(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			conf := vppExample()
@@ -387,17 +500,17 @@ func TestVPPBadInput(t *testing.T) {
 			}
 		})
 	}
-	if after := vppSnapshot(); after != before {
+	if after := vppSnapshot(t); after != before {
 		t.Errorf("bad input changed VPP:\nbefore\n%s\nafter\n%s", before, after)
 	}
 }
 
 // TestVPPUnavailable: VPP down, or a VPP that does not speak the messages
-// the plugin uses, fails ADD with a clear error (CNI 50 for STATUS), and
-// nothing is left behind.
+// the plugin uses (a real VPP without its memif plugin), fails ADD with a
+// clear error (CNI 50 for STATUS), and nothing is left behind.
 func TestVPPUnavailable(t *testing.T) {
 	t.Run("down", func(t *testing.T) {
-		withPolicy(t, func(p *policy.Policy) { p.VPPAPISocket = filepath.Join(h.root, "no-vpp.sock") })
+		withPolicy(t, func(p *policy.Policy) { testbed.WithVPP(p, filepath.Join(h.root, "no-vpp.sock")) })
 		p := newPod(t)
 		list := confList(t, "1.1.0", "memif-down", vppExample())
 		e := cniError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
@@ -413,27 +526,98 @@ func TestVPPUnavailable(t *testing.T) {
 		}
 	})
 	t.Run("incompatible", func(t *testing.T) {
-		sock := filepath.Join(h.root, "old-vpp.sock")
-		old, err := vppstub.Start(vppstub.Options{Socket: sock, Incompatible: []string{"memif_create_v2", "memif_dump"}})
+		old, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: h.root, Plugins: []string{"ping_plugin.so"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer old.Stop()
-		withPolicy(t, func(p *policy.Policy) { p.VPPAPISocket = sock })
+		show := func() string {
+			return vppctlOrErr(old, "show", "interface") + vppctlOrErr(old, "show", "bridge-domain")
+		}
+		before := show()
+		withPolicy(t, func(p *policy.Policy) { testbed.WithVPP(p, old.APISocket) })
 		p := newPod(t)
 		list := confList(t, "1.1.0", "memif-old", vppExample())
 		e := cniError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
 		if !strings.Contains(e.Msg, "memif_create_v2") || !strings.Contains(e.Msg, "memif_dump") {
 			t.Errorf("ADD against an incompatible VPP: %q does not name the messages", e.Msg)
 		}
-		if len(old.Interfaces()) != 1 || len(old.BridgeDomains()) > 1 {
-			t.Errorf("incompatible VPP was changed: %+v %+v", old.Interfaces(), old.BridgeDomains())
+		if after := show(); after != before {
+			t.Errorf("incompatible VPP was changed:\n%s\n%s", before, after)
 		}
 		assertVPPClean(t, p, "net1")
 		if e := cniError(t, h.cni.GetStatusNetworkList(ctx(), list)); e.Code != types.ErrPluginNotAvailable || !strings.Contains(e.Msg, "memif_create_v2") {
 			t.Errorf("STATUS against an incompatible VPP: %d %q", e.Code, e.Msg)
 		}
 	})
+}
+
+// TestVPPHung: a VPP that stops answering (SIGSTOP) fails ADD, CHECK, DEL,
+// STATUS and GC within seconds with CNI error 50, naming its socket, instead
+// of holding the node lock for the verb's two minutes. Once VPP answers
+// again (SIGCONT), DEL removes whatever VPP committed and nothing is left.
+func TestVPPHung(t *testing.T) {
+	// Each exchange with VPP is bounded at 3 s; the bound here leaves room
+	// for a busy machine and still fails a plugin that waits for VPP.
+	const bound = 15 * time.Second
+	list := confList(t, "1.1.0", "memif-network", vppExample())
+	kept, failed := newPod(t), newPod(t)
+	if _, err := h.cni.AddNetworkList(ctx(), list, kept.rt("net1")); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if err := h.vpp.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	paused := true
+	resume := func() {
+		if paused {
+			paused = false
+			if err := h.vpp.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Cleanup(resume)
+	timed := func(verb string, call func() error) {
+		t.Helper()
+		start := time.Now()
+		err := call()
+		if d := time.Since(start); d > bound {
+			t.Errorf("%s against a hung VPP took %v", verb, d)
+		}
+		want := "VPP at " + h.vppSock + " did not answer within"
+		if verb == "GC" {
+			// libcni joins GC's error with its own words: no CNI error.
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("GC against a hung VPP: %v, want it to say %s", err, want)
+			}
+			return
+		}
+		if e := cniError(t, err); !strings.Contains(e.Msg, want) || e.Code != types.ErrPluginNotAvailable {
+			t.Errorf("%s against a hung VPP: code %d %q, want 50 saying %s", verb, e.Code, e.Msg, want)
+		}
+	}
+	timed("ADD", func() error { _, err := h.cni.AddNetworkList(ctx(), list, failed.rt("net1")); return err })
+	timed("CHECK", func() error { return h.cni.CheckNetworkList(ctx(), list, kept.rt("net1")) })
+	timed("STATUS", func() error { return h.cni.GetStatusNetworkList(ctx(), list) })
+	timed("DEL", func() error { return h.cni.DelNetworkList(ctx(), list, kept.rt("net1")) })
+	timed("GC", func() error {
+		return h.cni.GCNetworkList(ctx(), list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: kept.id, IfName: "net1"}}})
+	})
+
+	resume()
+	for _, p := range []*pod{failed, kept} {
+		if err := h.cni.DelNetworkList(ctx(), list, p.rt("net1")); err != nil {
+			t.Fatalf("DEL once VPP answers: %v", err)
+		}
+		assertVPPClean(t, p, "net1")
+	}
+	if _, ok := vppBridge(t, 4); ok {
+		t.Errorf("bridge domain 4 left")
+	}
+	if a := ipamAllocations(t); len(a) != 0 {
+		t.Errorf("IPAM allocations left: %v", a)
+	}
 }
 
 // TestVPPRestart: VPP restarted and lost its state; CHECK reports it, DEL
@@ -452,9 +636,8 @@ func TestVPPRestart(t *testing.T) {
 	if err := h.cni.CheckNetworkList(ctx(), list, rt); err == nil || !strings.Contains(err.Error(), "no interface tagged") {
 		t.Errorf("CHECK after VPP lost the interface: %v, want a clear failure", err)
 	}
-	sock := filepath.Join(vppSharedDir, "memif-"+p.id[:12]+"-net1.sock")
-	if _, err := os.Lstat(sock); err != nil {
-		t.Fatalf("the stand-in should leave the socket file after a restart, like VPP: %v", err)
+	if _, err := os.Lstat(memifSock(p, "net1")); err != nil {
+		t.Fatalf("a killed VPP leaves its memif socket files (tests rely on it to show DEL removes them): %v", err)
 	}
 	if err := h.cni.DelNetworkList(ctx(), list, rt); err != nil {
 		t.Fatalf("DEL after VPP restart: %v", err)
@@ -479,17 +662,18 @@ func TestVPPConcurrentAdds(t *testing.T) {
 	run := func(verb string, f func(*pod) error) { concurrently(t, verb, pods, f) }
 	run("ADD", func(p *pod) error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err })
 	ids := map[uint32]bool{}
-	for _, m := range h.vpp.Memifs() {
+	st := vppState(t)
+	for _, m := range st.Memifs {
 		ids[m.SocketID] = true
 	}
-	if bd, _ := vppBridge(4); len(bd.Members) != n || len(ids) < n {
+	if bd, _ := st.Bridge(4); len(bd.Members) != n || len(ids) < n {
 		t.Errorf("bridge domain 4 has %d members and %d distinct socket ids, want %d", len(bd.Members), len(ids), n)
 	}
 	run("DEL", func(p *pod) error { return h.cni.DelNetworkList(ctx(), list, p.rt("net1")) })
 	for _, p := range pods {
 		assertVPPClean(t, p, "net1")
 	}
-	if _, ok := vppBridge(4); ok {
+	if _, ok := vppBridge(t, 4); ok {
 		t.Errorf("bridge domain 4 left after the last DEL")
 	}
 }
@@ -605,10 +789,11 @@ func kubeManifest(path string) (string, error) {
 	return nad.Spec.Config, nil
 }
 
-// TestVPPManySockets: more memif sockets than the original survived (it
-// crashed at the 21st), each its own registration, all removed again.
+// TestVPPManySockets: 200 attachments in one bridge domain, far more memif
+// sockets than the original survived (it crashed at the 21st), each its own
+// registration, all removed again.
 func TestVPPManySockets(t *testing.T) {
-	const n = 30
+	const n = 200
 	list := confList(t, "1.0.0", "memif-network", vppExample())
 	pods := newPods(t, n)
 	for i := range pods {
@@ -617,13 +802,17 @@ func TestVPPManySockets(t *testing.T) {
 		}
 	}
 	ids := map[uint32]bool{}
-	for _, s := range h.vpp.SocketFiles() {
-		if strings.HasPrefix(s.Filename, vppSharedDir+"/memif-") {
-			ids[s.ID] = true
+	st := vppState(t)
+	for id, f := range st.MemifSockets {
+		if strings.HasPrefix(f, vppSharedDir+"/memif-") {
+			ids[id] = true
 		}
 	}
 	if len(ids) != n {
 		t.Errorf("%d distinct memif socket registrations, want %d", len(ids), n)
+	}
+	if bd, _ := st.Bridge(4); len(bd.Members) != n {
+		t.Errorf("bridge domain 4 has %d members, want %d", len(bd.Members), n)
 	}
 	for _, p := range pods {
 		if err := h.cni.DelNetworkList(ctx(), list, p.rt("net1")); err != nil {

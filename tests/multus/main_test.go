@@ -3,7 +3,7 @@
 // k8s.v1.cni.cncf.io/networks annotation, Multus's CNI_ARGS, interface
 // names, cni-args, runtimeConfig capabilities, DEL in reverse order with
 // prevResult), on real network namespaces against the real OVS-DPDK test bed
-// and the VPP stand-in. The plugin uses an RBAC-limited identity bound to
+// and a real VPP. The plugin uses an RBAC-limited identity bound to
 // the deploy/ manifests' ClusterRole. Multus itself is not available here.
 package multus
 
@@ -27,7 +27,6 @@ import (
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/kubetest"
 	"github.com/userspace-cni/userspace/tests/testbed"
-	"github.com/userspace-cni/userspace/tests/vppstub"
 )
 
 var bed struct {
@@ -37,7 +36,7 @@ var bed struct {
 	devInfoDir        string
 	stateDir          string
 	ovs               *testbed.OVS
-	vpp               *vppstub.Server
+	vpp               *testbed.VPP
 	vppSock           string
 	kube              *kubetest.Env
 	cni               *libcni.CNIConfig
@@ -67,13 +66,12 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer o.Stop()
 	bed.ovs = o
-	bed.vppSock = filepath.Join(root, "vpp-api.sock")
-	stub, err := vppstub.Start(vppstub.Options{Socket: bed.vppSock})
+	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
 	if err != nil {
 		return 0, err
 	}
-	defer stub.Stop()
-	bed.vpp = stub
+	defer v.Stop()
+	bed.vpp, bed.vppSock = v, v.APISocket
 	k, err := kubetest.Start()
 	if err != nil {
 		return 0, err

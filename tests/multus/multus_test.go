@@ -106,12 +106,12 @@ func TestVPPExampleAnnotations(t *testing.T) {
 	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
 		t.Errorf("memif socket %s in the pod's volume: %v", sock, err)
 	}
-	found := false
-	for _, i := range bed.vpp.Interfaces() {
-		found = found || i.Tag == vpp.OwnerTag(s.id, "net1") && i.BridgeDomain == 4
+	st, err := bed.vpp.State()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !found {
-		t.Errorf("no tagged memif in bridge domain 4: %+v", bed.vpp.Interfaces())
+	if i, ok := st.ByTag(vpp.OwnerTag(s.id, "net1")); !ok || i.BridgeDomain != 4 || i.DevType != "memif" {
+		t.Errorf("no tagged memif in bridge domain 4 (%+v):\n%s", i, st)
 	}
 	entries, mappedDir := s.annotation(t)
 	if len(entries) != 1 || mappedDir != mapped {

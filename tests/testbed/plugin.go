@@ -98,7 +98,7 @@ func Prepare(prefix string) (root string, cleanup func(), err error) {
 	return root, cleanup, nil
 }
 
-// WithVPP points a node policy at a VPP API socket (the stand-in's), the
+// WithVPP points a node policy at a VPP API socket (a test bed VPP's), the
 // only socket the configuration may then name.
 func WithVPP(p *policy.Policy, socket string) *policy.Policy {
 	p.VPPAPISocketDirs = []string{filepath.Dir(socket)}
