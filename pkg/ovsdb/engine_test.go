@@ -1000,3 +1000,44 @@ func TestConcurrentAttach(t *testing.T) {
 		t.Errorf("Open_vSwitch bridges = %v", r.Bridges)
 	}
 }
+
+// TestConcurrentDetach: all of a bridge's ports removed at once, each DEL
+// on its own connection: each first sees the others' ports, yet the bridge
+// the plugin created goes with the last of them.
+func TestConcurrentDetach(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		h := newHarness(t)
+		const n = 8
+		engines := make([]*Engine, n)
+		atts := make([]*engine.Attachment, n)
+		for i := range n {
+			engines[i] = h.connect(0)
+			atts[i] = h.attachment(fmt.Sprintf("%012d%052d", i, i), "net1", netconf.VhostClient)
+			if _, err := engines[i].Attach(ctxT(t), atts[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				errs[i] = engines[i].Detach(ctxT(t), atts[i], nil)
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: detach %d: %v", round, i, err)
+			}
+		}
+		if got := len(h.pluginPorts()); got != 0 {
+			t.Errorf("round %d: %d plugin ports left", round, got)
+		}
+		if got := len(h.bridges()); got != 0 {
+			t.Errorf("round %d: %d bridges left, want the plugin's bridge gone", round, got)
+		}
+	}
+}

@@ -233,23 +233,33 @@ func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) 
 	for _, p := range ports {
 		removeOps = append(removeOps, removePortOp(p.UUID))
 	}
-	ops := removeOps
+	var bridgeOps []ovs.Operation
 	if len(bridges) == 1 && bridges[0].ExternalIDs[KeyCreatedBy] == createdByValue {
 		// The plugin made this bridge: remove it too if, once our port is
 		// gone, only its local port is left. The wait sees the transaction's
-		// own removal; if other ports remain it fails the transaction, which
-		// is then retried without the bridge. Even when our port is already
-		// gone (removed out of band, or a retried DEL) an emptied bridge goes.
-		ops = append(append([]ovs.Operation{}, removeOps...), emptyBridgeOps(bridges[0].UUID, locals)...)
+		// own removal; if other ports remain it fails the transaction. Even
+		// when our port is already gone (removed out of band, or a retried
+		// DEL) an emptied bridge goes.
+		bridgeOps = emptyBridgeOps(bridges[0].UUID, locals)
 	}
+	ops := append(append([]ovs.Operation{}, removeOps...), bridgeOps...)
 	if len(ops) == 0 {
 		return errors.Join(errs...) // already gone
 	}
 	_, err = e.transact(ctx, ops...)
-	if err != nil && failedWait(err) {
+	if err != nil && failedWait(err) && len(bridgeOps) > 0 {
+		// Other ports were still on the bridge. Remove ours alone, then ask
+		// once more whether the bridge is now empty: DELs running at once
+		// each see the others' ports in their first transaction, and the
+		// last one to remove its port must still find the bridge empty.
 		err = nil
 		if len(removeOps) > 0 {
 			_, err = e.transact(ctx, removeOps...)
+		}
+		if err == nil {
+			if _, berr := e.transact(ctx, bridgeOps...); berr != nil && !failedWait(berr) {
+				err = fmt.Errorf("deleting emptied bridge %q: %w", rec.Bridge, berr)
+			}
 		}
 	}
 	if err != nil {

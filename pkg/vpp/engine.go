@@ -186,19 +186,12 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 			return nil, err
 		}
 		sockCtx := ch.SendRequest(memif.RegisterSocketRequest(socketPath))
-		bdCtx := e.sendBridgeAdd(rec.BridgeDomain)
 		sockReply := &vppmemif.MemifSocketFilenameAddDelV2Reply{}
-		sockErr := c.recv(sockCtx, sockReply)
-		if sockErr == nil {
-			rec.SocketID = sockReply.SocketID
-			undo = append(undo, func() error { return e.unregisterSocket(rctx, sockReply.SocketID) })
+		if err := c.recv(sockCtx, sockReply); err != nil {
+			return nil, fmt.Errorf("registering memif socket %s with VPP: %w", socketPath, err)
 		}
-		if err := e.recvBridgeAdd(rctx, bdCtx, &rec, &undo); err != nil {
-			return nil, err
-		}
-		if sockErr != nil {
-			return nil, fmt.Errorf("registering memif socket %s with VPP: %w", socketPath, sockErr)
-		}
+		rec.SocketID = sockReply.SocketID
+		undo = append(undo, func() error { return e.unregisterSocket(rctx, sockReply.SocketID) })
 
 		create.SocketID = rec.SocketID
 		reply := &vppmemif.MemifCreateV2Reply{}
@@ -216,21 +209,13 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 		if err := c.begin(ctx, fmt.Sprintf("creating vhost-user interface %s on %s", rec.Tag, socketPath)); err != nil {
 			return nil, err
 		}
-		bdCtx := e.sendBridgeAdd(rec.BridgeDomain)
 		createCtx := ch.SendRequest(req)
-		bdErr := e.recvBridgeAdd(rctx, bdCtx, &rec, &undo)
 		reply := &vhost_user.CreateVhostUserIfV2Reply{}
 		if err := c.recv(createCtx, reply); err != nil {
-			if bdErr != nil {
-				return nil, bdErr
-			}
 			return nil, fmt.Errorf("creating vhost-user interface %s (VPP as %s) on %s: %w", rec.Tag, a.Host.Vhost.Mode, socketPath, err)
 		}
 		swIfIndex = reply.SwIfIndex
 		undo = append(undo, func() error { return e.deleteInterface(rctx, a.Host.IfType, swIfIndex) })
-		if bdErr != nil {
-			return nil, bdErr
-		}
 	default:
 		return nil, fmt.Errorf("host.iftype %q is not supported by engine vpp", a.Host.IfType)
 	}
@@ -251,8 +236,13 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 			IsAdd: true, SwIfIndex: swIfIndex, Tag: rec.Tag,
 		}), &interfaces.SwInterfaceTagAddDelReply{}})
 	}
+	// The bridge domain is asked for in the same batch as the membership,
+	// just before it: a DEL emptying the domain meanwhile (there is no node
+	// lock) cannot leave the membership to re-create it untagged.
+	var bdCtx api.RequestCtx
 	switch {
 	case rec.BridgeDomain != 0:
+		bdCtx = e.sendBridgeAdd(rec.BridgeDomain)
 		steps = append(steps, step{fmt.Sprintf("adding the interface to bridge domain %d", rec.BridgeDomain),
 			ch.SendRequest(&l2.SwInterfaceSetL2Bridge{
 				RxSwIfIndex: swIfIndex, BdID: rec.BridgeDomain, PortType: l2.L2_API_PORT_TYPE_NORMAL, Enable: true,
@@ -269,7 +259,16 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 		SwIfIndex: swIfIndex, Flags: interface_types.IF_STATUS_API_FLAG_ADMIN_UP,
 	}), &interfaces.SwInterfaceSetFlagsReply{}})
 	var errs []error
-	for _, s := range steps {
+	for i, s := range steps {
+		if i == len(steps)-2 && bdCtx != nil {
+			// The bridge domain's answer comes before the membership's. Its
+			// undo runs after the interface's: a domain with members stays.
+			var bdUndo []func() error
+			if err := e.recvBridgeAdd(rctx, bdCtx, &rec, &bdUndo); err != nil {
+				errs = append(errs, err)
+			}
+			undo = append(bdUndo, undo...)
+		}
 		if err := c.recv(s.ctx, s.reply); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
 			if c.dead != nil {
@@ -312,13 +311,16 @@ func (e *Engine) recvBridgeAdd(rctx context.Context, req api.RequestCtx, rec *re
 		return nil
 	}
 	err := e.c.recv(req, &l2.BridgeDomainAddDelV2Reply{})
-	switch {
-	case err == nil:
-		rec.CreatedBridge = true
-		bd := rec.BridgeDomain
-		*undo = append(*undo, func() error { return e.deleteBridge(rctx, bd) })
+	if vppapi.IsRetval(err, retvalBridgeExists) {
 		return nil
-	case vppapi.IsRetval(err, retvalBridgeExists):
+	}
+	// Created now; or refused, and then the membership request sent in the
+	// same batch creates it untagged (VPP adds a missing domain for a new
+	// member): either way it is this attachment's to remove on rollback.
+	bd := rec.BridgeDomain
+	*undo = append(*undo, func() error { return e.deleteBridge(rctx, bd) })
+	if err == nil {
+		rec.CreatedBridge = true
 		return nil
 	}
 	return fmt.Errorf("creating bridge domain %d: %w", rec.BridgeDomain, err)
@@ -554,17 +556,13 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 			ch.SendRequest(memif.UnregisterSocketRequest(id)), &vppmemif.MemifSocketFilenameAddDelV2Reply{}, []int32{retvalNoSuchInterface, retvalNoSuchSocket}})
 	}
 	if b := s.bridge; b != nil && b.tag == BridgeTag {
-		others := 0
-		for m := range b.members {
-			if !doomed[m] {
-				others++
-			}
-		}
-		if others == 0 {
-			steps = append(steps, step{fmt.Sprintf("deleting bridge domain %d", b.id),
-				ch.SendRequest(&l2.BridgeDomainAddDelV2{BdID: b.id, IsAdd: false}), &l2.BridgeDomainAddDelV2Reply{},
-				[]int32{retvalBridgeInUse, retvalNoSuchBridge}})
-		}
+		// Asked whatever the members read above: VPP refuses (-120) while
+		// any remain, and decides atomically. DELs running at once each read
+		// the others as members; the last to remove its interface must still
+		// see the domain go.
+		steps = append(steps, step{fmt.Sprintf("deleting bridge domain %d", b.id),
+			ch.SendRequest(&l2.BridgeDomainAddDelV2{BdID: b.id, IsAdd: false}), &l2.BridgeDomainAddDelV2Reply{},
+			[]int32{retvalBridgeInUse, retvalNoSuchBridge}})
 	}
 	if len(steps) == 0 {
 		c.trips-- // begun, nothing sent

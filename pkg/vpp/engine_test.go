@@ -176,9 +176,9 @@ func TestAttachMemifMasterInBridge(t *testing.T) {
 	a := v.memifAtt(cidHex, "net1")
 	data := v.attach(e, a)
 
-	// Socket registration and bridge domain, then the memif, then tag,
+	// Socket registration, then the memif, then tag, bridge domain,
 	// membership and admin up: three round trips.
-	wantRequests(t, v.f, reqSockAddDel, reqBDAddDel, reqMemifAdd, reqTag, reqL2Bridge, reqFlags)
+	wantRequests(t, v.f, reqSockAddDel, reqMemifAdd, reqTag, reqBDAddDel, reqL2Bridge, reqFlags)
 	wantTrips(t, e, 1+3)
 
 	tag := vpp.OwnerTag(cidHex, "net1")
@@ -632,8 +632,9 @@ func TestDetachAfterRestart(t *testing.T) {
 	if err := e.Detach(context.Background(), a, dataA); err != nil {
 		t.Fatal(err)
 	}
-	// The recorded index now holds b (another tag): everything is read.
-	wantRequests(t, v.f, reqIfDump, reqBDDump, reqIfDump, reqMemifDump, reqSockDump)
+	// The recorded index now holds b (another tag): everything is read;
+	// the plugin's bridge domain is asked to go, and VPP keeps it for b.
+	wantRequests(t, v.f, reqIfDump, reqBDDump, reqIfDump, reqMemifDump, reqSockDump, reqBDAddDel)
 	if err := e.Check(context.Background(), b, dataB); err != nil {
 		t.Errorf("b after detaching a: %v", err)
 	}
@@ -806,9 +807,9 @@ func TestVhostUser(t *testing.T) {
 			e := v.engine(netconf.IfTypeVhostUser)
 			a := v.vhostAtt(cidHex, "net1", mode)
 			data := v.attach(e, a)
-			// Bridge domain and interface together, then membership and admin
-			// up; the tag comes with the create.
-			wantRequests(t, v.f, reqBDAddDel, reqVhostAdd, reqL2Bridge, reqFlags)
+			// The interface (the tag comes with the create), then bridge
+			// domain, membership and admin up.
+			wantRequests(t, v.f, reqVhostAdd, reqBDAddDel, reqL2Bridge, reqFlags)
 			wantTrips(t, e, 1+2)
 			tag := vpp.OwnerTag(cidHex, "net1")
 			v.f.with(func(s *fakeState) {
@@ -935,7 +936,7 @@ func TestVhostUserRollback(t *testing.T) {
 		v.f.failNth(reqBDAddDel, 1, retval)
 		v.f.failNth(reqVhostAdd, 1, retval)
 		_, err := v.engine(netconf.IfTypeVhostUser).Attach(context.Background(), v.vhostAtt(cidHex, "net1", netconf.VhostServer))
-		if err == nil || !strings.Contains(err.Error(), "creating bridge domain 7") {
+		if err == nil || !strings.Contains(err.Error(), "creating vhost-user interface") {
 			t.Fatalf("Attach error %v", err)
 		}
 		if l := v.leftovers(); l != "" {

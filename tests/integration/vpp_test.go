@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -672,6 +674,44 @@ func TestVPPConcurrentAdds(t *testing.T) {
 	run("DEL", func(p *pod) error { return h.cni.DelNetworkList(ctx(), list, p.rt("net1")) })
 	for _, p := range pods {
 		assertVPPClean(t, p, "net1")
+	}
+	if _, ok := vppBridge(t, 4); ok {
+		t.Errorf("bridge domain 4 left after the last DEL")
+	}
+}
+
+// TestVPPBridgeChurn: with no node lock, one pod's DEL (the bridge
+// domain's last member leaving) races another's ADD into the same domain.
+// Whichever wins, the new pod ends up in the domain the plugin made (with
+// its tag, so the last DEL removes it), and the domain goes with the last
+// member.
+func TestVPPBridgeChurn(t *testing.T) {
+	list := confList(t, "1.0.0", "memif-network", vppExample())
+	prev := newPod(t)
+	if _, err := h.cni.AddNetworkList(ctx(), list, prev.rt("net1")); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 10; round++ {
+		next := newPod(t)
+		var wg sync.WaitGroup
+		var addErr, delErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); _, addErr = h.cni.AddNetworkList(ctx(), list, next.rt("net1")) }()
+		go func() { defer wg.Done(); delErr = h.cni.DelNetworkList(ctx(), list, prev.rt("net1")) }()
+		wg.Wait()
+		if addErr != nil || delErr != nil {
+			t.Fatalf("round %d: ADD %v, DEL %v", round, addErr, delErr)
+		}
+		bd, ok := vppBridge(t, 4)
+		i, found := vppIface(t, next.id, "net1")
+		if !ok || !found || bd.Tag != vpp.BridgeTag || !slices.Contains(bd.Members, i.SwIfIndex) {
+			t.Fatalf("round %d: bridge domain 4 %+v (present %v), the new pod's interface %+v (present %v): want it a member of the plugin's tagged domain",
+				round, bd, ok, i, found)
+		}
+		prev = next
+	}
+	if err := h.cni.DelNetworkList(ctx(), list, prev.rt("net1")); err != nil {
+		t.Fatal(err)
 	}
 	if _, ok := vppBridge(t, 4); ok {
 		t.Errorf("bridge domain 4 left after the last DEL")
