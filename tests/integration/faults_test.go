@@ -23,6 +23,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/pkg/vpp"
 	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
@@ -47,6 +48,26 @@ func leakCheck(t *testing.T, alive ...live) {
 	for _, row := range findRows(t, "Interface", "external_ids:userspace-cni/container-id!=\"\"", "name,external_ids") {
 		if id := mapValue(row["external_ids"], "userspace-cni/container-id"); !ids[id] {
 			t.Errorf("leak: port %s of container %s left on the switch", row["name"], id)
+		}
+	}
+	st := vppState(t)
+	for _, i := range st.Interfaces {
+		if id, _, ok := vpp.ParseOwnerTag(i.Tag); ok && !ids[id] {
+			t.Errorf("leak: VPP interface %s of container %s", i.Name, id)
+		}
+	}
+	for _, b := range st.BridgeDomains {
+		if b.Tag == vpp.BridgeTag && len(b.Members) == 0 {
+			t.Errorf("leak: the plugin's bridge domain %d without members", b.ID)
+		}
+	}
+	for id, file := range st.MemifSockets {
+		used := id == 0 // VPP's own default socket
+		for _, m := range st.Memifs {
+			used = used || m.SocketID == id
+		}
+		if !used {
+			t.Errorf("leak: VPP memif socket registration %d (%s) without a memif", id, file)
 		}
 	}
 	for _, r := range records(t) {
