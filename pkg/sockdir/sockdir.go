@@ -535,21 +535,11 @@ var ErrSocketInUse = errors.New("a process is listening on it")
 // would stop a server from binding. A socket something still listens on is
 // refused rather than stolen, and a non-socket file is never touched.
 func (l *Layout) RemoveStaleSocket() error {
-	root, err := l.openDir()
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	root, fi, err := l.lstatSocket()
+	if err != nil || fi == nil {
 		return err
 	}
 	defer root.Close()
-	fi, err := root.Lstat(l.SocketName)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("%s exists and is not a socket (%s)", l.SocketPath(), fi.Mode().Type())
 	}
@@ -680,22 +670,37 @@ func (l *Layout) RemoveDirIfEmpty() error {
 // takes that file and nothing a pod puts in its place. No socket there is
 // not an error: in client mode the pod's app creates it later.
 func (l *Layout) RememberSocket() error {
-	root, err := l.openDir()
-	if err != nil {
+	root, fi, err := l.lstatSocket()
+	if err != nil || fi == nil {
 		return err
 	}
 	defer root.Close()
-	fi, err := root.Lstat(l.SocketName)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	if fi.Mode()&fs.ModeSocket != 0 {
 		l.Socket = fileID(fi)
 	}
 	return nil
+}
+
+// lstatSocket looks at what is at the socket name, through the confined
+// directory it returns open (the caller closes it); fi is nil, with no
+// error, when the directory or the name does not exist.
+func (l *Layout) lstatSocket() (*os.Root, fs.FileInfo, error) {
+	root, err := l.openDir()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := root.Lstat(l.SocketName)
+	if err != nil {
+		_ = root.Close()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	return root, fi, nil
 }
 
 // removeSocket removes the socket file only if it is a socket (DEL must
@@ -705,21 +710,11 @@ func (l *Layout) removeSocket() error {
 	if l.SocketName == "" {
 		return nil
 	}
-	root, err := l.openDir()
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	root, fi, err := l.lstatSocket()
+	if err != nil || fi == nil {
 		return err
 	}
 	defer root.Close()
-	fi, err := root.Lstat(l.SocketName)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return nil
 	}
