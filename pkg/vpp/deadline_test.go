@@ -13,8 +13,9 @@ import (
 	"github.com/userspace-cni/userspace/pkg/vpp"
 )
 
-// The bound a hung VPP gets in these tests.
-const callTimeout = 100 * time.Millisecond
+// The bound a hung VPP gets in these tests: long enough that a loaded
+// machine running -race still answers the calls that are not hung.
+const callTimeout = time.Second
 
 // boundedEngine connects with a short per-call bound.
 func (v *testEnv) boundedEngine(ifType string) *vpp.Engine {
@@ -46,7 +47,7 @@ func TestAttachHung(t *testing.T) {
 		name, req, doing string
 	}{
 		{"sock", reqSockAddDel, "registering memif socket"},
-		{"bd", reqBDAddDel, "registering memif socket"},
+		{"bd", reqBDAddDel, "configuring interface"},
 		{"create", reqMemifAdd, "creating memif"},
 		{"tag", reqTag, "configuring interface"},
 		{"up", reqFlags, "configuring interface"},
