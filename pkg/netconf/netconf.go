@@ -456,12 +456,16 @@ func (s *UserSpaceConf) validateCommon(side string) error {
 	default:
 		return fieldError(side+".memif.mode", s.Memif.Mode, `must be "ethernet", "ip" or "inject-punt"`)
 	}
-	for field, name := range map[string]string{side + ".vhost.socketfile": s.Vhost.Socketfile, side + ".memif.socketfile": s.Memif.Socketfile} {
-		if name == "" {
+	// In a fixed order, so that the field an error names is the same on
+	// every run.
+	for _, f := range []struct{ field, name string }{
+		{side + ".vhost.socketfile", s.Vhost.Socketfile}, {side + ".memif.socketfile", s.Memif.Socketfile},
+	} {
+		if f.name == "" {
 			continue
 		}
-		if err := ValidateSocketfile(name); err != nil {
-			return fieldError(field, name, err.Error())
+		if err := ValidateSocketfile(f.name); err != nil {
+			return fieldError(f.field, f.name, err.Error())
 		}
 	}
 	if err := s.Memif.Validate(side + ".memif"); err != nil {

@@ -163,7 +163,13 @@ func (e *Engine) unexposeServerSocket(a *engine.Attachment, rec *record) error {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("looking at %s: %w", a.Layout.SocketPath(), err)
+	}
+	if id := a.Layout.Socket; id != nil && (uint64(st.Dev) != id.Dev || st.Ino != id.Ino) {
+		return nil // not the socket this attachment exposed: a pod's file now
 	}
 	// Only the link or the (now unmounted, empty) mount point is ours.
 	if st.Mode&unix.S_IFMT == unix.S_IFSOCK || (rec.Mounted && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0) {
@@ -180,10 +186,13 @@ const checkApplyTimeout = 2 * time.Second
 
 // loadRecord decodes the engine's record, falling back to what the
 // configuration implies when the record is lost.
-func loadRecord(a *engine.Attachment, data json.RawMessage) *record {
+func (e *Engine) loadRecord(a *engine.Attachment, data json.RawMessage) *record {
 	rec := &record{}
 	if len(data) > 0 {
-		_ = json.Unmarshal(data, rec)
+		if err := json.Unmarshal(data, rec); err != nil {
+			e.log.Warn("unreadable engine record: using what the configuration implies", "error", err)
+			rec = &record{}
+		}
 	}
 	if rec.Bridge == "" {
 		rec.Bridge = a.Host.Bridge.BridgeName
@@ -201,7 +210,7 @@ func loadRecord(a *engine.Attachment, data json.RawMessage) *record {
 // wait for ovs-vswitchd's vhost teardown (tens of milliseconds inside the
 // switch): nothing the plugin does next depends on it.
 func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
-	return e.detach(ctx, a, loadRecord(a, data))
+	return e.detach(ctx, a, e.loadRecord(a, data))
 }
 
 func (e *Engine) detach(ctx context.Context, a *engine.Attachment, rec *record) error {
@@ -290,7 +299,7 @@ func emptyBridgeOps(bridgeUUID string, locals []*vswitch.Port) []ovs.Operation {
 // Check verifies the port exists with the right type, socket and bridge and
 // that the switch applied it (ofport > 0, no error).
 func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
-	rec := loadRecord(a, data)
+	rec := e.loadRecord(a, data)
 	// A port is only working while ovs-vswitchd runs: the database keeps
 	// the port (and its last ofport) after the switch died. Asked on a side
 	// connection while the reads go out, as ADD and STATUS do.

@@ -94,6 +94,9 @@ func recordPaths(inv *invocation, rec *state.Record) paths {
 	}
 	ps, err := addPaths(inv, nil)
 	if err != nil {
+		// Nothing is known to be the attachment's: only the switch's
+		// ownership keys can still find what it had.
+		inv.log.Warn("no record, and the configuration names no usable socket path: only the switch is cleaned", "error", err)
 		return paths{}
 	}
 	return ps

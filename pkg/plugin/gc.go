@@ -119,7 +119,11 @@ func (p *Plugin) collect(ctx context.Context, inv *invocation, eng engine.Engine
 		// Record lost: the port remembers its socket. The directory is not
 		// known to be the plugin's; its files go only if the attachment
 		// claimed them.
-		if l, err := sockdir.Plan(inv.pol, filepath.Dir(socket), false, filepath.Base(socket)); err == nil {
+		l, err := sockdir.Plan(inv.pol, filepath.Dir(socket), false, filepath.Base(socket))
+		if err != nil {
+			inv.log.Warn("the switch's socket path for a stale attachment is not one the policy allows: its files are left",
+				"staleContainerID", k.containerID, "staleIfName", k.ifName, "error", err)
+		} else {
 			ps = paths{layout: l, cdFile: configdata.FileName(k.containerID, k.ifName)}
 		}
 	}

@@ -516,7 +516,13 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 	tag := OwnerTag(a.ContainerID, a.IfName)
 	bd := bridgeDomain(a)
 	var rec record
-	if len(data) > 0 && json.Unmarshal(data, &rec) == nil && rec.BridgeDomain != 0 {
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &rec); err != nil {
+			e.log.Warn("unreadable engine record: finding the interface by its tag", "error", err)
+			rec = record{}
+		}
+	}
+	if rec.BridgeDomain != 0 {
 		// The domain ADD used, even if the configuration changed since.
 		bd = rec.BridgeDomain
 	}
