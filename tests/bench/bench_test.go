@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -73,12 +72,7 @@ func setup(m *testing.M) (int, error) {
 }
 
 func writePolicy(mutate func(*policy.Policy)) error {
-	p := testbed.WithVPP(bed.ovs.PluginPolicy(bed.root), bed.vppSock)
-	p.SharedDirs = append(p.SharedDirs, filepath.Join(bed.root, "shared"))
-	if mutate != nil {
-		mutate(p)
-	}
-	return testbed.WritePolicy(p, bed.policy)
+	return testbed.WritePolicy(bed.ovs.NodePolicy(bed.root, bed.vppSock, filepath.Join(bed.root, "shared")), mutate, bed.policy)
 }
 
 func newID() string {
@@ -127,22 +121,9 @@ func (s samples) add(name string, d time.Duration) { s[name] = append(s[name], d
 
 func (s samples) report(b *testing.B) {
 	for name, ds := range s {
-		b.ReportMetric(pct(ds, 50), name+"-p50-ms")
-		b.ReportMetric(pct(ds, 99), name+"-p99-ms")
+		b.ReportMetric(testbed.Percentile(ds, 50), name+"-p50-ms")
+		b.ReportMetric(testbed.Percentile(ds, 99), name+"-p99-ms")
 	}
-}
-
-func pct(ds []time.Duration, p int) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return float64(s[i].Microseconds()) / 1000
 }
 
 // BenchmarkAddDel compares one attachment's ADD and DEL through the plugin
@@ -310,14 +291,14 @@ func BenchmarkScale(b *testing.B) {
 		}
 		return addDel(b, conf("br-scale", "client"))
 	}
-	b.Run("empty", func(b *testing.B) { emptyP50 = pct(run(b, false)["add"], 50) })
+	b.Run("empty", func(b *testing.B) { emptyP50 = testbed.Percentile(run(b, false)["add"], 50) })
 	if err := addPorts("br-scale", existing); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("1000ports", func(b *testing.B) {
 		s := run(b, false)
 		if emptyP50 > 0 {
-			b.ReportMetric(pct(s["add"], 50)/emptyP50, "add-p50-ratio-to-empty")
+			b.ReportMetric(testbed.Percentile(s["add"], 50)/emptyP50, "add-p50-ratio-to-empty")
 		}
 	})
 	b.Run("1000ports-confirmed", func(b *testing.B) { run(b, true) })

@@ -120,7 +120,7 @@ func BenchmarkVPPAddDel(b *testing.B) {
 	b.Run("roundtrip", benchRoundTrip)
 	b.Run("vppctl", benchVppctl)
 	var emptyP50 float64
-	b.Run("plugin-noipam", func(b *testing.B) { emptyP50 = pct(vppAddDel(b, vppConf(""))["add"], 50) })
+	b.Run("plugin-noipam", func(b *testing.B) { emptyP50 = testbed.Percentile(vppAddDel(b, vppConf(""))["add"], 50) })
 	b.Run("plugin-ipam", func(b *testing.B) { vppAddDel(b, vppConf("10.90.0.0/16")) })
 	const existing = 200
 	stdin := vppConf("")
@@ -144,7 +144,7 @@ func BenchmarkVPPAddDel(b *testing.B) {
 	b.Run("200attachments-noipam", func(b *testing.B) {
 		s := vppAddDel(b, stdin)
 		if emptyP50 > 0 {
-			b.ReportMetric(pct(s["add"], 50)/emptyP50, "add-p50-ratio-to-empty")
+			b.ReportMetric(testbed.Percentile(s["add"], 50)/emptyP50, "add-p50-ratio-to-empty")
 		}
 	})
 	b.Run("200attachments-ipam", func(b *testing.B) { vppAddDel(b, vppConf("10.91.0.0/16")) })

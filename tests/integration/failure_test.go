@@ -38,8 +38,8 @@ func TestVswitchdDown(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := h.cni.GetStatusNetworkList(ctx(), list)
-		var e *types.Error
-		if asError(err, &e) && e.Code == types.ErrPluginNotAvailable && strings.Contains(e.Msg, "ovs-vswitchd") {
+		e := testbed.CNIError(err)
+		if e != nil && e.Code == types.ErrPluginNotAvailable && strings.Contains(e.Msg, "ovs-vswitchd") {
 			break
 		}
 		if time.Now().After(deadline) {

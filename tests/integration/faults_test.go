@@ -397,8 +397,8 @@ func TestHungOVSDB(t *testing.T) {
 		case o.err == nil:
 			t.Errorf("%s succeeded with ovsdb-server hung", o.verb)
 		default:
-			var e *types.Error
-			if !asError(o.err, &e) || e.Code != types.ErrPluginNotAvailable && e.Code != types.ErrTryAgainLater {
+			e := testbed.CNIError(o.err)
+			if e == nil || e.Code != types.ErrPluginNotAvailable && e.Code != types.ErrTryAgainLater {
 				t.Errorf("%s: %v, want CNI error 50 (or 11)", o.verb, o.err)
 			} else if !strings.Contains(e.Msg, "OVSDB") && !strings.Contains(e.Msg, "ovs") {
 				t.Errorf("%s: %q does not say the switch is at fault", o.verb, e.Msg)

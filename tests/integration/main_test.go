@@ -83,13 +83,8 @@ func run(m *testing.M) (int, error) {
 // writePolicy writes the node policy the plugin reads (via policy.PathEnv),
 // allowing the test bed's switch and directories; mutate may adjust it.
 func (hs *harness) writePolicy(mutate func(*policy.Policy)) error {
-	p := testbed.WithVPP(hs.ovs.PluginPolicy(hs.root), hs.vppSock)
-	p.SharedDirs = append(p.SharedDirs, hs.shared)
-	if mutate != nil {
-		mutate(p)
-	}
 	hs.policy = filepath.Join(hs.root, "policy.json")
-	return testbed.WritePolicy(p, hs.policy)
+	return testbed.WritePolicy(hs.ovs.NodePolicy(hs.root, hs.vppSock, hs.shared), mutate, hs.policy)
 }
 
 // withPolicy runs a test with an adjusted policy and restores it after.
@@ -209,26 +204,11 @@ func cniError(t *testing.T, err error) *types.Error {
 	if err == nil {
 		t.Fatal("expected an error, got success")
 	}
-	var e *types.Error
-	if !asError(err, &e) {
+	e := testbed.CNIError(err)
+	if e == nil {
 		t.Fatalf("expected a CNI error, got %T: %v", err, err)
 	}
 	return e
-}
-
-func asError(err error, target **types.Error) bool {
-	for err != nil {
-		if e, ok := err.(*types.Error); ok {
-			*target = e
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 // iface is one OVS Interface row as ovs-vsctl reports it: an independent

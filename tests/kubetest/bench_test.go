@@ -23,30 +23,19 @@ package kubetest_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/userspace-cni/userspace/pkg/kube"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 type samples []time.Duration
 
-func (s samples) pct(p float64) float64 {
-	if len(s) == 0 {
-		return 0
-	}
-	c := slices.Clone(s)
-	slices.Sort(c)
-	i := int(p*float64(len(c)) + 0.5)
-	i = min(max(i-1, 0), len(c)-1)
-	return float64(c[i]) / float64(time.Millisecond)
-}
-
 func report(b *testing.B, name string, s samples) {
-	b.ReportMetric(s.pct(0.50), name+"-p50-ms")
-	b.ReportMetric(s.pct(0.99), name+"-p99-ms")
+	b.ReportMetric(testbed.Percentile(s, 50), name+"-p50-ms")
+	b.ReportMetric(testbed.Percentile(s, 99), name+"-p99-ms")
 }
 
 // BenchmarkKubeAddDel: one attachment's ADD (New, Pod, AddConfigData) and

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -29,14 +28,6 @@ func runPlugin(verb string, s *sandbox, stdin []byte) (time.Duration, int, error
 		n, _ = strconv.Atoi(string(m[1]))
 	}
 	return d, n, nil
-}
-
-func pct(ds []time.Duration, p int) float64 {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (len(s)*p+99)/100 - 1
-	i = max(0, min(i, len(s)-1))
-	return float64(s[i].Microseconds()) / 1000
 }
 
 // BenchmarkKubeAddDel measures what the Kubernetes steps add to one
@@ -81,11 +72,11 @@ func BenchmarkKubeAddDel(b *testing.B) {
 		}
 	}
 	for name, ds := range lat {
-		b.ReportMetric(pct(ds, 50), name+"-p50-ms")
-		b.ReportMetric(pct(ds, 99), name+"-p99-ms")
+		b.ReportMetric(testbed.Percentile(ds, 50), name+"-p50-ms")
+		b.ReportMetric(testbed.Percentile(ds, 99), name+"-p99-ms")
 	}
-	b.ReportMetric(pct(lat["kube-add"], 50)-pct(lat["nokube-add"], 50), "added-add-p50-ms")
-	b.ReportMetric(pct(lat["kube-del"], 50)-pct(lat["nokube-del"], 50), "added-del-p50-ms")
+	b.ReportMetric(testbed.Percentile(lat["kube-add"], 50)-testbed.Percentile(lat["nokube-add"], 50), "added-add-p50-ms")
+	b.ReportMetric(testbed.Percentile(lat["kube-del"], 50)-testbed.Percentile(lat["nokube-del"], 50), "added-del-p50-ms")
 	b.ReportMetric(float64(addReq)/float64(n), "api-requests/add")
 	b.ReportMetric(float64(delReq)/float64(n), "api-requests/del")
 }

@@ -86,16 +86,12 @@ func setup(m *testing.M) (int, error) {
 }
 
 func writePolicy(mutate func(*policy.Policy)) error {
-	p := testbed.WithVPP(bed.ovs.PluginPolicy(bed.root), bed.vppSock)
-	p.SharedDirs = append(p.SharedDirs, bed.shared, filepath.Join(bed.kubeletRoot, "pods"))
+	p := bed.ovs.NodePolicy(bed.root, bed.vppSock, bed.shared, filepath.Join(bed.kubeletRoot, "pods"))
 	p.KubeconfigDirs = []string{bed.kube.Dir(), filepath.Join(bed.root, "kc")}
 	p.KubeletRoot = bed.kubeletRoot
 	p.DeviceInfoDirs = []string{bed.devInfoDir}
-	if mutate != nil {
-		mutate(p)
-	}
 	bed.policy = filepath.Join(bed.root, "policy.json")
-	return testbed.WritePolicy(p, bed.policy)
+	return testbed.WritePolicy(p, mutate, bed.policy)
 }
 
 func ctx() context.Context { return context.Background() }

@@ -19,6 +19,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/vpp"
 	"github.com/userspace-cni/userspace/tests/kubetest"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 const mapped = "/var/lib/cni/usrspcni"
@@ -387,18 +388,11 @@ func cniError(t *testing.T, err error) *types.Error {
 	if err == nil {
 		t.Fatal("expected an error, got success")
 	}
-	for err != nil {
-		if e, ok := err.(*types.Error); ok {
-			return e
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			break
-		}
-		err = u.Unwrap()
+	e := testbed.CNIError(err)
+	if e == nil {
+		t.Fatalf("not a CNI error: %v", err)
 	}
-	t.Fatalf("not a CNI error: %v", err)
-	return nil
+	return e
 }
 
 // TestExampleNADs: every NetworkAttachmentDefinition under examples/ is

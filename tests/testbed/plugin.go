@@ -47,9 +47,21 @@ func (o *OVS) PluginPolicy(dir string) *policy.Policy {
 	return p
 }
 
-// WritePolicy writes p where the plugin will read it (policy.PathEnv is
-// set for this process and the plugins it runs).
-func WritePolicy(p *policy.Policy, path string) error {
+// NodePolicy is the node policy of a suite's plugin: this switch, the VPP
+// at vppSock, state and short links under root, and the extra shared
+// directories.
+func (o *OVS) NodePolicy(root, vppSock string, shared ...string) *policy.Policy {
+	p := WithVPP(o.PluginPolicy(root), vppSock)
+	p.SharedDirs = append(p.SharedDirs, shared...)
+	return p
+}
+
+// WritePolicy writes p, changed by mutate if set, where the plugin will read
+// it (policy.PathEnv is set for this process and the plugins it runs).
+func WritePolicy(p *policy.Policy, mutate func(*policy.Policy), path string) error {
+	if mutate != nil {
+		mutate(p)
+	}
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err

@@ -1,0 +1,31 @@
+package testbed
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// CNIError is the CNI error a plugin invocation failed with, found through
+// any wrapping (libcni's and invoke's), or nil.
+func CNIError(err error) *types.Error {
+	var e *types.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
+}
+
+// Percentile is the p-th percentile of ds in milliseconds (nearest rank),
+// 0 for no samples.
+func Percentile(ds []time.Duration, p int) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := max(0, min((len(s)*p+99)/100-1, len(s)-1))
+	return float64(s[i].Microseconds()) / 1000
+}
