@@ -1,6 +1,6 @@
 // Package ovsdb is the OVS-DPDK engine: it attaches vhost-user ports to a
-// netdev bridge over the native OVSDB protocol (libovsdb), with no
-// ovs-vsctl. Each ADD is one transaction that creates the Interface and Port
+// netdev bridge over the native OVSDB protocol (libovsdb's operation types
+// on a small JSON-RPC connection of its own), with no ovs-vsctl. Each ADD is one transaction that creates the Interface and Port
 // (and the bridge if needed) with ownership in external_ids; DEL finds the
 // port by that ownership.
 package ovsdb

@@ -194,7 +194,7 @@ func ownerWhere(containerID, ifName string) []ovs.Condition {
 		ovsMap(map[string]string{KeyContainerID: containerID, KeyIfName: ifName}))}
 }
 
-// openvSwitch reads the root row's DPDK state.
+// openvSwitchSelect reads the root row's DPDK state.
 func openvSwitchSelect() ovs.Operation {
 	return selectOp(vswitch.OpenvSwitchTable, nil, "dpdk_initialized", "iface_types", "other_config")
 }

@@ -512,9 +512,7 @@ func TestAddRepeatedTeardownFails(t *testing.T) {
 }
 
 // TestAddConcurrent: ADDs of different pods through one Plugin value all
-// succeed; the node lock serializes them. (No IPAM: the delegation takes
-// CNI_CONTAINERID from the process environment, which one process cannot
-// set per goroutine.)
+// succeed; each has its own sandbox lock.
 func TestAddConcurrent(t *testing.T) {
 	e := newEnv(t)
 	const n = 8

@@ -66,8 +66,8 @@ type Policy struct {
 	// ports (its run directory plus other_config:vhost-sock-dir). Empty means
 	// the directory of the OVSDB socket.
 	OVSRunDir string `json:"ovsRunDir"`
-	// StateDir holds the plugin's attachment records and node lock. It must
-	// not be shared with pods.
+	// StateDir holds the plugin's attachment records, claims and sandbox
+	// locks. It must not be shared with pods.
 	StateDir string `json:"stateDir"`
 	// OVSConfirmTimeoutMs, when above 0, makes ADD wait up to that long for
 	// ovs-vswitchd to apply a new client-mode port and fail with the

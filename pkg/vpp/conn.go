@@ -23,7 +23,7 @@ const DefaultAPISocket = "/run/vpp/api.sock"
 
 // DefaultCallTimeout bounds each exchange with VPP (connecting, and every
 // batch of requests): a hung VPP must fail a verb in seconds, not eat the
-// verb's whole budget while the plugin holds the node lock.
+// verb's whole budget while the plugin holds the sandbox's lock.
 const DefaultCallTimeout = 3 * time.Second
 
 // clientName is how the plugin appears in VPP's "show api clients".

@@ -556,7 +556,7 @@ func TestVPPUnavailable(t *testing.T) {
 
 // TestVPPHung: a VPP that stops answering (SIGSTOP) fails ADD, CHECK, DEL,
 // STATUS and GC within seconds with CNI error 50, naming its socket, instead
-// of holding the node lock for the verb's two minutes. Once VPP answers
+// of holding its sandbox's lock for the verb's whole budget. Once VPP answers
 // again (SIGCONT), DEL removes whatever VPP committed and nothing is left.
 func TestVPPHung(t *testing.T) {
 	// Each exchange with VPP is bounded at 3 s; the bound here leaves room
