@@ -9,9 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // A claim says which attachment owns a host path the plugin creates files
@@ -25,7 +22,8 @@ import (
 
 // Claim is the owner of one path.
 type Claim struct {
-	Path        string `json:"path"`
+	// Path is not stored: the claim's file name is its digest.
+	Path        string `json:"-"`
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName,omitempty"`
 }
@@ -49,7 +47,7 @@ func (e *ConflictError) Error() string {
 
 func (s *Store) claimPath(path string) string {
 	sum := sha256.Sum256([]byte(filepath.Clean(path)))
-	return filepath.Join(s.dir, "claims", hex.EncodeToString(sum[:20])+".json")
+	return filepath.Join(s.dir, "claims", hex.EncodeToString(sum[:20]))
 }
 
 // ClaimPath makes the attachment (or, with ifName empty, the sandbox) the
@@ -72,7 +70,7 @@ func (s *Store) ClaimPath(path, containerID, ifName string) error {
 		if err == nil || !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		have, err := s.readClaim(file)
+		have, err := s.claimOf(path)
 		if err != nil {
 			return err
 		}
@@ -85,7 +83,7 @@ func (s *Store) ClaimPath(path, containerID, ifName string) error {
 		if attempt > 0 {
 			return &ConflictError{Path: want.Path, Owner: *have}
 		}
-		taken, err := s.takeOver(file, have, data)
+		taken, err := s.takeOver(path, have, data)
 		if err != nil || taken {
 			return err
 		}
@@ -95,7 +93,7 @@ func (s *Store) ClaimPath(path, containerID, ifName string) error {
 
 // takeOver replaces a stale owner's claim. The owner's sandbox lock is held
 // meanwhile, so its ADD cannot start using the path while it changes hands.
-func (s *Store) takeOver(file string, owner *Claim, data []byte) (bool, error) {
+func (s *Store) takeOver(path string, owner *Claim, data []byte) (bool, error) {
 	if s.ownerAlive(owner) {
 		return false, nil
 	}
@@ -104,14 +102,14 @@ func (s *Store) takeOver(file string, owner *Claim, data []byte) (bool, error) {
 		return false, err
 	}
 	defer unlock()
-	again, err := s.readClaim(file)
+	again, err := s.claimOf(path)
 	if err != nil {
 		return false, err
 	}
 	if again == nil || *again != *owner || s.ownerAlive(owner) {
 		return false, nil
 	}
-	return true, writeReplace(file, data)
+	return true, writeReplace(s.claimPath(path), data)
 }
 
 // ownerAlive reports whether a claim's owner still has a record.
@@ -126,20 +124,16 @@ func (s *Store) ownerAlive(c *Claim) bool {
 
 // Owner returns the claim on path, nil when nobody claims it.
 func (s *Store) Owner(path string) (*Claim, error) {
-	c, err := s.readClaim(s.claimPath(path))
-	if err != nil || c == nil || c.Path != filepath.Clean(path) {
-		return nil, err
-	}
-	return c, nil
+	return s.claimOf(path)
 }
 
 // Owns reports whether the attachment (or sandbox) owns path.
 func (s *Store) Owns(path, containerID, ifName string) (bool, error) {
-	c, err := s.readClaim(s.claimPath(path))
+	c, err := s.claimOf(path)
 	if err != nil || c == nil {
 		return false, err
 	}
-	return c.Path == filepath.Clean(path) && c.ContainerID == containerID && c.IfName == ifName, nil
+	return c.ContainerID == containerID && c.IfName == ifName, nil
 }
 
 // ReleasePath gives up a claim the attachment (or sandbox) holds; another
@@ -155,8 +149,13 @@ func (s *Store) ReleasePath(path, containerID, ifName string) error {
 	return nil
 }
 
+// A claim is a symbolic link whose target is the claim's JSON: symlink(2)
+// creates it with its content in one atomic step (failing if the name is
+// taken), and readlink(2) reads it in one, so a claim costs a system call
+// or two, and no reader ever sees one half-written.
+
 func (s *Store) readClaim(file string) (*Claim, error) {
-	data, err := os.ReadFile(file)
+	target, err := os.Readlink(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -164,23 +163,26 @@ func (s *Store) readClaim(file string) (*Claim, error) {
 		return nil, fmt.Errorf("reading claim %s: %w", file, err)
 	}
 	c := &Claim{}
-	if err := json.Unmarshal(data, c); err != nil {
+	if err := json.Unmarshal([]byte(target), c); err != nil {
 		return nil, fmt.Errorf("claim %s is corrupt: %w", file, err)
 	}
 	return c, nil
 }
 
-// writeExclusive creates file with data, failing with fs.ErrExist if it is
-// there. The content is written to a temporary file and linked into place,
-// so a reader never sees a claim half-written.
-func writeExclusive(file string, data []byte) error {
-	tmp, err := writeTemp(file, data)
-	if err != nil {
-		return err
+// claimOf reads the claim on path, with its path set.
+func (s *Store) claimOf(path string) (*Claim, error) {
+	c, err := s.readClaim(s.claimPath(path))
+	if c != nil {
+		c.Path = filepath.Clean(path)
 	}
-	defer os.Remove(tmp)
-	if err := unix.Link(tmp, file); err != nil {
-		if errors.Is(err, unix.EEXIST) {
+	return c, err
+}
+
+// writeExclusive creates the claim file with data, failing with
+// fs.ErrExist if it is there.
+func writeExclusive(file string, data []byte) error {
+	if err := os.Symlink(string(data), file); err != nil {
+		if errors.Is(err, fs.ErrExist) {
 			return fs.ErrExist
 		}
 		return fmt.Errorf("writing claim %s: %w", file, err)
@@ -188,30 +190,16 @@ func writeExclusive(file string, data []byte) error {
 	return nil
 }
 
+// writeReplace replaces the claim file atomically.
 func writeReplace(file string, data []byte) error {
-	tmp, err := writeTemp(file, data)
-	if err != nil {
-		return err
+	tmp := fmt.Sprintf("%s.%d.tmp", file, os.Getpid())
+	_ = os.Remove(tmp)
+	if err := os.Symlink(string(data), tmp); err != nil {
+		return fmt.Errorf("writing claim %s: %w", file, err)
 	}
 	if err := os.Rename(tmp, file); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("writing claim %s: %w", file, err)
 	}
 	return nil
-}
-
-func writeTemp(file string, data []byte) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(file), "."+strings.TrimSuffix(filepath.Base(file), ".json")+"-*")
-	if err != nil {
-		return "", fmt.Errorf("writing claim %s: %w", file, err)
-	}
-	_, werr := f.Write(data)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		_ = os.Remove(f.Name())
-		return "", fmt.Errorf("writing claim %s: %w", file, werr)
-	}
-	return f.Name(), nil
 }

@@ -171,8 +171,12 @@ func TestLongIDs(t *testing.T) {
 			t.Fatalf("id of %d: lock: %v", n, err)
 		}
 		unlock()
-		if err := s.ClaimPath("/p/"+id, id, "net1"); err != nil {
-			t.Fatalf("id of %d: claim: %v", n, err)
+		// A claim holds its owner in a symlink's target (at most 4095
+		// bytes): ADD refuses ids long enough not to fit.
+		if n <= 300 {
+			if err := s.ClaimPath("/p/"+id, id, "net1"); err != nil {
+				t.Fatalf("id of %d: claim: %v", n, err)
+			}
 		}
 		if err := s.Delete(id, "net1"); err != nil {
 			t.Fatalf("id of %d: Delete: %v", n, err)
