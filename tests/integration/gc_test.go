@@ -44,12 +44,12 @@ func TestGC(t *testing.T) {
 		if r := interfacesOf(t, p.id); len(r) != 0 {
 			t.Errorf("GC left the port of %s: %v", p.id[:12], r)
 		}
-		sock := filepath.Join("/var/lib/cni/vhostuser", p.id, p.id[:12]+"-net1")
+		sock := filepath.Join(defaultSocketBase, p.id, p.id[:12]+"-net1")
 		if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 			t.Errorf("GC left socket path %s (%v)", sock, err)
 		}
 	}
-	assertClean(t, drop, filepath.Join("/var/lib/cni/vhostuser", drop.id))
+	assertClean(t, drop, filepath.Join(defaultSocketBase, drop.id))
 	if after := len(ipamAllocations(t)); after != before-2 {
 		t.Errorf("IPAM allocations %d -> %d, want two released", before, after)
 	}
@@ -68,8 +68,8 @@ func TestGC(t *testing.T) {
 	}
 	// The lost attachment's directory was not known to be the plugin's, so
 	// GC only removed its files; DEL (with the config) removes the rest.
-	assertClean(t, keep, filepath.Join("/var/lib/cni/vhostuser", keep.id))
-	assertClean(t, lost, filepath.Join("/var/lib/cni/vhostuser", lost.id))
+	assertClean(t, keep, filepath.Join(defaultSocketBase, keep.id))
+	assertClean(t, lost, filepath.Join(defaultSocketBase, lost.id))
 }
 
 // TestConcurrentAddDel runs eight ADDs at once onto a bridge that does not
@@ -86,7 +86,7 @@ func TestConcurrentAddDel(t *testing.T) {
 	}
 	run("DEL", func(p *pod) error { return h.cni.DelNetworkList(ctx(), list, p.rt("net1")) })
 	for _, p := range pods {
-		assertClean(t, p, filepath.Join("/var/lib/cni/vhostuser", p.id))
+		assertClean(t, p, filepath.Join(defaultSocketBase, p.id))
 	}
 	if bridgeExists(t, "br-conc") {
 		t.Errorf("br-conc left behind")
@@ -145,7 +145,7 @@ func TestVhostGroup(t *testing.T) {
 		t.Fatalf("group daemon: %v", err)
 	}
 	gid, _ := strconv.Atoi(grp.Gid)
-	baseBefore, err := os.Stat("/var/lib/cni/vhostuser")
+	baseBefore, err := os.Stat(defaultSocketBase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestVhostGroup(t *testing.T) {
 		"vhost": map[string]any{"group": "daemon"}, "bridge": map[string]any{"bridgeName": "br-grp"}}})
 	p := newPod(t)
 	attach(t, list, p, "net1")
-	dir := filepath.Join("/var/lib/cni/vhostuser", p.id)
+	dir := filepath.Join(defaultSocketBase, p.id)
 	for path, want := range map[string]os.FileMode{dir: 0o750 | os.ModeSetgid | os.ModeDir, filepath.Join(dir, p.id[:12]+"-net1"): 0o660 | os.ModeSocket} {
 		fi, err := os.Stat(path)
 		if err != nil {
@@ -163,7 +163,7 @@ func TestVhostGroup(t *testing.T) {
 			t.Errorf("%s: mode %v gid %d, want %v gid %d", path, fi.Mode(), fi.Sys().(*syscall.Stat_t).Gid, want, gid)
 		}
 	}
-	baseAfter, err := os.Stat("/var/lib/cni/vhostuser")
+	baseAfter, err := os.Stat(defaultSocketBase)
 	before, after := baseBefore.Sys().(*syscall.Stat_t), baseAfter.Sys().(*syscall.Stat_t)
 	if err != nil || baseAfter.Mode() != baseBefore.Mode()&^0o044 || after.Gid != before.Gid || after.Uid != before.Uid {
 		t.Errorf("the shared base directory changed from %v %d:%d to %v %d:%d, want only its read bits for group and others gone",
@@ -204,7 +204,7 @@ func TestMACSources(t *testing.T) {
 			if r.Interfaces[0].Mac != tc.want {
 				t.Errorf("result MAC %q, want %q", r.Interfaces[0].Mac, tc.want)
 			}
-			cd := readConfigData(t, filepath.Join("/var/lib/cni/vhostuser", p.id), p.id, "net1")
+			cd := readConfigData(t, filepath.Join(defaultSocketBase, p.id), p.id, "net1")
 			if cd.IPResult.Interfaces[0].Mac != tc.want {
 				t.Errorf("config data MAC %q, want %q", cd.IPResult.Interfaces[0].Mac, tc.want)
 			}

@@ -36,7 +36,7 @@ func TestLifecycleAllVersions(t *testing.T) {
 			if res.Version() != v {
 				t.Fatalf("result version %s, want %s", res.Version(), v)
 			}
-			sockDir := filepath.Join("/var/lib/cni/vhostuser", p.id)
+			sockDir := filepath.Join(defaultSocketBase, p.id)
 			sock := filepath.Join(sockDir, p.id[:12]+"-net1")
 			checkResult(t, res, v, p, sock)
 
@@ -198,7 +198,7 @@ func TestNotesConfigVerbatim(t *testing.T) {
 	if res.Version() != "0.3.0" {
 		t.Errorf("result version %s, want 0.3.0", res.Version())
 	}
-	sockDir := filepath.Join("/var/lib/cni/vhostuser", p.id)
+	sockDir := filepath.Join(defaultSocketBase, p.id)
 	sock := filepath.Join(sockDir, p.id[:12]+"-net1")
 	if len(sock) != 105 {
 		t.Errorf("socket path %s is %d bytes, the notes' layout gives 105", sock, len(sock))

@@ -40,6 +40,10 @@ type harness struct {
 	cni      *libcni.CNIConfig
 	vpp      *testbed.VPP // the host's VPP
 	vppSock  string
+	// before holds the per-pod directories under the default socket
+	// directory when the suite started: the node's, or an interrupted
+	// earlier run's, not this run's leaks.
+	before map[string]bool
 }
 
 func TestMain(m *testing.M) {
@@ -76,6 +80,14 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	hs.cni = libcni.NewCNIConfigWithCacheDir([]string{hs.binDir}, filepath.Join(root, "cache"), nil)
+	hs.before = map[string]bool{}
+	entries, _ := os.ReadDir(defaultSocketBase)
+	for _, e := range entries {
+		hs.before[e.Name()] = true
+	}
+	if len(hs.before) > 0 {
+		fmt.Fprintf(os.Stderr, "integration: %d entries were in %s before the suite; the leak checks ignore them\n", len(hs.before), defaultSocketBase)
+	}
 	h = hs
 	return m.Run(), nil
 }
