@@ -45,6 +45,10 @@ lint:
 	@# switch may be running on the same machine.
 	@if grep -rnwE 'pkill|killall' --include='*.sh' --include='*.go' --include='Dockerfile*' --include='run' \
 		cmd pkg tests hack demo deploy docker .ci; then echo "lint: stop processes by PID, not by name"; exit 1; fi
+	@# The pod-side commands read what the plugin publishes (pkg/configdata)
+	@# and link no node-side code.
+	@if $(GO) list -deps ./cmd/dpdk-args ./cmd/vpp-app | grep -E '/pkg/(policy|deviceinfo|sockdir|state|plugin|ovsdb|vpp|kube|logging|engine)$$'; then \
+		echo "lint: a pod-side command links the node-side packages above"; exit 1; fi
 	docker/lint.sh
 	docker/lint.sh --self-test
 
@@ -56,6 +60,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseArgs$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
 	$(GO) test -run='^$$' -fuzz='^FuzzPreprocess$$' -fuzztime=$(FUZZTIME) ./pkg/netconf/
+	$(GO) test -run='^$$' -fuzz='^FuzzAdmit$$' -fuzztime=$(FUZZTIME) ./pkg/policy/
 	$(GO) test -run='^$$' -fuzz='^FuzzOwnerTag$$' -fuzztime=$(FUZZTIME) ./pkg/vpp/
 
 integration:

@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		ifNames   string
 		mountinfo string
 	)
-	fs.StringVar(&socket, "api-socket", podvpp.DefaultAPISocket, "the pod's VPP API `socket`")
+	fs.StringVar(&socket, "api-socket", configdata.DefaultVPPAPISocket, "the pod's VPP API `socket`")
 	fs.StringVar(&opts.AnnotationsFile, "annotations", "", "downward-API annotations `file` (default "+configdata.DefaultAnnotationsFile+")")
 	fs.StringVar(&opts.Dir, "dir", "", "read configData-*.json in `DIR`; "+sandboxid.Placeholder+" in it stands for the pod sandbox's id")
 	fs.StringVar(&opts.NotesDataDir, "notes-dir", "", "read the notes' remote-/addData- files in `DIR` (default "+configdata.DefaultNotesDataDir+

@@ -13,8 +13,6 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/userspace-cni/userspace/pkg/netconf"
-	"github.com/userspace-cni/userspace/pkg/policy"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 func TestFileName(t *testing.T) {
@@ -39,18 +37,21 @@ func TestConstants(t *testing.T) {
 	}
 }
 
-func layout(t *testing.T) *sockdir.Layout {
+// dirWriter writes whole files into Dir, as the plugin's socket-directory
+// layout does (which lives on the node side and is tested there).
+type dirWriter struct{ Dir string }
+
+func (w dirWriter) WriteFileAtomic(name string, data []byte) error {
+	tmp := filepath.Join(w.Dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(w.Dir, name))
+}
+
+func layout(t *testing.T) dirWriter {
 	t.Helper()
-	base := t.TempDir()
-	pol := &policy.Policy{SharedDirs: []string{base}, ShortSocketDir: t.TempDir()}
-	l, err := sockdir.Plan(pol, filepath.Join(base, "0123456789ab"), true, "0123456789ab-net1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Prepare(""); err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return dirWriter{Dir: t.TempDir()}
 }
 
 func sample() *ConfigData {
@@ -186,11 +187,27 @@ func TestWriteWithoutIPAM(t *testing.T) {
 
 func TestWriteMissingDir(t *testing.T) {
 	base := t.TempDir()
-	l := &sockdir.Layout{Base: base, Dir: filepath.Join(base, "absent"), OwnDir: true, SocketName: "s"}
+	l := dirWriter{Dir: filepath.Join(base, "absent")}
 	if name, err := Write(l, sample()); err == nil {
 		t.Errorf("Write without a directory = %q", name)
 	}
 	if _, err := os.Stat(l.Dir); err == nil {
 		t.Error("Write created the socket directory")
+	}
+}
+
+func TestShortID(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"abc", "abc"},
+		{"0123456789a", "0123456789a"},
+		{"0123456789ab", "0123456789ab"},
+		{"0123456789abc", "0123456789ab"},
+		{strings.Repeat("f", 64), strings.Repeat("f", 12)},
+	}
+	for _, tt := range tests {
+		if got := ShortID(tt.in); got != tt.want {
+			t.Errorf("ShortID(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

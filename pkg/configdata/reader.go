@@ -47,12 +47,7 @@ type Attachment struct {
 
 // SocketFile is the socket file name the plugin published for the
 // attachment's interface type.
-func (d *ConfigData) SocketFile() string {
-	if d.Config.IfType == netconf.IfTypeMemif {
-		return d.Config.Memif.Socketfile
-	}
-	return d.Config.Vhost.Socketfile
-}
+func (d *ConfigData) SocketFile() string { return d.Config.SocketFile() }
 
 // ResultMAC is the MAC the runtime asked for, which the plugin reports on
 // the pod's interface in the result; empty when none was asked for.
@@ -351,14 +346,6 @@ func readBounded(file string) ([]byte, error) {
 	return bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), nil
 }
 
-// The application notes' VPP layout: the pod copies the plugin's
-// remote-<ifName>.json and addData-<ifName>.json into a data directory; the
-// memif sockets are in a separate shared directory.
-const (
-	DefaultNotesDataDir   = "/var/run/vpp/cni/data"
-	DefaultNotesSocketDir = "/var/run/vpp/cni/shared"
-)
-
 // notesRemote is the part of remote-<ifName>.json a pod app uses: the
 // whole network configuration, of which the container side applies.
 type notesRemote struct {
@@ -374,7 +361,7 @@ func ReadNotesDir(dataDir, socketDir string) ([]Attachment, error) {
 			return nil, fmt.Errorf("notes directory: %w", err)
 		}
 	}
-	names, err := filepath.Glob(filepath.Join(dataDir, "addData-*.json"))
+	names, err := filepath.Glob(filepath.Join(dataDir, NotesAddDataFile("*")))
 	if err != nil {
 		return nil, err
 	}
@@ -385,15 +372,15 @@ func ReadNotesDir(dataDir, socketDir string) ([]Attachment, error) {
 	}
 	var atts []Attachment
 	for _, name := range names {
-		var add ConfigData
+		var add NotesAddData
 		if err := decodeFile(name, &add); err != nil {
 			return nil, err
 		}
-		ifName := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "addData-"), ".json")
+		ifName := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), notesAddDataPrefix), notesSuffix)
 		if add.IfName != ifName {
 			return nil, fmt.Errorf("%s: ifName %q does not match the file name", name, add.IfName)
 		}
-		remoteFile := filepath.Join(dataDir, "remote-"+ifName+".json")
+		remoteFile := filepath.Join(dataDir, NotesRemoteFile(ifName))
 		var remote notesRemote
 		if err := decodeFile(remoteFile, &remote); err != nil {
 			return nil, err

@@ -6,8 +6,8 @@
 //
 // The path comes from the network configuration's runtimeConfig, which the
 // author of a NetworkAttachmentDefinition can also write, so it is confined
-// to the device-info directories (DefaultBases, or the node's own list) and
-// written through an os.Root, which refuses symbolic links out of them.
+// to the node policy's device-info directories and written through an
+// os.Root, which refuses symbolic links out of them.
 package deviceinfo
 
 import (
@@ -19,7 +19,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
 // Version is the device-info spec version written.
@@ -122,46 +123,11 @@ func checkSocketPath(p string) error {
 	return nil
 }
 
-// DefaultBases are the directories Multus passes device-info files under
-// (/var/run is often a link to /run; both spellings are accepted).
-func DefaultBases() []string {
-	return []string{"/var/run/k8s.cni.cncf.io/devinfo", "/run/k8s.cni.cncf.io/devinfo"}
-}
-
-// CheckPath confines path, the CNIDeviceInfoFile, to one of bases
-// (DefaultBases if empty): it must be absolute, already clean (no "..",
-// "." or doubled "/"), and a file strictly below a base. It returns that
-// base and the path relative to it.
-func CheckPath(path string, bases []string) (base, rel string, err error) {
-	if len(bases) == 0 {
-		bases = DefaultBases()
-	}
-	switch {
-	case path == "":
-		return "", "", errors.New("device info file: empty path")
-	case strings.ContainsRune(path, 0):
-		return "", "", fmt.Errorf("device info file %q: contains a NUL byte", path)
-	case !filepath.IsAbs(path):
-		return "", "", fmt.Errorf("device info file %q: not an absolute path", path)
-	case filepath.Clean(path) != path:
-		return "", "", fmt.Errorf("device info file %q: not a clean path (%q)", path, filepath.Clean(path))
-	}
-	for _, b := range bases {
-		b = filepath.Clean(b)
-		r, err := filepath.Rel(b, path)
-		if err != nil || r == "." || r == ".." || strings.HasPrefix(r, "../") {
-			continue
-		}
-		return b, r, nil
-	}
-	return "", "", fmt.Errorf("device info file %q: not under a device-info directory (%s)", path, strings.Join(bases, ", "))
-}
-
-// Write stores d at path (checked with CheckPath against bases) atomically:
+// Write stores d at path (checked against the policy) atomically:
 // a temporary file in the same directory, synced, then renamed over path.
 // Missing directories below the base are created.
-func Write(path string, d *DeviceInfo, bases []string) error {
-	base, rel, err := CheckPath(path, bases)
+func Write(pol *policy.Policy, path string, d *DeviceInfo) error {
+	base, rel, err := match(pol, path)
 	if err != nil {
 		return err
 	}
@@ -200,10 +166,10 @@ func Write(path string, d *DeviceInfo, bases []string) error {
 	return nil
 }
 
-// Remove deletes the file at path (checked with CheckPath against bases).
+// Remove deletes the file at path (checked against the policy).
 // A file or base directory that does not exist is success: DEL may repeat.
-func Remove(path string, bases []string) error {
-	base, rel, err := CheckPath(path, bases)
+func Remove(pol *policy.Policy, path string) error {
+	base, rel, err := match(pol, path)
 	if err != nil {
 		return err
 	}
@@ -221,9 +187,9 @@ func Remove(path string, bases []string) error {
 	return nil
 }
 
-// Read returns the device info stored at path (checked against bases).
-func Read(path string, bases []string) (*DeviceInfo, error) {
-	base, rel, err := CheckPath(path, bases)
+// Read returns the device info stored at path (checked against the policy).
+func Read(pol *policy.Policy, path string) (*DeviceInfo, error) {
+	base, rel, err := match(pol, path)
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +207,15 @@ func Read(path string, bases []string) (*DeviceInfo, error) {
 		return nil, fmt.Errorf("device info file %s: %w", path, err)
 	}
 	return d, nil
+}
+
+// match confines path to the policy's device-info directories.
+func match(pol *policy.Policy, path string) (base, rel string, err error) {
+	base, rel, err = pol.Match(policy.DeviceInfoFile, path)
+	if err != nil {
+		return "", "", fmt.Errorf("device info file %q: %w", path, err)
+	}
+	return base, rel, nil
 }
 
 func tempName(rel string) (string, error) {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
 func TestJSONShape(t *testing.T) {
@@ -51,53 +53,15 @@ func TestValidateRefuses(t *testing.T) {
 	}
 }
 
-func TestCheckPath(t *testing.T) {
-	ok := map[string]string{
-		"/var/run/k8s.cni.cncf.io/devinfo/cni/net1-abc_net1": "cni/net1-abc_net1",
-		"/run/k8s.cni.cncf.io/devinfo/cni/x":                 "cni/x",
-		"/run/k8s.cni.cncf.io/devinfo/x":                     "x",
-	}
-	for p, wantRel := range ok {
-		_, rel, err := CheckPath(p, nil)
-		if err != nil || rel != wantRel {
-			t.Errorf("CheckPath(%q) = %q, %v; want %q", p, rel, err, wantRel)
-		}
-	}
-	bad := []string{
-		"",
-		"cni/x",
-		"/etc/cni/net.d/evil",
-		"/var/run/k8s.cni.cncf.io/devinfo",
-		"/var/run/k8s.cni.cncf.io/devinfo/",
-		"/var/run/k8s.cni.cncf.io/devinfo/cni/../../../../etc/passwd",
-		"/var/run/k8s.cni.cncf.io/devinfo/../devinfo/x",
-		"/var/run/k8s.cni.cncf.io/devinfo//x",
-		"/var/run/k8s.cni.cncf.io/devinfo/./x",
-		"/var/run/k8s.cni.cncf.io/devinfoX/x",
-		"/var/run/k8s.cni.cncf.io/devinfo/x\x00y",
-	}
-	for _, p := range bad {
-		if _, _, err := CheckPath(p, nil); err == nil {
-			t.Errorf("CheckPath(%q) accepted", p)
-		}
-	}
-	if _, _, err := CheckPath("/srv/devinfo/a", []string{"/srv/devinfo"}); err != nil {
-		t.Errorf("configured base refused: %v", err)
-	}
-	if _, _, err := CheckPath("/run/k8s.cni.cncf.io/devinfo/a", []string{"/srv/devinfo"}); err == nil {
-		t.Error("a default base was accepted although the node configured others")
-	}
-}
-
 func TestWriteReadRemove(t *testing.T) {
 	base := filepath.Join(t.TempDir(), "devinfo")
 	bases := []string{base}
 	p := filepath.Join(base, "cni", "memif-network-0123456789abcdef_net1")
 	d := NewMemif("slave", "/var/run/vpp/cni/shared/memif-0123456789ab-net1.sock", "ethernet")
-	if err := Write(p, d, bases); err != nil {
+	if err := Write(pol(bases), p, d); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Read(p, bases)
+	got, err := Read(pol(bases), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,27 +70,27 @@ func TestWriteReadRemove(t *testing.T) {
 	}
 	// Overwrite in place; no temporary file is left behind.
 	d2 := NewVhostUser("client", "/x/y")
-	if err := Write(p, d2, bases); err != nil {
+	if err := Write(pol(bases), p, d2); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(p))
 	if len(entries) != 1 || entries[0].Name() != filepath.Base(p) {
 		t.Errorf("directory holds %v, want only the device info file", entries)
 	}
-	if got, _ := Read(p, bases); got == nil || got.VhostUser == nil || *got.VhostUser != *d2.VhostUser {
+	if got, _ := Read(pol(bases), p); got == nil || got.VhostUser == nil || *got.VhostUser != *d2.VhostUser {
 		t.Errorf("after overwrite read %+v", got)
 	}
-	if err := Remove(p, bases); err != nil {
+	if err := Remove(pol(bases), p); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Errorf("file still there after Remove: %v", err)
 	}
-	if err := Remove(p, bases); err != nil {
+	if err := Remove(pol(bases), p); err != nil {
 		t.Errorf("second Remove: %v", err)
 	}
 	absent := filepath.Join(t.TempDir(), "absent")
-	if err := Remove(filepath.Join(absent, "x"), []string{absent}); err != nil {
+	if err := Remove(pol([]string{absent}), filepath.Join(absent, "x")); err != nil {
 		t.Errorf("Remove under a missing base: %v", err)
 	}
 }
@@ -145,17 +109,20 @@ func TestWriteRefusesEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := NewVhostUser("client", "/s")
-	err := Write(filepath.Join(base, "cni", "x"), d, []string{base})
+	err := Write(pol([]string{base}), filepath.Join(base, "cni", "x"), d)
 	if err == nil {
 		t.Fatal("Write followed a symbolic link out of the base")
 	}
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Errorf("files written outside the base: %v", entries)
 	}
-	if err := Write("/etc/x", d, []string{base}); err == nil || !strings.Contains(err.Error(), "not under") {
+	if err := Write(pol([]string{base}), "/etc/x", d); err == nil || !strings.Contains(err.Error(), "not under") {
 		t.Errorf("Write outside the bases: %v", err)
 	}
-	if err := Write(filepath.Join(base, "y"), &DeviceInfo{Type: "pci", Version: Version}, []string{base}); err == nil {
+	if err := Write(pol([]string{base}), filepath.Join(base, "y"), &DeviceInfo{Type: "pci", Version: Version}); err == nil {
 		t.Error("Write accepted an invalid device info")
 	}
 }
+
+// pol is a node policy that allows device-info files under dirs.
+func pol(dirs []string) *policy.Policy { return &policy.Policy{DeviceInfoDirs: dirs} }

@@ -7,21 +7,15 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
-// Defaults of SharedDir.
-const (
-	// DefaultSharedDirVolume is the pod volume that holds the sockets.
-	DefaultSharedDirVolume = "shared-dir"
-	// DefaultKubeletRoot is the kubelet's --root-dir.
-	DefaultKubeletRoot = "/var/lib/kubelet"
-)
-
-// SharedDir finds the pod volume volumeName (DefaultSharedDirVolume if
+// SharedDir finds the pod volume volumeName (policy.DefaultSharedDirVolume if
 // empty) and returns the host directory behind it: a hostPath volume's path
 // (cleaned), or for an emptyDir the kubelet's directory for it,
 // <kubeletRoot>/pods/<pod UID>/volumes/kubernetes.io~empty-dir/<volume>
-// (kubeletRoot defaults to DefaultKubeletRoot).
+// (kubeletRoot defaults to policy.DefaultKubeletRoot).
 //
 // mountPath is where the pod's containers see it (the "mapped dir"): the
 // first mount of the volume without a subPath in the containers, else in the
@@ -35,10 +29,10 @@ func SharedDir(pod *corev1.Pod, volumeName, kubeletRoot string) (hostPath, mount
 		return "", "", false, errors.New("SharedDir: pod is nil")
 	}
 	if volumeName == "" {
-		volumeName = DefaultSharedDirVolume
+		volumeName = policy.DefaultSharedDirVolume
 	}
 	if kubeletRoot == "" {
-		kubeletRoot = DefaultKubeletRoot
+		kubeletRoot = policy.DefaultKubeletRoot
 	}
 	var vol *corev1.Volume
 	for i := range pod.Spec.Volumes {
@@ -54,12 +48,12 @@ func SharedDir(pod *corev1.Pod, volumeName, kubeletRoot string) (hostPath, mount
 	switch {
 	case vol.HostPath != nil:
 		p := vol.HostPath.Path
-		if err := checkAbsNoDotDot(p); err != nil {
+		if err := policy.CheckAbs(p); err != nil {
 			return "", "", true, fmt.Errorf("%s: hostPath %q: %w", where, p, err)
 		}
 		hostPath = filepath.Clean(p)
 	case vol.EmptyDir != nil:
-		if err := checkAbsNoDotDot(kubeletRoot); err != nil {
+		if err := policy.CheckAbs(kubeletRoot); err != nil {
 			return "", "", true, fmt.Errorf("kubelet root %q: %w", kubeletRoot, err)
 		}
 		uid := string(pod.UID)
@@ -91,24 +85,12 @@ func mappedDir(pod *corev1.Pod, volumeName string) string {
 	return ""
 }
 
-func checkAbsNoDotDot(p string) error {
-	if !filepath.IsAbs(p) {
-		return errors.New("not an absolute path")
-	}
-	for _, el := range strings.Split(p, "/") {
-		if el == ".." {
-			return errors.New(`contains a ".." element`)
-		}
-	}
-	return nil
-}
-
 func isPathElement(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
 }
 
 // IsEmptyDir reports whether the pod's volume volumeName
-// (DefaultSharedDirVolume if empty) is an emptyDir: storage that only that
+// (policy.DefaultSharedDirVolume if empty) is an emptyDir: storage that only that
 // pod's containers see. A hostPath volume is a host directory any pod
 // allowed hostPath volumes may mount too.
 func IsEmptyDir(pod *corev1.Pod, volumeName string) bool {
@@ -116,7 +98,7 @@ func IsEmptyDir(pod *corev1.Pod, volumeName string) bool {
 		return false
 	}
 	if volumeName == "" {
-		volumeName = DefaultSharedDirVolume
+		volumeName = policy.DefaultSharedDirVolume
 	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == volumeName {

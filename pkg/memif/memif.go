@@ -14,7 +14,6 @@ import (
 	vppmemif "go.fd.io/govpp/binapi/memif"
 
 	"github.com/userspace-cni/userspace/pkg/netconf"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/vppapi"
 )
 
@@ -26,12 +25,6 @@ const AllocateID = ^uint32(0)
 // an unknown socket id, not -2.
 func IsSocketGone(err error) bool {
 	return vppapi.IsRetval(err, int32(api.INVALID_ARGUMENT)) || vppapi.IsRetval(err, int32(api.INVALID_SW_IF_INDEX))
-}
-
-// SocketName is the original plugin's memif socket file name, which pod
-// specs and apps build paths from.
-func SocketName(containerID, ifName string) string {
-	return fmt.Sprintf("memif-%s-%s.sock", sockdir.ID12(containerID), ifName)
 }
 
 // Messages are the VPP API messages this package sends or receives, for

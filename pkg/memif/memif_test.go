@@ -14,6 +14,7 @@ import (
 	"go.fd.io/govpp/binapi/interface_types"
 	vppmemif "go.fd.io/govpp/binapi/memif"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 )
@@ -106,7 +107,7 @@ func TestSocketName(t *testing.T) {
 		"abc":                  "memif-abc-net1.sock",
 		"":                     "memif--net1.sock",
 	} {
-		if got := memif.SocketName(cid, "net1"); got != want {
+		if got := configdata.DefaultSocketName(netconf.IfTypeMemif, cid, "net1"); got != want {
 			t.Errorf("SocketName(%q) = %q, want %q", cid, got, want)
 		}
 	}

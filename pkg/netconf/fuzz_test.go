@@ -3,45 +3,16 @@ package netconf
 import (
 	"encoding/json"
 	"net"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
-
-	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
-// fuzzPolicy is the policy FuzzParse parses against. It differs from the
-// defaults so that default-looking paths are refused.
-func fuzzPolicy() *policy.Policy {
-	p := policy.Default()
-	p.LogDirs = []string{"/var/log/userspace"}
-	p.KubeconfigDirs = []string{"/etc/cni/net.d"}
-	p.SharedDirs = []string{"/var/lib/cni/vhostuser", "/run/vpp"}
-	return p
-}
-
-// underDir reports whether path is dir or lies beneath it, computed
-// independently of policy.Match.
-func underDir(path string, dirs []string) bool {
-	if !filepath.IsAbs(path) || slices.Contains(strings.Split(path, "/"), "..") || strings.ContainsRune(path, 0) {
-		return false
-	}
-	clean := filepath.Clean(path)
-	for _, d := range dirs {
-		d = filepath.Clean(d)
-		if clean == d || strings.HasPrefix(clean, strings.TrimSuffix(d, "/")+"/") {
-			return true
-		}
-	}
-	return false
-}
-
 // checkParsed asserts the invariants of a configuration Parse accepted.
-func checkParsed(t *testing.T, c *NetConf, pol *policy.Policy) {
+func checkParsed(t *testing.T, c *NetConf) {
 	t.Helper()
 	if !slices.Contains(SupportedVersions, c.CNIVersion) {
 		t.Errorf("accepted cniVersion %q", c.CNIVersion)
@@ -121,18 +92,6 @@ func checkParsed(t *testing.T, c *NetConf, pol *policy.Policy) {
 			}
 		}
 	}
-	for field, p := range map[string]struct {
-		value string
-		dirs  []string
-	}{
-		"sharedDir":  {c.SharedDir, pol.SharedDirs},
-		"logFile":    {c.LogFile, pol.LogDirs},
-		"kubeconfig": {c.KubeConfig, pol.KubeconfigDirs},
-	} {
-		if p.value != "" && !underDir(p.value, p.dirs) {
-			t.Errorf("accepted %s %q outside %v", field, p.value, p.dirs)
-		}
-	}
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > MaxMTU) {
 		t.Errorf("accepted mtu %d", c.MTU)
 	}
@@ -184,9 +143,8 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	pol := fuzzPolicy()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data, pol)
+		c, err := Parse(data)
 		if err != nil {
 			if c != nil {
 				t.Fatalf("Parse returned a configuration and error %v", err)
@@ -205,14 +163,14 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		checkParsed(t, c, pol)
+		checkParsed(t, c)
 		// What Parse produces is itself a valid configuration with the same
 		// host side: the container side the plugin passes on stays valid.
 		out, err := json.Marshal(c)
 		if err != nil {
 			t.Fatalf("Marshal: %v", err)
 		}
-		c2, err := Parse(out, pol)
+		c2, err := Parse(out)
 		if err != nil {
 			t.Fatalf("normalized configuration %s does not parse: %v", out, err)
 		}

@@ -16,10 +16,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
-
-	"github.com/userspace-cni/userspace/pkg/deviceinfo"
-	"github.com/userspace-cni/userspace/pkg/policy"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 // Engines, interface types, network types, modes and roles of the schema.
@@ -61,6 +57,24 @@ type VhostConf struct {
 	Mode       string `json:"mode,omitempty"`
 	Group      string `json:"group,omitempty"`
 	Socketfile string `json:"socketfile,omitempty"`
+}
+
+// SocketFile is the socket file name this side names for its interface
+// type (vhost.socketfile or memif.socketfile).
+func (s *UserSpaceConf) SocketFile() string {
+	if s.IfType == IfTypeMemif {
+		return s.Memif.Socketfile
+	}
+	return s.Vhost.Socketfile
+}
+
+// SetSocketFile sets the socket file name of this side's interface type.
+func (s *UserSpaceConf) SetSocketFile(name string) {
+	if s.IfType == IfTypeMemif {
+		s.Memif.Socketfile = name
+	} else {
+		s.Vhost.Socketfile = name
+	}
 }
 
 // MemifConf configures a memif interface.
@@ -172,6 +186,12 @@ func fieldError(field string, value any, problem string) *types.Error {
 	return types.NewError(codeInvalid, fmt.Sprintf("invalid %s %s: %s", field, quote(value), problem), "")
 }
 
+// FieldError is the CNI error for an invalid value of a configuration
+// field, in the words every check of the configuration uses.
+func FieldError(field string, value any, problem string) *types.Error {
+	return fieldError(field, value, problem)
+}
+
 func quote(v any) string {
 	if s, ok := v.(string); ok {
 		return fmt.Sprintf("%q", s)
@@ -180,9 +200,9 @@ func quote(v any) string {
 }
 
 // Parse decodes and validates a configuration, fills in defaults and derives
-// the container side from the host side. The policy decides which host paths
-// the configuration may name.
-func Parse(data []byte, pol *policy.Policy) (*NetConf, error) {
+// the container side from the host side. Which host paths it may name is the
+// node's to decide: see policy.Admit.
+func Parse(data []byte) (*NetConf, error) {
 	conf := &NetConf{}
 	if isJSONSpace(data) {
 		return nil, types.NewError(codeDecode, "empty network configuration: expected a JSON object", "")
@@ -203,7 +223,7 @@ func Parse(data []byte, pol *policy.Policy) (*NetConf, error) {
 			return nil, types.NewError(codeDecode, fmt.Sprintf("invalid prevResult: %v", err), "")
 		}
 	}
-	if err := conf.validateTop(pol); err != nil {
+	if err := conf.validateTop(); err != nil {
 		return nil, err
 	}
 	origHost := conf.Host
@@ -246,7 +266,7 @@ func (c *NetConf) validateVersion() error {
 
 var logLevels = map[string]bool{"": true, "panic": true, "error": true, "warning": true, "info": true, "debug": true, "verbose": true}
 
-func (c *NetConf) validateTop(pol *policy.Policy) error {
+func (c *NetConf) validateTop() error {
 	if c.Type != "" && c.Type != "userspace" {
 		return fieldError("type", c.Type, `this plugin is "userspace"`)
 	}
@@ -262,28 +282,6 @@ func (c *NetConf) validateTop(pol *policy.Policy) error {
 	}
 	if !logLevels[c.LogLevel] {
 		return fieldError("logLevel", c.LogLevel, "must be one of panic, error, warning, info, debug, verbose")
-	}
-	for _, p := range []struct {
-		field string
-		kind  policy.Kind
-		value string
-	}{
-		{"logFile", policy.LogFile, c.LogFile},
-		{"kubeconfig", policy.Kubeconfig, c.KubeConfig},
-		{"sharedDir", policy.SharedDir, c.SharedDir},
-		{"host.vppApiSocket", policy.VPPAPISocket, c.Host.VPPAPISocket},
-	} {
-		if p.value == "" {
-			continue
-		}
-		if _, _, err := pol.Match(p.kind, p.value); err != nil {
-			return fieldError(p.field, p.value, err.Error())
-		}
-	}
-	if f := c.RuntimeConfig.CNIDeviceInfoFile; f != "" {
-		if _, _, err := deviceinfo.CheckPath(f, pol.DeviceInfoDirs); err != nil {
-			return fieldError("runtimeConfig.CNIDeviceInfoFile", f, err.Error())
-		}
 	}
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > MaxMTU) {
 		return fieldError("mtu", c.MTU, fmt.Sprintf("must be between 68 and %d", MaxMTU))
@@ -476,7 +474,7 @@ func (s *UserSpaceConf) validateCommon(side string) error {
 		// is gid 1, 4294967296 root): refused here, before anything is
 		// touched. A name is resolved on the node when ADD lays out the
 		// socket directory.
-		if _, numeric, err := sockdir.ParseGID(g); err != nil {
+		if _, numeric, err := ParseGID(g); err != nil {
 			return fieldError(side+".vhost.group", g, err.Error())
 		} else if !numeric && !isGroup(g) {
 			return fieldError(side+".vhost.group", g, "must be a group name or a numeric gid")
@@ -533,7 +531,7 @@ func (h *UserSpaceConf) normalizeOVS() error {
 		return fieldError("host.bridge.bridgeName", h.Bridge.BridgeName, "not a valid OVS bridge name (1-15 letters, digits, '.', '_' or '-')")
 	}
 	if h.OVSDBSocket != "" {
-		if _, err := ovsdbPath(h.OVSDBSocket); err != nil {
+		if _, err := OVSDBPath(h.OVSDBSocket); err != nil {
 			return fieldError("host.ovsdbSocket", h.OVSDBSocket, err.Error())
 		}
 	}
@@ -592,43 +590,13 @@ func (h *UserSpaceConf) BridgeDomainID() (uint32, error) {
 	return uint32(h.Bridge.BridgeID), nil
 }
 
-// ovsdbPath extracts the unix socket path from an OVSDB endpoint.
-func ovsdbPath(endpoint string) (string, error) {
+// OVSDBPath extracts the unix socket path from an OVSDB endpoint.
+func OVSDBPath(endpoint string) (string, error) {
 	p := strings.TrimPrefix(endpoint, "unix:")
 	if !strings.HasPrefix(p, "/") {
 		return "", errors.New(`must be a unix socket: "unix:/path" or "/path"`)
 	}
 	return p, nil
-}
-
-// VPPAPISocketPath returns VPP's API socket for the host side and checks it
-// against the node policy.
-func (c *NetConf) VPPAPISocketPath(pol *policy.Policy) (string, error) {
-	path, field := c.Host.VPPAPISocket, "host.vppApiSocket"
-	if path == "" {
-		path, field = pol.VPPAPISocket, "node policy vppApiSocket"
-	}
-	if _, _, err := pol.Match(policy.VPPAPISocket, path); err != nil {
-		return "", fieldError(field, path, err.Error())
-	}
-	return filepath.Clean(path), nil
-}
-
-// OVSDBEndpoint returns the OVSDB endpoint for the host side and checks it
-// against the node policy.
-func (c *NetConf) OVSDBEndpoint(pol *policy.Policy) (string, error) {
-	endpoint, field := c.Host.OVSDBSocket, "host.ovsdbSocket"
-	if endpoint == "" {
-		endpoint, field = pol.OVSDBSocket, "node policy ovsdbSocket"
-	}
-	path, err := ovsdbPath(endpoint)
-	if err != nil {
-		return "", fieldError(field, endpoint, err.Error())
-	}
-	if _, _, err := pol.Match(policy.OVSDBSocket, path); err != nil {
-		return "", fieldError(field, endpoint, err.Error())
-	}
-	return "unix:" + path, nil
 }
 
 // deriveContainer fills the container side from the host side: roles and
@@ -714,4 +682,27 @@ func (c *NetConf) deriveContainer(origHost UserSpaceConf) error {
 		}
 	}
 	return nil
+}
+
+// MaxGID is the largest gid vhost.group may name: chown takes 32 bits and
+// reads 4294967295 as "no change".
+const MaxGID = 1<<32 - 2
+
+// ParseGID reads a numeric gid. numeric is false when group is not a
+// decimal number (it is a group name); err is set for a number outside
+// 0..MaxGID, which chown would truncate to 32 bits or take as "no change".
+func ParseGID(group string) (gid int, numeric bool, err error) {
+	if group == "" {
+		return 0, false, nil
+	}
+	for i := 0; i < len(group); i++ {
+		if group[i] < '0' || group[i] > '9' {
+			return 0, false, nil
+		}
+	}
+	n, err := strconv.ParseUint(group, 10, 64)
+	if err != nil || n > MaxGID {
+		return 0, true, fmt.Errorf("a gid must be between 0 and %d (%d means \"no change\" to chown)", MaxGID, MaxGID+1)
+	}
+	return int(n), true, nil
 }

@@ -97,7 +97,7 @@ func TestPreprocessKeepsFields(t *testing.T) {
 func TestParseNotAnObject(t *testing.T) {
 	for in, want := range map[string]string{`null`: "not null", `7`: "not a number", `"s"`: "not a string",
 		`[1]`: "not an array", `false`: "not a boolean", ``: "empty network configuration", "  ": "empty network configuration"} {
-		c, err := Parse([]byte(in), testPolicy())
+		c, err := Parse([]byte(in))
 		if c != nil {
 			t.Errorf("Parse(%q) returned a configuration", in)
 		}
@@ -117,7 +117,6 @@ func FuzzPreprocess(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	pol := fuzzPolicy()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, err := Preprocess(data)
 		if err != nil {
@@ -173,8 +172,8 @@ func FuzzPreprocess(f *testing.F) {
 		}
 		// Whatever comes out, the parser answers with a configuration or
 		// a CNI error, never a panic.
-		if c, err := Parse(out, pol); err == nil {
-			checkParsed(t, c, pol)
+		if c, err := Parse(out); err == nil {
+			checkParsed(t, c)
 		} else if _, ok := err.(*types.Error); !ok {
 			t.Fatalf("Parse error %v is a %T", err, err)
 		}

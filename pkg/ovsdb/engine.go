@@ -16,10 +16,10 @@ import (
 
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 // Config configures the engine.
@@ -92,7 +92,7 @@ type record struct {
 // PortName is the Port and Interface name of an attachment: the original
 // plugin's socket name, unique per attachment.
 func PortName(containerID, ifName string) string {
-	return sockdir.ID12(containerID) + "-" + ifName
+	return configdata.ShortID(containerID) + "-" + ifName
 }
 
 func ifaceType(h *netconf.UserSpaceConf) string {

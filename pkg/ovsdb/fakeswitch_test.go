@@ -68,6 +68,7 @@ import (
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 	"github.com/ovn-kubernetes/libovsdb/server"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
@@ -724,8 +725,8 @@ func (h *harness) connect(confirm time.Duration) *Engine {
 // directory prepared. mode is netconf.VhostClient or netconf.VhostServer.
 func (h *harness) attachment(containerID, ifName, mode string) *engine.Attachment {
 	h.t.Helper()
-	dir := filepath.Join(h.shared, sockdir.ID12(containerID))
-	return h.attachmentIn(containerID, ifName, mode, dir, true, sockdir.ID12(containerID)+"-"+ifName)
+	dir := filepath.Join(h.shared, configdata.ShortID(containerID))
+	return h.attachmentIn(containerID, ifName, mode, dir, true, configdata.ShortID(containerID)+"-"+ifName)
 }
 
 func (h *harness) attachmentIn(containerID, ifName, mode, dir string, ownDir bool, socket string) *engine.Attachment {
@@ -740,10 +741,10 @@ func (h *harness) attachmentIn(containerID, ifName, mode, dir string, ownDir boo
 	return &engine.Attachment{
 		ContainerID:  containerID,
 		IfName:       ifName,
-		Netns:        "/var/run/netns/" + sockdir.ID12(containerID),
+		Netns:        "/var/run/netns/" + configdata.ShortID(containerID),
 		Network:      "net1",
 		PodNamespace: "ns1",
-		PodName:      "pod-" + sockdir.ID12(containerID),
+		PodName:      "pod-" + configdata.ShortID(containerID),
 		PodUID:       "uid-" + containerID,
 		Host: netconf.UserSpaceConf{
 			Engine: netconf.EngineOVSDPDK, IfType: netconf.IfTypeVhostUser, NetType: netconf.NetTypeBridge,

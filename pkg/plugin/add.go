@@ -153,10 +153,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		ph.mark("annotate")
 	}
 	if devInfo := rec.DeviceInfoFile; devInfo != "" {
-		if err := deviceinfo.Write(devInfo, deviceInfo(inv, layout, pc), inv.pol.DeviceInfoDirs); err != nil {
+		if err := deviceinfo.Write(inv.pol, devInfo, deviceInfo(inv, layout, pc)); err != nil {
 			return types.NewError(types.ErrIOFailure, fmt.Sprintf("writing runtimeConfig.CNIDeviceInfoFile: %v", err), "")
 		}
-		t.undoWith(func() error { return deviceinfo.Remove(devInfo, inv.pol.DeviceInfoDirs) })
+		t.undoWith(func() error { return deviceinfo.Remove(inv.pol, devInfo) })
 	}
 
 	if notes := ps.notes; notes != nil {
@@ -340,12 +340,7 @@ func isEmptyDNS(d types.DNS) bool {
 // socket file filled in, and the addresses.
 func containerData(inv *invocation, l *sockdir.Layout, result *types100.Result) *configdata.ConfigData {
 	ct := inv.conf.Container
-	switch ct.IfType {
-	case netconf.IfTypeVhostUser:
-		ct.Vhost.Socketfile = l.SocketName
-	case netconf.IfTypeMemif:
-		ct.Memif.Socketfile = l.SocketName
-	}
+	ct.SetSocketFile(l.SocketName)
 	ipRes := *result
 	ipRes.CNIVersion = "1.0.0"
 	if inv.conf.CNIVersion == "1.1.0" {

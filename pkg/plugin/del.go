@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
@@ -185,7 +186,7 @@ func removeFiles(log *slog.Logger, ps paths, own owned, ifName string) error {
 		}
 	}
 	if n := ps.notes; n != nil && own.notes {
-		for _, f := range []string{remoteFile(ifName), addDataFile(ifName)} {
+		for _, f := range []string{configdata.NotesRemoteFile(ifName), configdata.NotesAddDataFile(ifName)} {
 			keep(n.RemoveFile(f))
 		}
 		keep(n.RemoveDirIfEmpty())

@@ -23,7 +23,6 @@ import (
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/plugin"
 	"github.com/userspace-cni/userspace/pkg/policy"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
 )
 
@@ -325,7 +324,7 @@ func cniCode(err error) uint {
 
 // --- what is on disk ---
 
-func (e *testEnv) sockDir(id string) string { return filepath.Join(e.shared, sockdir.ID12(id)) }
+func (e *testEnv) sockDir(id string) string { return filepath.Join(e.shared, configdata.ShortID(id)) }
 
 func (e *testEnv) configDataPath(id, ifName string) string {
 	return filepath.Join(e.sockDir(id), configdata.FileName(id, ifName))

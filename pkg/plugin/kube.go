@@ -116,7 +116,7 @@ func deviceInfo(inv *invocation, l *sockdir.Layout, pc *podContext) *deviceinfo.
 // and the device-info file.
 func removeKubeState(inv *invocation, annotated bool, devInfo string) error {
 	if devInfo != "" {
-		if err := deviceinfo.Remove(devInfo, inv.pol.DeviceInfoDirs); err != nil {
+		if err := deviceinfo.Remove(inv.pol, devInfo); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
 )
@@ -21,7 +22,10 @@ const layoutID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd
 // layoutInv is an ADD invocation of conf (JSON) under pol, logging to log.
 func layoutInv(t *testing.T, conf string, pol *policy.Policy, log *bytes.Buffer) *invocation {
 	t.Helper()
-	c, err := netconf.Parse([]byte(conf), pol)
+	c, err := netconf.Parse([]byte(conf))
+	if err == nil {
+		err = pol.Admit(c)
+	}
 	if err != nil {
 		t.Fatalf("Parse(%s): %v", conf, err)
 	}
@@ -50,10 +54,10 @@ func TestSocketLayoutIsolation(t *testing.T) {
 		own, shared, create bool
 		unlisted, seenBy    string // seenBy: "" for the pod's own volume
 	}{
-		{"notes, OVS server", notes, nil, filepath.Join(DefaultOVSSocketBase, layoutID), true, false, false, DefaultOVSSocketBase, DefaultOVSSocketBase},
-		{"notes, OVS client", ovsClient, nil, filepath.Join(DefaultOVSSocketBase, layoutID), true, false, true, DefaultOVSSocketBase, DefaultOVSSocketBase},
-		{"notes, VPP master", vppNotes, nil, DefaultVPPSocketDir, false, true, false, DefaultVPPBase, DefaultVPPBase},
-		{"notes, VPP slave", vppSlave, nil, DefaultVPPSocketDir, false, true, true, DefaultVPPBase, DefaultVPPBase},
+		{"notes, OVS server", notes, nil, filepath.Join(configdata.DefaultOVSSocketBase, layoutID), true, false, false, configdata.DefaultOVSSocketBase, configdata.DefaultOVSSocketBase},
+		{"notes, OVS client", ovsClient, nil, filepath.Join(configdata.DefaultOVSSocketBase, layoutID), true, false, true, configdata.DefaultOVSSocketBase, configdata.DefaultOVSSocketBase},
+		{"notes, VPP master", vppNotes, nil, configdata.DefaultNotesSocketDir, false, true, false, configdata.DefaultVPPBase, configdata.DefaultVPPBase},
+		{"notes, VPP slave", vppSlave, nil, configdata.DefaultNotesSocketDir, false, true, true, configdata.DefaultVPPBase, configdata.DefaultVPPBase},
 		{"sharedDir", shared, nil, "/var/lib/cni/usrspcni/0123456789ab", true, false, true, "", "/var/lib/cni/usrspcni"},
 		{"hostPath volume", ovsClient, hostPath, hostPath.dir, false, false, true, "", "hostPath"},
 		{"emptyDir volume", ovsClient, emptyDir, emptyDir.dir, false, false, true, "", ""},
@@ -101,7 +105,7 @@ func TestSocketLayoutIsolation(t *testing.T) {
 // gives the plugin the directory: never above a policy entry.
 func TestSocketLayoutUnlistedWithinPolicy(t *testing.T) {
 	pol := policy.Default()
-	pol.SharedDirs = []string{DefaultVPPSocketDir, filepath.Join(DefaultOVSSocketBase, layoutID)}
+	pol.SharedDirs = []string{configdata.DefaultNotesSocketDir, filepath.Join(configdata.DefaultOVSSocketBase, layoutID)}
 	for _, conf := range []string{
 		`{"cniVersion":"1.0.0","host":{"engine":"vpp","iftype":"memif","bridge":{"bridgeId":4}}}`,
 		`{"cniVersion":"1.0.0","host":{"engine":"ovs-dpdk","iftype":"vhostuser"}}`,
@@ -129,7 +133,7 @@ func TestNotesLayoutUnlisted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Dir != filepath.Join(DefaultVPPBase, layoutID) || !l.OwnDir || l.PodCreates || l.Unlisted != DefaultVPPBase {
+	if l.Dir != filepath.Join(configdata.DefaultVPPBase, layoutID) || !l.OwnDir || l.PodCreates || l.Unlisted != configdata.DefaultVPPBase {
 		t.Errorf("notes layout %+v", l)
 	}
 }

@@ -7,22 +7,10 @@ import (
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
-
-// The application notes' VPP pods copy /var/run/vpp/cni/<containerID>/*
-// into their own data directory and hand it to vpp-app: per attachment the
-// network configuration the pod side must apply and the addresses.
-func remoteFile(ifName string) string  { return "remote-" + ifName + ".json" }
-func addDataFile(ifName string) string { return "addData-" + ifName + ".json" }
-
-// addData is the notes' addData-<ifName>.json.
-type addData struct {
-	ContainerID string           `json:"containerId"`
-	IfName      string           `json:"ifName"`
-	IPResult    *types100.Result `json:"ipResult"`
-}
 
 // notesLayout is the per-pod directory of the notes' VPP layout, or nil when
 // the attachment does not use that layout (another engine, a sharedDir or
@@ -31,11 +19,11 @@ func notesLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
 	if inv.conf.Host.Engine != netconf.EngineVPP || inv.conf.SharedDir != "" || pc != nil && pc.dir != "" {
 		return nil, nil
 	}
-	l, err := sockdir.Plan(inv.pol, filepath.Join(DefaultVPPBase, inv.args.ContainerID), true, "")
+	l, err := sockdir.Plan(inv.pol, filepath.Join(configdata.DefaultVPPBase, inv.args.ContainerID), true, "")
 	if err != nil {
 		return nil, err
 	}
-	setUnlisted(l, DefaultVPPBase)
+	setUnlisted(l, configdata.DefaultVPPBase)
 	return l, nil
 }
 
@@ -45,25 +33,20 @@ func notesLayout(inv *invocation, pc *podContext) (*sockdir.Layout, error) {
 func writeNotes(l *sockdir.Layout, inv *invocation, socketName string, ipResult *types100.Result) ([]string, error) {
 	conf := *inv.conf
 	conf.IPAM.Type = ""
-	switch conf.Container.IfType {
-	case netconf.IfTypeMemif:
-		conf.Container.Memif.Socketfile = socketName
-	case netconf.IfTypeVhostUser:
-		conf.Container.Vhost.Socketfile = socketName
-	}
+	conf.Container.SetSocketFile(socketName)
 	remote, err := json.MarshalIndent(conf, "", "  ")
 	if err != nil {
-		return nil, fmt.Errorf("encoding %s: %w", remoteFile(inv.args.IfName), err)
+		return nil, fmt.Errorf("encoding %s: %w", configdata.NotesRemoteFile(inv.args.IfName), err)
 	}
-	data, err := json.MarshalIndent(addData{ContainerID: inv.args.ContainerID, IfName: inv.args.IfName, IPResult: ipResult}, "", "  ")
+	data, err := json.MarshalIndent(configdata.NotesAddData{ContainerID: inv.args.ContainerID, IfName: inv.args.IfName, IPResult: ipResult}, "", "  ")
 	if err != nil {
-		return nil, fmt.Errorf("encoding %s: %w", addDataFile(inv.args.IfName), err)
+		return nil, fmt.Errorf("encoding %s: %w", configdata.NotesAddDataFile(inv.args.IfName), err)
 	}
 	var written []string
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{remoteFile(inv.args.IfName), remote}, {addDataFile(inv.args.IfName), data}} {
+	}{{configdata.NotesRemoteFile(inv.args.IfName), remote}, {configdata.NotesAddDataFile(inv.args.IfName), data}} {
 		if err := l.WriteFileAtomic(f.name, append(f.data, '\n')); err != nil {
 			for _, w := range written {
 				_ = l.RemoveFile(w)

@@ -17,29 +17,15 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/logging"
-	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/ovsdb"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
 	"github.com/userspace-cni/userspace/pkg/vpp"
-)
-
-// DefaultOVSSocketBase is where OVS-DPDK sockets go when the configuration
-// names no shared directory: the application notes' layout, with the full
-// container id as the per-pod directory.
-const DefaultOVSSocketBase = "/var/lib/cni/vhostuser"
-
-// The application notes' VPP layout, used when the configuration names no
-// shared directory: pods mount DefaultVPPBase; sockets of every pod are in
-// its "shared" directory, and each pod's notes files (remote-<ifName>.json,
-// addData-<ifName>.json) in a directory named by its full container id.
-const (
-	DefaultVPPBase      = "/var/run/vpp/cni"
-	DefaultVPPSocketDir = DefaultVPPBase + "/shared"
 )
 
 // Bounds on one invocation. The runtime has its own, longer timeout; these
@@ -83,7 +69,7 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 func OpenEngine(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, log *slog.Logger) (engine.Engine, error) {
 	switch conf.Host.Engine {
 	case netconf.EngineOVSDPDK:
-		endpoint, err := conf.OVSDBEndpoint(pol)
+		endpoint, err := pol.OVSDBEndpointOf(conf)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +87,7 @@ func OpenEngine(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, 
 			Logger:         log,
 		})
 	case netconf.EngineVPP:
-		socket, err := conf.VPPAPISocketPath(pol)
+		socket, err := pol.VPPAPISocketOf(conf)
 		if err != nil {
 			return nil, err
 		}
@@ -134,8 +120,11 @@ func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
 	if err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
-	conf, err := netconf.Parse(args.StdinData, pol)
+	conf, err := netconf.Parse(args.StdinData)
 	if err != nil {
+		return nil, err
+	}
+	if err := pol.Admit(conf); err != nil {
 		return nil, err
 	}
 	cargs, err := netconf.ParseArgs(args.Args)
@@ -202,15 +191,9 @@ type exposure struct {
 // and how other pods can see it.
 func planLayout(inv *invocation, pc *podContext) (l *sockdir.Layout, seen exposure, err error) {
 	h := &inv.conf.Host
-	name := h.Vhost.Socketfile
-	if h.IfType == netconf.IfTypeMemif {
-		name = h.Memif.Socketfile
-	}
+	name := h.SocketFile()
 	if name == "" {
-		name = sockdir.ID12(inv.args.ContainerID) + "-" + inv.args.IfName
-		if h.IfType == netconf.IfTypeMemif {
-			name = memif.SocketName(inv.args.ContainerID, inv.args.IfName)
-		}
+		name = configdata.DefaultSocketName(h.IfType, inv.args.ContainerID, inv.args.IfName)
 	}
 	if pc != nil && pc.dir != "" {
 		if l, err = podSocketLayout(inv, pc, name); err != nil {
@@ -225,15 +208,15 @@ func planLayout(inv *invocation, pc *podContext) (l *sockdir.Layout, seen exposu
 	dir, own, shared, unlisted := "", true, false, ""
 	switch {
 	case inv.conf.SharedDir != "":
-		dir = filepath.Join(inv.conf.SharedDir, sockdir.ID12(inv.args.ContainerID))
+		dir = filepath.Join(inv.conf.SharedDir, configdata.ShortID(inv.args.ContainerID))
 		seen = exposure{inv.conf.SharedDir, "other pods that mount the sharedDir " + inv.conf.SharedDir + " see it"}
 	case h.Engine == netconf.EngineVPP:
 		// The notes' VPP layout: every pod's socket in one directory.
-		dir, own, shared, unlisted = DefaultVPPSocketDir, false, true, DefaultVPPBase
-		seen = exposure{DefaultVPPBase, "other pods that mount " + DefaultVPPBase + ", as the application notes' pods do, see it"}
+		dir, own, shared, unlisted = configdata.DefaultNotesSocketDir, false, true, configdata.DefaultVPPBase
+		seen = exposure{configdata.DefaultVPPBase, "other pods that mount " + configdata.DefaultVPPBase + ", as the application notes' pods do, see it"}
 	default:
-		dir, unlisted = filepath.Join(DefaultOVSSocketBase, inv.args.ContainerID), DefaultOVSSocketBase
-		seen = exposure{DefaultOVSSocketBase, "other pods that mount " + DefaultOVSSocketBase + ", as the application notes' pods do, see it"}
+		dir, unlisted = filepath.Join(configdata.DefaultOVSSocketBase, inv.args.ContainerID), configdata.DefaultOVSSocketBase
+		seen = exposure{configdata.DefaultOVSSocketBase, "other pods that mount " + configdata.DefaultOVSSocketBase + ", as the application notes' pods do, see it"}
 	}
 	if l, err = sockdir.Plan(inv.pol, dir, own, name); err != nil {
 		return nil, exposure{}, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")

@@ -28,12 +28,8 @@ import (
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/vppapi"
 )
-
-// DefaultAPISocket is where a pod's VPP listens for API clients by default.
-const DefaultAPISocket = "/run/vpp/api.sock"
 
 // clientName is how vpp-app appears in VPP's "show api clients".
 const clientName = "vpp-app"
@@ -53,7 +49,7 @@ func Messages() []api.Message {
 // Tag marks the interface vpp-app made for an attachment, so a second run
 // finds it instead of making another.
 func Tag(containerID, ifName string) string {
-	return "vpp-app:" + sockdir.ID12(containerID) + ":" + ifName
+	return "vpp-app:" + configdata.ShortID(containerID) + ":" + ifName
 }
 
 // Client is a connection to the pod's VPP.
@@ -68,7 +64,7 @@ type Client struct {
 // the messages Apply uses. vppAPI replaces the socket client in tests.
 func Connect(ctx context.Context, socket string, vppAPI adapter.VppAPI) (*Client, error) {
 	if socket == "" {
-		socket = DefaultAPISocket
+		socket = configdata.DefaultVPPAPISocket
 	}
 	if vppAPI == nil {
 		if err := waitForSocket(ctx, socket); err != nil {

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/userspace-cni/userspace/pkg/configdata"
 )
 
 // DefaultPath is where the administrator's policy file lives.
@@ -27,6 +29,13 @@ const DefaultPath = "/etc/cni/userspace/policy.json"
 // environment of a CNI plugin is set by the container runtime, not by the
 // network configuration.
 const PathEnv = "USERSPACE_CNI_POLICY"
+
+// Kubernetes' defaults: the pod volume that holds a pod's sockets, and the
+// kubelet's --root-dir, under which emptyDir volumes are.
+const (
+	DefaultSharedDirVolume = "shared-dir"
+	DefaultKubeletRoot     = "/var/lib/kubelet"
+)
 
 // Kind names a class of host path that a network configuration may set.
 type Kind string
@@ -39,7 +48,15 @@ const (
 	OVSDBSocket Kind = "ovsdbSocket"
 	// VPPAPISocket is VPP's binary API socket.
 	VPPAPISocket Kind = "vppApiSocket"
+	// DeviceInfoFile is Multus's CNIDeviceInfoFile.
+	DeviceInfoFile Kind = "deviceInfoFile"
 )
+
+// strict reports whether a path of this kind must already be clean and lie
+// strictly below an allowed directory: the device-info file's name is
+// Multus's, and a path that only resolves to an allowed one is not the one
+// it meant.
+func (k Kind) strict() bool { return k == DeviceInfoFile }
 
 // Policy is the administrator's policy for this node.
 type Policy struct {
@@ -127,8 +144,8 @@ func Default() *Policy {
 		LogDirs:        []string{"/var/log"},
 		KubeconfigDirs: []string{"/etc/cni/net.d"},
 		SharedDirs: []string{
-			"/var/lib/cni/vhostuser",
-			"/var/lib/cni/usrspcni",
+			configdata.DefaultOVSSocketBase,
+			configdata.DefaultMappedDir,
 			"/var/lib/userspace-cni",
 			"/var/run/vpp",
 			"/run/vpp",
@@ -141,10 +158,10 @@ func Default() *Policy {
 		OVSDBSocketDirs:  []string{"/var/run/openvswitch", "/run/openvswitch", "/usr/local/var/run/openvswitch"},
 		OVSDBSocket:      "unix:/var/run/openvswitch/db.sock",
 		VPPAPISocketDirs: []string{"/run/vpp", "/var/run/vpp"},
-		VPPAPISocket:     "/run/vpp/api.sock",
+		VPPAPISocket:     configdata.DefaultVPPAPISocket,
 		StateDir:         "/var/lib/cni/userspace",
-		KubeletRoot:      "/var/lib/kubelet",
-		SharedDirVolume:  "shared-dir",
+		KubeletRoot:      DefaultKubeletRoot,
+		SharedDirVolume:  DefaultSharedDirVolume,
 		DeviceInfoDirs:   []string{"/var/run/k8s.cni.cncf.io/devinfo", "/run/k8s.cni.cncf.io/devinfo"},
 		ShortSocketDir:   "/run/userspace-cni",
 		Isolation:        IsolationCompatible,
@@ -178,21 +195,26 @@ func Load(getenv func(string) string) (*Policy, error) {
 }
 
 func (p *Policy) validate() error {
-	lists := map[string][]string{
-		"logDirs": p.LogDirs, "kubeconfigDirs": p.KubeconfigDirs,
-		"sharedDirs": p.SharedDirs, "ovsdbSocketDirs": p.OVSDBSocketDirs,
-		"vppApiSocketDirs": p.VPPAPISocketDirs, "deviceInfoDirs": p.DeviceInfoDirs,
-	}
-	for name, dirs := range lists {
-		for _, d := range dirs {
-			if err := checkAbsClean(d); err != nil {
-				return fmt.Errorf("%s entry %q: %w", name, d, err)
+	// Slices, not maps: with several bad entries, the error names the
+	// same one on every run.
+	for _, l := range []struct {
+		name string
+		dirs []string
+	}{
+		{"logDirs", p.LogDirs}, {"kubeconfigDirs", p.KubeconfigDirs}, {"sharedDirs", p.SharedDirs},
+		{"ovsdbSocketDirs", p.OVSDBSocketDirs}, {"vppApiSocketDirs", p.VPPAPISocketDirs}, {"deviceInfoDirs", p.DeviceInfoDirs},
+	} {
+		for _, d := range l.dirs {
+			if err := CheckAbs(d); err != nil {
+				return fmt.Errorf("%s entry %q: %w", l.name, d, err)
 			}
 		}
 	}
-	for name, d := range map[string]string{"stateDir": p.StateDir, "shortSocketDir": p.ShortSocketDir, "kubeletRoot": p.KubeletRoot} {
-		if err := checkAbsClean(d); err != nil {
-			return fmt.Errorf("%s %q: %w", name, d, err)
+	for _, f := range []struct{ name, dir string }{
+		{"stateDir", p.StateDir}, {"shortSocketDir", p.ShortSocketDir}, {"kubeletRoot", p.KubeletRoot},
+	} {
+		if err := CheckAbs(f.dir); err != nil {
+			return fmt.Errorf("%s %q: %w", f.name, f.dir, err)
 		}
 	}
 	if p.OVSConfirmTimeoutMs != nil && (*p.OVSConfirmTimeoutMs < 0 || *p.OVSConfirmTimeoutMs > 60000) {
@@ -204,7 +226,7 @@ func (p *Policy) validate() error {
 		return fmt.Errorf("isolation %q: must be %q or %q", p.Isolation, IsolationCompatible, IsolationStrict)
 	}
 	if p.OVSRunDir != "" {
-		if err := checkAbsClean(p.OVSRunDir); err != nil {
+		if err := CheckAbs(p.OVSRunDir); err != nil {
 			return fmt.Errorf("ovsRunDir %q: %w", p.OVSRunDir, err)
 		}
 	}
@@ -224,22 +246,29 @@ func (p *Policy) dirs(k Kind) []string {
 		return p.OVSDBSocketDirs
 	case VPPAPISocket:
 		return p.VPPAPISocketDirs
+	case DeviceInfoFile:
+		return p.DeviceInfoDirs
 	}
 	return nil
 }
 
-// Match checks that path is absolute, has no ".." element and lies under one
-// of the directories allowed for its kind. It returns that directory and the
-// path relative to it, so callers can confine file operations beneath it
-// (see os.OpenRoot) even if a component is later replaced by a symlink.
+// Match is the plugin's one check of a host path: absolute, no ".." element,
+// under one of the directories allowed for its kind (strictly below it for a
+// device-info file). It returns that directory and the path relative to it, so callers
+// can confine file operations beneath it (see os.OpenRoot) even if a
+// component is later replaced by a symlink.
 func (p *Policy) Match(k Kind, path string) (base, rel string, err error) {
-	if err := checkAbsClean(path); err != nil {
+	if err := CheckAbs(path); err != nil {
 		return "", "", err
 	}
+	strict := k.strict()
 	clean := filepath.Clean(path)
+	if strict && clean != path {
+		return "", "", fmt.Errorf("not a clean path (%q)", clean)
+	}
 	for _, d := range p.dirs(k) {
 		r, err := filepath.Rel(d, clean)
-		if err != nil || r == ".." || strings.HasPrefix(r, "../") {
+		if err != nil || r == ".." || strings.HasPrefix(r, "../") || strict && r == "." {
 			continue
 		}
 		return d, r, nil
@@ -247,9 +276,11 @@ func (p *Policy) Match(k Kind, path string) (base, rel string, err error) {
 	return "", "", fmt.Errorf("not under a directory the node policy allows for %s (%s)", k, strings.Join(p.dirs(k), ", "))
 }
 
-// checkAbsClean refuses relative paths and any ".." element, whatever it
-// would resolve to.
-func checkAbsClean(path string) error {
+// CheckAbs refuses relative paths, NUL bytes and any ".." element, whatever
+// it would resolve to. Match applies it to every host path; it is exported
+// for paths that are not the node's to allow, such as a mount path in a pod
+// spec.
+func CheckAbs(path string) error {
 	if path == "" {
 		return errors.New("empty path")
 	}

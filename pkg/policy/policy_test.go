@@ -307,3 +307,42 @@ func TestIsolation(t *testing.T) {
 		}
 	}
 }
+
+func TestMatchDeviceInfoFile(t *testing.T) {
+	def := Default()
+	ok := map[string]string{
+		"/var/run/k8s.cni.cncf.io/devinfo/cni/net1-abc_net1": "cni/net1-abc_net1",
+		"/run/k8s.cni.cncf.io/devinfo/cni/x":                 "cni/x",
+		"/run/k8s.cni.cncf.io/devinfo/x":                     "x",
+	}
+	for p, wantRel := range ok {
+		_, rel, err := def.Match(DeviceInfoFile, p)
+		if err != nil || rel != wantRel {
+			t.Errorf("Match(DeviceInfoFile, %q) = %q, %v; want %q", p, rel, err, wantRel)
+		}
+	}
+	bad := []string{
+		"",
+		"cni/x",
+		"/etc/cni/net.d/evil",
+		"/var/run/k8s.cni.cncf.io/devinfo",
+		"/var/run/k8s.cni.cncf.io/devinfo/",
+		"/var/run/k8s.cni.cncf.io/devinfo/cni/../../../../etc/passwd",
+		"/var/run/k8s.cni.cncf.io/devinfo/../devinfo/x",
+		"/var/run/k8s.cni.cncf.io/devinfo//x",
+		"/var/run/k8s.cni.cncf.io/devinfo/./x",
+		"/var/run/k8s.cni.cncf.io/devinfoX/x",
+		"/var/run/k8s.cni.cncf.io/devinfo/x\x00y",
+	}
+	for _, p := range bad {
+		if _, _, err := def.Match(DeviceInfoFile, p); err == nil {
+			t.Errorf("Match(DeviceInfoFile, %q) accepted", p)
+		}
+	}
+	if _, _, err := (&Policy{DeviceInfoDirs: []string{"/srv/devinfo"}}).Match(DeviceInfoFile, "/srv/devinfo/a"); err != nil {
+		t.Errorf("configured base refused: %v", err)
+	}
+	if _, _, err := (&Policy{DeviceInfoDirs: []string{"/srv/devinfo"}}).Match(DeviceInfoFile, "/run/k8s.cni.cncf.io/devinfo/a"); err == nil {
+		t.Error("a default base was accepted although the node configured others")
+	}
+}

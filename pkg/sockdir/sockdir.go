@@ -19,13 +19,13 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
@@ -64,15 +64,6 @@ const (
 	// modeListable is what Unlisted directories lose.
 	modeListable = 0o044
 )
-
-// ID12 is the short container id the original plugin used in names. Unlike
-// the original it does not panic on ids shorter than 12 characters.
-func ID12(containerID string) string {
-	if len(containerID) > 12 {
-		return containerID[:12]
-	}
-	return containerID
-}
 
 // Layout is where one attachment's files live on the host. It is saved in
 // the attachment record, so DEL removes exactly what ADD created.
@@ -469,33 +460,10 @@ func setPerms(root *os.Root, name string, mode func(old fs.FileMode) fs.FileMode
 	return nil
 }
 
-// MaxGID is the largest group id a file can be given: gids are 32 bits,
-// and 4294967295 ((gid_t)-1) tells chown to leave the group unchanged.
-const MaxGID = 1<<32 - 2
-
-// ParseGID reads a numeric gid. numeric is false when group is not a
-// decimal number (it is a group name); err is set for a number outside
-// 0..MaxGID, which chown would truncate to 32 bits or take as "no change".
-func ParseGID(group string) (gid int, numeric bool, err error) {
-	if group == "" {
-		return 0, false, nil
-	}
-	for i := 0; i < len(group); i++ {
-		if group[i] < '0' || group[i] > '9' {
-			return 0, false, nil
-		}
-	}
-	n, err := strconv.ParseUint(group, 10, 64)
-	if err != nil || n > MaxGID {
-		return 0, true, fmt.Errorf("a gid must be between 0 and %d (%d means \"no change\" to chown)", MaxGID, MaxGID+1)
-	}
-	return int(n), true, nil
-}
-
 // LookupGID resolves a group name or numeric gid on the node. Its errors
 // do not repeat the group: callers name it with the field it came from.
 func LookupGID(group string) (int, error) {
-	if gid, numeric, err := ParseGID(group); numeric || err != nil {
+	if gid, numeric, err := netconf.ParseGID(group); numeric || err != nil {
 		return gid, err
 	}
 	g, err := user.LookupGroup(group)
@@ -506,7 +474,7 @@ func LookupGID(group string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("looking the group up: %w", err)
 	}
-	gid, numeric, err := ParseGID(g.Gid)
+	gid, numeric, err := netconf.ParseGID(g.Gid)
 	if !numeric || err != nil {
 		return 0, fmt.Errorf("the node's group database gives it gid %q, which cannot be set", g.Gid)
 	}

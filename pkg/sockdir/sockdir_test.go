@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
+	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
 )
 
@@ -137,22 +139,6 @@ func checkUntouched(t *testing.T, dir string, before map[string]string) {
 	}
 }
 
-func TestID12(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"abc", "abc"},
-		{"0123456789a", "0123456789a"},
-		{"0123456789ab", "0123456789ab"},
-		{"0123456789abc", "0123456789ab"},
-		{strings.Repeat("f", 64), strings.Repeat("f", 12)},
-	}
-	for _, tt := range tests {
-		if got := ID12(tt.in); got != tt.want {
-			t.Errorf("ID12(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestPlan(t *testing.T) {
 	e := newEnv(t)
 	long := strings.Repeat("d", 100)
@@ -227,14 +213,14 @@ func TestPlan(t *testing.T) {
 func TestPlanApplicationNotesLength(t *testing.T) {
 	pol := policy.Default()
 	id := strings.Repeat("a", 64)
-	l, err := Plan(pol, "/var/lib/cni/vhostuser/"+id, true, ID12(id)+"-net1")
+	l, err := Plan(pol, "/var/lib/cni/vhostuser/"+id, true, configdata.ShortID(id)+"-net1")
 	if err != nil {
 		t.Fatalf("Plan: %v", err)
 	}
 	if len(l.SocketPath()) != 105 || l.ShortLink != "" {
 		t.Errorf("socket path %q (%d bytes), short link %q", l.SocketPath(), len(l.SocketPath()), l.ShortLink)
 	}
-	l, err = Plan(pol, "/var/lib/cni/vhostuser/"+id, true, ID12(id)+"-net1234")
+	l, err = Plan(pol, "/var/lib/cni/vhostuser/"+id, true, configdata.ShortID(id)+"-net1234")
 	if err != nil {
 		t.Fatalf("Plan: %v", err)
 	}
@@ -526,7 +512,7 @@ func TestPrepareBaseAsOwnDir(t *testing.T) {
 	// An empty container id makes the per-pod directory the base itself; its
 	// permissions must not be opened up.
 	e := newEnv(t)
-	l := e.plan(t, ID12(""), true, "s")
+	l := e.plan(t, configdata.ShortID(""), true, "s")
 	if err := l.Prepare(""); err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
@@ -736,7 +722,7 @@ func TestLookupGID(t *testing.T) {
 	}{
 		{"0", 0, true},
 		{"12345", 12345, true},
-		{"4294967294", MaxGID, true},
+		{"4294967294", netconf.MaxGID, true},
 		{root.Name, 0, true},
 		{"no-such-group-userspace-cni", 0, false},
 		// Beyond 32 bits chown would truncate (2^32+1 is gid 1, 2^32
@@ -1209,32 +1195,4 @@ func TestPrepareShortLinkErrors(t *testing.T) {
 			t.Error("Prepare with an uncreatable base succeeded")
 		}
 	})
-}
-
-func TestParseGID(t *testing.T) {
-	for _, tt := range []struct {
-		in      string
-		gid     int
-		numeric bool
-		ok      bool
-	}{
-		{"0", 0, true, true},
-		{"007", 7, true, true},
-		{"4294967294", 4294967294, true, true},
-		{"4294967295", 0, true, false},
-		{"4294967297", 0, true, false},
-		{"", 0, false, true},
-		{"daemon", 0, false, true},
-		{"12a", 0, false, true},
-		{"-1", 0, false, true},
-		{"+1", 0, false, true},
-	} {
-		gid, numeric, err := ParseGID(tt.in)
-		if gid != tt.gid || numeric != tt.numeric || (err == nil) != tt.ok {
-			t.Errorf("ParseGID(%q) = %d, %v, %v; want %d, %v, ok=%v", tt.in, gid, numeric, err, tt.gid, tt.numeric, tt.ok)
-		}
-		if err != nil && !strings.Contains(err.Error(), "4294967294") {
-			t.Errorf("ParseGID(%q): error %q does not give the range", tt.in, err)
-		}
-	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
@@ -32,9 +33,9 @@ func sampleRecord(cid, ifName string) *Record {
 		Engine:       "ovs-dpdk",
 		Layout: &sockdir.Layout{
 			Base: "/var/lib/cni/vhostuser", Dir: "/var/lib/cni/vhostuser/" + cid, OwnDir: true,
-			SocketName: sockdir.ID12(cid) + "-" + ifName, ShortLink: "/run/userspace-cni/0123456789ab",
+			SocketName: configdata.ShortID(cid) + "-" + ifName, ShortLink: "/run/userspace-cni/0123456789ab",
 		},
-		ConfigDataFile: "configData-" + sockdir.ID12(cid) + "-" + ifName + ".json",
+		ConfigDataFile: "configData-" + configdata.ShortID(cid) + "-" + ifName + ".json",
 		IPAM:           "host-local",
 		EngineData:     json.RawMessage(`{"port":"` + cid + `-` + ifName + `","bridgeCreated":true}`),
 		Created:        time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC),

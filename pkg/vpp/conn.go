@@ -18,9 +18,6 @@ import (
 	"github.com/userspace-cni/userspace/pkg/vppapi"
 )
 
-// DefaultAPISocket is where VPP listens for API clients by default.
-const DefaultAPISocket = "/run/vpp/api.sock"
-
 // DefaultCallTimeout bounds each exchange with VPP (connecting, and every
 // batch of requests): a hung VPP must fail a verb in seconds, not eat the
 // verb's whole budget while the plugin holds the sandbox's lock.

@@ -18,6 +18,7 @@ import (
 	vppmemif "go.fd.io/govpp/binapi/memif"
 	"go.fd.io/govpp/binapi/vhost_user"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
@@ -88,7 +89,7 @@ func Messages(ifType string) []api.Message {
 // will use.
 func Connect(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Socket == "" {
-		cfg.Socket = DefaultAPISocket
+		cfg.Socket = configdata.DefaultVPPAPISocket
 	}
 	log := cfg.Logger
 	if log == nil {

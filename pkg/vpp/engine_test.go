@@ -21,8 +21,8 @@ import (
 	"go.fd.io/govpp/api"
 	vppmemif "go.fd.io/govpp/binapi/memif"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/engine"
-	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
@@ -89,7 +89,7 @@ func (v *testEnv) engine(ifType string) *vpp.Engine {
 
 func (v *testEnv) layout(cid, ifName, socketName string) *sockdir.Layout {
 	v.t.Helper()
-	l, err := sockdir.Plan(v.pol, filepath.Join(v.pol.SharedDirs[0], sockdir.ID12(cid)+"-"+ifName), true, socketName)
+	l, err := sockdir.Plan(v.pol, filepath.Join(v.pol.SharedDirs[0], configdata.ShortID(cid)+"-"+ifName), true, socketName)
 	if err != nil {
 		v.t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func (v *testEnv) memifAtt(cid, ifName string, change ...func(*engine.Attachment
 			Memif:  netconf.MemifConf{Role: netconf.MemifMaster, Mode: netconf.MemifEthernet},
 			Bridge: netconf.BridgeConf{BridgeName: strconv.Itoa(bd)},
 		},
-		Layout: v.layout(cid, ifName, memif.SocketName(cid, ifName)),
+		Layout: v.layout(cid, ifName, configdata.DefaultSocketName(netconf.IfTypeMemif, cid, ifName)),
 	}
 	for _, c := range change {
 		c(a)
@@ -124,7 +124,7 @@ func (v *testEnv) vhostAtt(cid, ifName, mode string) *engine.Attachment {
 			Vhost:  netconf.VhostConf{Mode: mode},
 			Bridge: netconf.BridgeConf{BridgeID: bd},
 		},
-		Layout: v.layout(cid, ifName, sockdir.ID12(cid)+"-"+ifName),
+		Layout: v.layout(cid, ifName, configdata.ShortID(cid)+"-"+ifName),
 	}
 }
 

@@ -28,7 +28,6 @@ import (
 	"github.com/userspace-cni/userspace/pkg/kube"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/tests/kubetest"
 )
 
@@ -112,7 +111,7 @@ func simpleEntry(cid, ifName string) *configdata.ConfigData {
 	return &configdata.ConfigData{
 		ContainerID: cid, IfName: ifName, Name: "userspace-ovs-net-1",
 		Config: netconf.UserSpaceConf{Engine: netconf.EngineOVSDPDK, IfType: netconf.IfTypeVhostUser, NetType: netconf.NetTypeInterface,
-			Vhost: netconf.VhostConf{Mode: netconf.VhostServer, Socketfile: sockdir.ID12(cid) + "-" + ifName}},
+			Vhost: netconf.VhostConf{Mode: netconf.VhostServer, Socketfile: configdata.ShortID(cid) + "-" + ifName}},
 		IPResult: &types100.Result{CNIVersion: "1.0.0", Interfaces: []*types100.Interface{{Name: ifName}}},
 	}
 }
@@ -347,7 +346,7 @@ func TestAddConfigDataPublishedExamples(t *testing.T) {
 	}{
 		{
 			nad: "userspace-ovs-net-1", config: ovsExample,
-			socket: func(cid string) string { return sockdir.ID12(cid) + "-net1" },
+			socket: func(cid string) string { return configdata.ShortID(cid) + "-net1" },
 			ipResult: func(ifName, netns string) *types100.Result {
 				return &types100.Result{CNIVersion: "1.0.0", Interfaces: []*types100.Interface{{Name: ifName, Sandbox: netns}}}
 			},
@@ -355,7 +354,7 @@ func TestAddConfigDataPublishedExamples(t *testing.T) {
 		},
 		{
 			nad: "memif-network", config: vppExample,
-			socket: func(cid string) string { return "memif-" + sockdir.ID12(cid) + "-net1.sock" },
+			socket: func(cid string) string { return "memif-" + configdata.ShortID(cid) + "-net1.sock" },
 			ipResult: func(ifName, netns string) *types100.Result {
 				zero := 0
 				ip, ipnet, _ := net.ParseCIDR("172.22.0.2/24")
@@ -380,7 +379,10 @@ func TestAddConfigDataPublishedExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conf, err := netconf.Parse([]byte(config), policy.Default())
+			conf, err := netconf.Parse([]byte(config))
+			if err == nil {
+				err = policy.Default().Admit(conf)
+			}
 			if err != nil {
 				t.Fatalf("published example does not parse: %v", err)
 			}

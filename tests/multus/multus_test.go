@@ -71,7 +71,7 @@ func TestOVSExampleAnnotations(t *testing.T) {
 	}
 
 	devPath := filepath.Join(bed.devInfoDir, "userspace-ovs-"+s.id+"_net1")
-	di, err := deviceinfo.Read(devPath, []string{bed.devInfoDir})
+	di, err := deviceinfo.Read(&policy.Policy{DeviceInfoDirs: []string{bed.devInfoDir}}, devPath)
 	if err != nil {
 		t.Fatalf("device-info: %v", err)
 	}
@@ -127,7 +127,7 @@ func TestVPPExampleAnnotations(t *testing.T) {
 		!strings.HasPrefix(r.IPs[0].Address.String(), "172.22.0.") {
 		t.Errorf("config-data ipResult %+v, result IPs %v", e.IPResult, r.IPs)
 	}
-	di, err := deviceinfo.Read(filepath.Join(bed.devInfoDir, "memif-network-"+s.id+"_net1"), []string{bed.devInfoDir})
+	di, err := deviceinfo.Read(&policy.Policy{DeviceInfoDirs: []string{bed.devInfoDir}}, filepath.Join(bed.devInfoDir, "memif-network-"+s.id+"_net1"))
 	if err != nil || di.Memif == nil || di.Memif.Role != "slave" || di.Memif.Mode != "ethernet" || di.Memif.Path != filepath.Join(mapped, sockName) {
 		t.Errorf("device-info %+v (%v)", di, err)
 	}
@@ -420,7 +420,11 @@ func TestExampleNADs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := netconf.Parse([]byte(stored), policy.Default()); err != nil {
+		c, err := netconf.Parse([]byte(stored))
+		if err == nil {
+			err = policy.Default().Admit(c)
+		}
+		if err != nil {
 			t.Errorf("%s: the plugin refuses its config: %v", f, err)
 		}
 	}
