@@ -64,10 +64,12 @@ kube:
 
 # The README's "run it" command: the notes' scenarios on a private OVS-DPDK
 # and a private VPP (demo/, a program on the test bed). Built, then run, so
-# that Ctrl-C and SIGTERM reach the demo itself, which cleans up.
+# that Ctrl-C and SIGTERM reach the demo itself, which cleans up. -trimpath
+# as the demo's own builds of the plugin: a first run compiles the modules
+# they share once, not twice.
 demo:
-	@echo "==> building the demo (the first time Go downloads and compiles its modules: a few minutes)"
-	$(GO) build -o $(BIN)/demo ./demo
+	@echo "==> building the demo (the first time Go downloads and compiles its modules: minutes)"
+	hack/progress.sh "building the demo" $(GO) build -trimpath -o $(BIN)/demo ./demo
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(BIN)/demo
 
 # The README's test command: everything, on a fresh machine.
