@@ -10,8 +10,6 @@ BIN       ?= bin
 PKGS      := ./cmd/... ./pkg/...
 FUZZTIME  ?= 15s
 BENCHTIME ?= 50x
-# Debian packages the tests and the test bed need.
-DEBS      := openvswitch-switch-dpdk dpdk-dev librte-net-memif23 iproute2 shellcheck xz-utils
 
 # A real VPP (hack/vpp-assets.sh: an installed one, else the relocatable
 # build in ../shared/vpp, else built from source once), for every target
@@ -28,19 +26,15 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/dpdk-args ./cmd/dpdk-args
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/vpp-app ./cmd/vpp-app
 
-# Install missing Debian packages (the test bed also checks this itself).
+# Install missing Debian packages: the one list is testbed.AllPackages.
 deps:
-	@missing=""; for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	$(GO) run ./tests/debs
 
 lint:
-	@test -z "$$(gofmt -l cmd pkg tests)" || { echo "gofmt needed:"; gofmt -l cmd pkg tests; exit 1; }
+	@test -z "$$(gofmt -l cmd pkg tests demo)" || { echo "gofmt needed:"; gofmt -l cmd pkg tests demo; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
-	shellcheck demo/run.sh hack/*.sh deploy/*.sh docker/*.sh docker/*/*.sh
+	shellcheck demo/pod.sh hack/*.sh deploy/*.sh docker/*.sh docker/*/*.sh
 	@# Processes are stopped by PID, never by name: another suite's etcd or
 	@# switch may be running on the same machine.
 	@if grep -rnwE 'pkill|killall' --include='*.sh' --include='*.go' --include='Dockerfile*' --include='run' \
@@ -74,9 +68,14 @@ kube:
 	KUBEBUILDER_ASSETS=$$assets USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/multus/
 
 # The README's "run it" command: the notes' scenarios on a private OVS-DPDK
-# and a private VPP.
+# and a private VPP (demo/, a program on the test bed). Built, then run, so
+# that Ctrl-C and SIGTERM reach the demo itself, which cleans up. -trimpath
+# as the demo's own builds of the plugin: a first run compiles the modules
+# they share once, not twice.
 demo:
-	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp demo/run.sh
+	@echo "==> building the demo (the first time Go downloads and compiles its modules: minutes)"
+	hack/progress.sh "building the demo" $(GO) build -trimpath -o $(BIN)/demo ./demo
+	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(BIN)/demo
 
 # The README's test command: everything, on a fresh machine.
 test: deps lint unit fuzz integration kube demo

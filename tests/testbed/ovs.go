@@ -42,6 +42,9 @@ type OVSOptions struct {
 	PMDCPUMask string
 	// ReadyTimeout bounds each start step (default 30s).
 	ReadyTimeout time.Duration
+	// Echo, if set, is called with each command that starts the switch,
+	// before it runs (the demo prints them as a user would type them).
+	Echo func(argv []string)
 }
 
 // OVS is a private ovsdb-server + ovs-vswitchd-dpdk pair. All its files live
@@ -137,11 +140,11 @@ func (o *OVS) start() error {
 	}
 	o.NetNS = o.ns.Path()
 	db := filepath.Join(o.Dir, "conf.db")
-	if _, err := run(t, o.env, "ovsdb-tool", "create", db, ovsSchema); err != nil {
+	if _, err := o.runEcho(t, "ovsdb-tool", "create", db, ovsSchema); err != nil {
 		return err
 	}
 	// --detach returns once the server listens, so no polling is needed.
-	if _, err := run(t, o.env, "ovsdb-server", db,
+	if _, err := o.runEcho(t, "ovsdb-server", db,
 		"--remote=punix:"+o.DBSocket,
 		"--pidfile="+o.path("ovsdb-server.pid"),
 		"--unixctl="+o.path("ovsdb-server.ctl"),
@@ -157,7 +160,7 @@ func (o *OVS) start() error {
 		dpdkInit = "false"
 	}
 	// --no-wait: no vswitchd is running yet to acknowledge the change.
-	if _, err := o.Vsctl("--no-wait", "init", "--", "set", "Open_vSwitch", ".",
+	if _, err := o.runEcho(t, "ovs-vsctl", "--timeout=10", "--db="+o.DBEndpoint(), "--no-wait", "init", "--", "set", "Open_vSwitch", ".",
 		"other_config:dpdk-init="+dpdkInit,
 		fmt.Sprintf("other_config:dpdk-extra=--no-huge -m %d --legacy-mem --no-pci --file-prefix=%s",
 			o.opts.MemoryMB, o.FilePrefix),
@@ -202,7 +205,7 @@ func (o *OVS) startVswitchd() error {
 	// --detach returns after the first database read, which is where DPDK
 	// is initialized (~0.2 s here). nsenter execs, so the pidfile is still
 	// the vswitchd's own.
-	if _, err := run(o.opts.ReadyTimeout, o.env, "nsenter", "--net="+o.NetNS, "--", vswitchdBin, o.DBEndpoint(),
+	if _, err := o.runEcho(o.opts.ReadyTimeout, "nsenter", "--net="+o.NetNS, "--", vswitchdBin, o.DBEndpoint(),
 		"--pidfile="+o.path("ovs-vswitchd.pid"),
 		"--unixctl="+o.path("ovs-vswitchd.ctl"),
 		"--log-file="+o.path("ovs-vswitchd.log"),
@@ -293,6 +296,14 @@ func (o *OVS) Stop() error {
 		err = o.unregister()
 	}
 	return err
+}
+
+// runEcho runs a start-up command, telling opts.Echo first.
+func (o *OVS) runEcho(timeout time.Duration, name string, args ...string) (string, error) {
+	if o.opts.Echo != nil {
+		o.opts.Echo(append([]string{name}, args...))
+	}
+	return run(timeout, o.env, name, args...)
 }
 
 // DBEndpoint is the OVSDB remote for ovs-vsctl --db= or libovsdb.

@@ -22,14 +22,34 @@ var Binaries = map[string]string{
 	"host-local": "github.com/containernetworking/plugins/plugins/ipam/host-local",
 }
 
+// BinaryNames are the names of Binaries, in the order the demo builds them.
+var BinaryNames = []string{"userspace", "dpdk-args", "vpp-app", "host-local"}
+
 // BuildBinaries builds Binaries into dir, stripped as a release build is,
 // so timings reflect what a node runs.
 func BuildBinaries(dir string) error {
-	for out, pkg := range Binaries {
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, out), pkg)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+	for _, name := range BinaryNames {
+		if err := BuildBinary(dir, name); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// BuildBinaryArgs is the go command that builds Binaries[name] into dir.
+func BuildBinaryArgs(dir, name string) []string {
+	return []string{"go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, name), Binaries[name]}
+}
+
+// BuildBinary builds Binaries[name] into dir.
+func BuildBinary(dir, name string) error {
+	if _, ok := Binaries[name]; !ok {
+		return fmt.Errorf("no binary %q in testbed.Binaries", name)
+	}
+	args := BuildBinaryArgs(dir, name)
+	cmd := exec.Command(args[0], args[1:]...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s: %v\n%s", Binaries[name], err, b)
 	}
 	return nil
 }
@@ -123,18 +143,23 @@ func WithVPP(p *policy.Policy, socket string) *policy.Policy {
 // wall time and what it wrote to stderr (its logs). A failure carries
 // stdout, where the plugin prints its CNI error.
 func RunPlugin(bin string, env []string, stdin []byte) (time.Duration, []byte, error) {
+	start := time.Now()
+	_, errOut, err := RunPluginOutput(bin, env, stdin)
+	return time.Since(start), errOut, err
+}
+
+// RunPluginOutput is RunPlugin returning stdout (the CNI result) and
+// stderr instead of the wall time.
+func RunPluginOutput(bin string, env []string, stdin []byte) (stdout, stderr []byte, err error) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return d, errOut.Bytes(), fmt.Errorf("%v: %s %s", err, out.String(), errOut.String())
+	if err := cmd.Run(); err != nil {
+		return out.Bytes(), errOut.Bytes(), fmt.Errorf("%v: %s %s", err, out.String(), errOut.String())
 	}
-	return d, errOut.Bytes(), nil
+	return out.Bytes(), errOut.Bytes(), nil
 }
 
 // DPDKArgs runs the pod-side helper dpdk-args (built into binDir) with args

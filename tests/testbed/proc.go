@@ -177,3 +177,36 @@ func tailFile(path string, n int64) string {
 	b, _ := io.ReadAll(io.LimitReader(f, n))
 	return string(b)
 }
+
+// ChildPIDs lists the running processes whose parent is pid, such as the
+// init of a PID namespace that an unshare --fork wrapper started.
+func ChildPIDs(pid int) []int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var kids []int
+	for _, d := range dirs {
+		b, err := os.ReadFile(d) // the process may be gone already
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if i < 0 || len(f) < 2 || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		if kid, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil && ProcessRunning(kid) {
+			kids = append(kids, kid)
+		}
+	}
+	return kids
+}
+
+// StopPID stops process pid (SIGTERM, then SIGKILL after grace) and waits
+// until it is gone; its start time is read first, so a PID that is reused
+// meanwhile is never signalled again.
+func StopPID(pid int, grace time.Duration) error {
+	p, err := newProc(pid)
+	if err != nil {
+		return nil // already gone
+	}
+	return p.terminate(grace)
+}

@@ -403,13 +403,13 @@ func TestParseStats(t *testing.T) {
 		"  ---------------------- Forward statistics for port 0  ----------------------\n" +
 		"  RX-packets: 99             RX-dropped: 0             RX-total: 99\n" +
 		block(1, 7, 8)[:120] // truncated block: ignored
-	got := parseStats(out)
+	got := ParseTestPMDStats(out)
 	want := map[int]PortStats{
 		0: {RxPackets: 5, RxBytes: 64, TxPackets: 6, TxBytes: 128},
 		1: {RxPackets: 3, RxBytes: 64, TxPackets: 4, TxBytes: 128},
 	}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("parseStats = %+v, want %+v", got, want)
+		t.Fatalf("ParseTestPMDStats = %+v, want %+v", got, want)
 	}
 }
 

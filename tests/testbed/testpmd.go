@@ -185,7 +185,7 @@ func (t *TestPMD) WaitReady(timeout time.Duration) error {
 		if m := failed.FindString(out); m != "" {
 			return fmt.Errorf("testpmd reported %q:\n%s", m, out)
 		}
-		if st := parseStats(out); len(st) >= t.ports {
+		if st := ParseTestPMDStats(out); len(st) >= t.ports {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -215,7 +215,7 @@ func (t *TestPMD) AllStats() (map[int]PortStats, error) {
 	}
 	// The tail holds many periods even with several ports, and bounds the
 	// cost of a long-running demo's growing log.
-	return parseStats(tailFile(t.LogFile, 64<<10)), nil
+	return ParseTestPMDStats(tailFile(t.LogFile, 64<<10)), nil
 }
 
 // WaitRx waits until port 0 has received at least n packets and returns the
@@ -242,8 +242,9 @@ var statsRE = regexp.MustCompile(`NIC statistics for port (\d+)\s+#+\s+` +
 	`RX-errors:\s*(\d+)\s+RX-nombuf:\s*(\d+)\s+` +
 	`TX-packets:\s*(\d+)\s+TX-errors:\s*(\d+)\s+TX-bytes:\s*(\d+)`)
 
-// parseStats returns the last complete block per port in out.
-func parseStats(out string) map[int]PortStats {
+// ParseTestPMDStats returns the last complete block of --stats-period
+// statistics per port in out (testpmd's output).
+func ParseTestPMDStats(out string) map[int]PortStats {
 	res := map[int]PortStats{}
 	for _, m := range statsRE.FindAllStringSubmatch(out, -1) {
 		var n [9]uint64
