@@ -31,6 +31,18 @@ import (
 // everything on the node that runs the plugin with the notes' defaults.
 const defaultSocketBase = "/var/lib/cni/vhostuser"
 
+// usedID reports whether name is a container id this suite used, or one's
+// first 12 characters.
+func (hs *harness) usedID(name string) bool {
+	found := false
+	hs.ids.Range(func(k, _ any) bool {
+		id := k.(string)
+		found = id == name || len(id) > 12 && id[:12] == name
+		return !found
+	})
+	return found
+}
+
 // live is an attachment a leak check expects to find healthy.
 type live struct {
 	list *libcni.NetworkConfigList
@@ -102,7 +114,7 @@ func leakCheck(t *testing.T, alive ...live) {
 			for id := range ids {
 				owned = owned || e.Name() == id || e.Name() == id[:12]
 			}
-			if base == defaultSocketBase && h.before[e.Name()] {
+			if base == defaultSocketBase && !h.usedID(e.Name()) {
 				continue
 			}
 			if !owned && (len(e.Name()) == 64 || len(e.Name()) == 12) {
