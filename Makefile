@@ -31,7 +31,7 @@ deps:
 	$(GO) run ./tests/debs
 
 lint:
-	@test -z "$$(gofmt -l cmd pkg tests demo)" || { echo "gofmt needed:"; gofmt -l cmd pkg tests demo; exit 1; }
+	@test -z "$$(gofmt -l cmd pkg internal tests demo)" || { echo "gofmt needed:"; gofmt -l cmd pkg internal tests demo; exit 1; }
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	shellcheck demo/pod.sh hack/*.sh deploy/*.sh docker/*.sh docker/*/*.sh

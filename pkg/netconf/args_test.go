@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/userspace-cni/userspace/internal/cnitest"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -109,7 +110,7 @@ func TestParseArgsErrors(t *testing.T) {
 			if a != nil {
 				t.Errorf("ParseArgs returned %+v with error %v", a, err)
 			}
-			checkCNIError(t, err, types.ErrInvalidEnvironmentVariables, tt.subs...)
+			cnitest.CheckError(t, err, types.ErrInvalidEnvironmentVariables, tt.subs...)
 		})
 	}
 }

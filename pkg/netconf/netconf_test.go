@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/userspace-cni/userspace/internal/cnitest"
 )
 
 // The published examples of the compatibility contract, as users have them.
@@ -84,27 +85,6 @@ func vppConf(hostExtra, containerExtra string) string {
 func topConf(extra string) string {
 	return `{"cniVersion":"1.0.0","type":"userspace","name":"net",` +
 		`"host":{"engine":"ovs-dpdk","iftype":"vhostuser"}` + extra + `}`
-}
-
-// checkCNIError asserts err is a *types.Error with code whose message
-// contains every one of subs.
-func checkCNIError(t *testing.T, err error, code uint, subs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want CNI error %d mentioning %q", code, subs)
-	}
-	e, ok := err.(*types.Error)
-	if !ok {
-		t.Fatalf("error %v is a %T, want *types.Error", err, err)
-	}
-	if e.Code != code {
-		t.Errorf("error code = %d, want %d (msg %q)", e.Code, code, e.Msg)
-	}
-	for _, s := range subs {
-		if !strings.Contains(e.Msg, s) {
-			t.Errorf("error message %q does not mention %q", e.Msg, s)
-		}
-	}
 }
 
 func TestParsePublishedExamples(t *testing.T) {
@@ -541,7 +521,7 @@ func TestParseErrors(t *testing.T) {
 			if c != nil {
 				t.Errorf("Parse returned a configuration with error %v", err)
 			}
-			checkCNIError(t, err, tt.code, tt.subs...)
+			cnitest.CheckError(t, err, tt.code, tt.subs...)
 		})
 	}
 }
@@ -645,7 +625,7 @@ func TestBridgeDomainID(t *testing.T) {
 			if got != 0 {
 				t.Errorf("BridgeDomainID = %d with an error", got)
 			}
-			checkCNIError(t, err, types.ErrInvalidNetworkConfig, tt.wantErr)
+			cnitest.CheckError(t, err, types.ErrInvalidNetworkConfig, tt.wantErr)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/userspace-cni/userspace/internal/cnitest"
 )
 
 func TestPreprocess(t *testing.T) {
@@ -46,7 +47,7 @@ func TestPreprocess(t *testing.T) {
 				if out != nil {
 					t.Errorf("output %q with an error", out)
 				}
-				checkCNIError(t, err, types.ErrDecodingFailure, tt.wantErr)
+				cnitest.CheckError(t, err, types.ErrDecodingFailure, tt.wantErr)
 				return
 			}
 			if err != nil {
@@ -101,7 +102,7 @@ func TestParseNotAnObject(t *testing.T) {
 		if c != nil {
 			t.Errorf("Parse(%q) returned a configuration", in)
 		}
-		checkCNIError(t, err, types.ErrDecodingFailure, want)
+		cnitest.CheckError(t, err, types.ErrDecodingFailure, want)
 	}
 }
 

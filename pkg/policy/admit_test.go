@@ -8,6 +8,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/userspace-cni/userspace/internal/cnitest"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 )
 
@@ -31,25 +32,6 @@ func admit(t *testing.T, p *Policy, conf string) (*netconf.NetConf, error) {
 		t.Fatalf("Parse(%s): %v", conf, err)
 	}
 	return c, p.Admit(c)
-}
-
-func checkCNIError(t *testing.T, err error, code uint, subs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want CNI error %d mentioning %q", code, subs)
-	}
-	e, ok := err.(*types.Error)
-	if !ok {
-		t.Fatalf("error %v is a %T, want *types.Error", err, err)
-	}
-	if e.Code != code {
-		t.Errorf("error code = %d, want %d (msg %q)", e.Code, code, e.Msg)
-	}
-	for _, s := range subs {
-		if !strings.Contains(e.Msg, s) {
-			t.Errorf("error %q does not mention %q", e.Msg, s)
-		}
-	}
 }
 
 func TestAdmitDefaultPolicy(t *testing.T) {
@@ -79,7 +61,7 @@ func TestAdmitDefaultPolicy(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := admit(t, Default(), tt.conf)
-			checkCNIError(t, err, invalid, tt.subs...)
+			cnitest.CheckError(t, err, invalid, tt.subs...)
 		})
 	}
 	ok := topConf(`,"logFile":"/var/log/u.log","kubeconfig":"/etc/cni/net.d/kc","sharedDir":"/var/run/vpp",` +
@@ -105,7 +87,7 @@ func TestAdmitRestrictivePolicy(t *testing.T) {
 		{"sharedDir", "/var/lib/cni/vhostuser"},
 	} {
 		_, err := admit(t, pol, topConf(`,"`+f.field+`":"`+f.path+`"`))
-		checkCNIError(t, err, types.ErrInvalidNetworkConfig, f.field, f.path)
+		cnitest.CheckError(t, err, types.ErrInvalidNetworkConfig, f.field, f.path)
 	}
 }
 
@@ -150,14 +132,14 @@ func TestOVSDBEndpointOf(t *testing.T) {
 			if got != "" {
 				t.Errorf("OVSDBEndpointOf = %q with an error", got)
 			}
-			checkCNIError(t, err, types.ErrInvalidNetworkConfig, tt.wantErrs...)
+			cnitest.CheckError(t, err, types.ErrInvalidNetworkConfig, tt.wantErrs...)
 		})
 	}
 	// Non-unix endpoints are refused even on a NetConf that did not come
 	// from Parse.
 	c := &netconf.NetConf{Host: netconf.UserSpaceConf{OVSDBSocket: "tcp:1.2.3.4:6640"}}
 	_, err := Default().OVSDBEndpointOf(c)
-	checkCNIError(t, err, types.ErrInvalidNetworkConfig, "host.ovsdbSocket", `"tcp:1.2.3.4:6640"`)
+	cnitest.CheckError(t, err, types.ErrInvalidNetworkConfig, "host.ovsdbSocket", `"tcp:1.2.3.4:6640"`)
 }
 
 // underDir reports whether path is dir or lies beneath it, computed
