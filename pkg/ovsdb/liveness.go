@@ -55,7 +55,7 @@ func (e *Engine) Identity(ctx context.Context) (Identity, error) {
 		running, err = vswitchdRunning(ctx, e.cfg.Endpoint)
 		alive <- err
 	}()
-	res, err := e.transact(ctx, selectOp(vswitch.OpenvSwitchTable, nil, "_uuid", "next_cfg"))
+	res, err := e.transact(ctx, selectOp(vswitch.OpenvSwitchTable, nil, "next_cfg"))
 	aerr := <-alive
 	if err != nil {
 		return Identity{}, err
