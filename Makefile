@@ -20,11 +20,12 @@ VPP_DIR    = $$(./hack/vpp-assets.sh)
 
 all: build
 
-# The plugin, and the pod-side helpers dpdk-args and vpp-app.
+# The plugin, the pod-side helpers dpdk-args and vpp-app, and the node agent.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/userspace ./cmd/userspace
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/dpdk-args ./cmd/dpdk-args
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/vpp-app ./cmd/vpp-app
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/userspace-agent ./cmd/userspace-agent
 
 # Install missing Debian packages: the one list is testbed.AllPackages.
 deps:

@@ -50,6 +50,11 @@ type Engine interface {
 	Detach(ctx context.Context, a *Attachment, data json.RawMessage) error
 	// Check verifies the attachment is in place and working.
 	Check(ctx context.Context, a *Attachment, data json.RawMessage) error
+	// Restore puts back an attachment the switch lost (it restarted, or
+	// lost its database), as Attach made it: the same socket, ownership and
+	// settings, replacing whatever part of it the switch still has. Running
+	// it again changes nothing more. It returns the engine's new record.
+	Restore(ctx context.Context, a *Attachment, data json.RawMessage) (json.RawMessage, error)
 	// ListOwned lists the attachments this plugin created on the switch.
 	ListOwned(ctx context.Context) ([]Owned, error)
 	// Status reports whether the switch can take attachments.

@@ -898,3 +898,31 @@ func (h *harness) recordTransactions() func() [][]string {
 		return slices.Clone(txs)
 	}
 }
+
+// restartSwitch plays ovs-vswitchd killed and started again on the same
+// database: its sockets are gone, and it creates new ones (new files) for
+// every server-mode port and numbers the ports again.
+func (h *harness) restartSwitch() {
+	h.t.Helper()
+	h.stopSwitch()
+	h.db.mu.Lock()
+	rows, err := h.db.List(testDBName, vswitch.InterfaceTable)
+	h.db.mu.Unlock()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for uid := range rows {
+		h.exec(testUpdateOp(vswitch.InterfaceTable, uid, ovs.Row{"ofport": ovs.OvsSet{GoSet: []any{}}}))
+	}
+	h.db.mu.Lock()
+	h.sw.seen = map[string]bool{}
+	h.db.mu.Unlock()
+	h.startSwitch()
+}
+
+// emptyDatabase plays ovsdb-server restarted with an empty database (and
+// initialised again): no bridge, port or interface is left.
+func (h *harness) emptyDatabase() {
+	h.t.Helper()
+	h.exec(testUpdateOp(vswitch.OpenvSwitchTable, h.rootUUID, ovs.Row{"bridges": ovs.OvsSet{GoSet: []any{}}}))
+}

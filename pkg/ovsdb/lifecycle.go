@@ -305,13 +305,15 @@ func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawM
 	// connection while the reads go out, as ADD and STATUS do.
 	alive := make(chan error, 1)
 	go func() { alive <- e.requireVswitchd(ctx) }()
-	if err := e.check(ctx, a, rec); err != nil {
+	if err := e.check(ctx, a, rec, true); err != nil {
 		return err
 	}
 	return <-alive
 }
 
-func (e *Engine) check(ctx context.Context, a *engine.Attachment, rec *record) error {
+// check verifies the port; exposed says whether a server-mode socket must
+// also be exposed in the pod's directory.
+func (e *Engine) check(ctx context.Context, a *engine.Attachment, rec *record, exposed bool) error {
 	res, err := e.transact(ctx,
 		openvSwitchSelect(),
 		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name", "interfaces", "tag"),
@@ -360,8 +362,10 @@ func (e *Engine) check(ctx context.Context, a *engine.Attachment, rec *record) e
 		if got, want := iface.Options[optServerPath], a.Layout.ConnectPath(); got != want {
 			return fmt.Errorf("interface %q connects to %q, want %q", iface.Name, got, want)
 		}
-	} else if !a.Layout.Exists(a.Layout.SocketName) {
-		return fmt.Errorf("the socket of interface %q is missing from %s", iface.Name, a.Layout.SocketPath())
+	} else if exposed {
+		if err := e.checkExposed(a, rec); err != nil {
+			return fmt.Errorf("the socket of interface %q: %w", iface.Name, err)
+		}
 	}
 	wantTag := a.Host.Bridge.VlanID
 	if gotTag := port.Tag; (wantTag == 0) != (gotTag == nil) || (gotTag != nil && *gotTag != wantTag) {
@@ -377,6 +381,92 @@ func (e *Engine) check(ctx context.Context, a *engine.Attachment, rec *record) e
 		}
 	}
 	return portHealth(iface)
+}
+
+// checkExposed verifies that the socket in the pod's directory is the one
+// ovs-vswitchd listens on. After ovs-vswitchd restarts, the name in the
+// pod's directory still links (or is mounted over) the old switch's socket,
+// which refuses connections, while the new switch created another file.
+func (e *Engine) checkExposed(a *engine.Attachment, rec *record) error {
+	dir, err := a.Layout.OpenDirFD()
+	if err != nil {
+		return fmt.Errorf("is missing from %s: the directory: %w", a.Layout.SocketPath(), err)
+	}
+	defer dir.Close()
+	var pod unix.Stat_t
+	// Followed only as far as a bind mount: the name itself is never a
+	// symlink the plugin made, and a planted one is refused.
+	if err := unix.Fstatat(int(dir.Fd()), a.Layout.SocketName, &pod, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("is missing from %s: %w", a.Layout.SocketPath(), err)
+	}
+	if rec.SwitchSocket == "" {
+		return nil // a record of an older plugin: existence is all it knows
+	}
+	var sw unix.Stat_t
+	if err := unix.Stat(rec.SwitchSocket, &sw); err != nil {
+		return fmt.Errorf("the switch's socket %s is missing (did ovs-vswitchd restart?): %w", rec.SwitchSocket, err)
+	}
+	if pod.Dev != sw.Dev || pod.Ino != sw.Ino {
+		return fmt.Errorf("%s is not the one ovs-vswitchd listens on (%s): the switch restarted since it was exposed",
+			a.Layout.SocketPath(), rec.SwitchSocket)
+	}
+	return nil
+}
+
+// Restore puts the attachment back after the switch lost it. When only
+// ovs-vswitchd restarted (the database kept the port), a server-mode port's
+// new socket is exposed in place of the old one; otherwise (a fresh
+// database, or a port not as ADD made it) the port, and its bridge if
+// missing, are added again as ADD adds them, with the same ownership.
+func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.RawMessage) (json.RawMessage, error) {
+	if e.Check(ctx, a, data) == nil {
+		return data, nil
+	}
+	rec := e.loadRecord(a, data)
+	if rec.Type == TypeVhostServer {
+		// A port whose socket is not re-created yet would be exposed with
+		// the dead switch's socket.
+		if err := e.requireVswitchd(ctx); err != nil {
+			return nil, err
+		}
+		if rec.SwitchSocket != "" && e.check(ctx, a, rec, false) == nil {
+			// The database kept the port and check waited for the switch to
+			// apply it. If the switch's socket is still the file exposed at
+			// ADD, ovs-vswitchd has not re-created it yet: try again later.
+			if old := a.Layout.Socket; old != nil && sameFile(rec.SwitchSocket, *old) && e.checkExposed(a, rec) == nil {
+				return nil, fmt.Errorf("%w: ovs-vswitchd has not re-created socket %s yet", engine.ErrUnavailable, rec.SwitchSocket)
+			}
+			if err := e.unexposeServerSocket(a, rec); err != nil {
+				return nil, err
+			}
+			rec.Mounted = false
+			if err := e.exposeServerSocket(a, rec); err != nil {
+				return nil, err
+			}
+			return json.Marshal(rec)
+		}
+		// A switch killed (not stopped) leaves its socket file behind, and
+		// the restarted one cannot bind that name ("Address already in
+		// use"): the file exposed at ADD, still there, is the dead one's.
+		if old := a.Layout.Socket; old != nil && rec.SwitchSocket != "" && sameFile(rec.SwitchSocket, *old) {
+			if err := os.Remove(rec.SwitchSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("removing the dead switch's socket %s: %w", rec.SwitchSocket, err)
+			}
+		}
+		// The name still holds the old switch's socket (removed only if it
+		// is the file the attachment exposed): it would stop the new one
+		// from being exposed.
+		if err := e.unexposeServerSocket(a, rec); err != nil {
+			return nil, err
+		}
+	}
+	return e.Attach(ctx, a)
+}
+
+// sameFile reports whether path is the file id names.
+func sameFile(path string, id sockdir.FileID) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && uint64(st.Dev) == id.Dev && st.Ino == id.Ino
 }
 
 func deref(p *int) any {

@@ -172,6 +172,9 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 
 	rec.Incomplete = false
 	rec.EngineData = engineData
+	for _, ip := range att.IPs {
+		rec.IPs = append(rec.IPs, ip.String())
+	}
 	if err := inv.store.Save(rec); err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
@@ -214,6 +217,9 @@ func newRecord(inv *invocation, ps paths, pc *podContext) *state.Record {
 		IPAM:           inv.conf.IPAM.Type,
 		Created:        time.Now().UTC(),
 		Incomplete:     true,
+		NetConf:        inv.args.StdinData,
+		CNIPath:        inv.args.Path,
+		Args:           inv.args.Args,
 	}
 }
 
@@ -231,6 +237,7 @@ func (p *Plugin) replaceEarlier(ctx context.Context, inv *invocation, ph *phases
 		return nil
 	}
 	inv.log.Warn("replacing an attachment that was added before and never deleted")
+	markDeleting(inv, old)
 	ps, err := p.teardown(ctx, inv, old, ph)
 	if err == nil {
 		err = releaseIPAM(ctx, inv)

@@ -49,6 +49,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if rec.Incomplete {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("the ADD of container %s interface %s did not complete", args.ContainerID, args.IfName), "")
 	}
+	if rec.Deleting {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("the DEL of container %s interface %s has begun", args.ContainerID, args.IfName), "")
+	}
 	if rec.ConfigDataFile != "" && !rec.Layout.Exists(rec.ConfigDataFile) {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("config data %s/%s is missing", rec.Layout.Dir, rec.ConfigDataFile), "")
 	}

@@ -46,6 +46,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		inv.log.Warn("ignoring unreadable attachment record", "error", err)
 		rec = nil
 	}
+	markDeleting(inv, rec)
 	ph.mark("lock")
 	// The IPAM plugin is another process: release the address while the
 	// switch is being torn down rather than after.
@@ -84,6 +85,21 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	}
 	inv.log.Info("detached")
 	return nil
+}
+
+// markDeleting marks the record before the teardown's first side effect,
+// so that the node agent never restores an attachment whose DEL has begun,
+// even if this DEL dies half-way. A failure to write the mark is logged and
+// the teardown goes on: DEL must always finish, and the agent takes the
+// sandbox's lock, which this DEL holds, before it restores anything.
+func markDeleting(inv *invocation, rec *state.Record) {
+	if rec == nil || rec.Deleting {
+		return
+	}
+	rec.Deleting = true
+	if err := inv.store.Save(rec); err != nil {
+		inv.log.Warn("could not mark the record as being deleted", "error", err)
+	}
 }
 
 // recordPaths are the paths a record says its attachment uses, or, without

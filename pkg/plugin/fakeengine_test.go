@@ -236,6 +236,30 @@ func (c *fakeConn) Check(_ context.Context, a *engine.Attachment, data json.RawM
 	return nil
 }
 
+// Restore puts the port back as Attach would, unless the switch has it.
+func (c *fakeConn) Restore(_ context.Context, a *engine.Attachment, data json.RawMessage) (json.RawMessage, error) {
+	c.sw.mu.Lock()
+	defer c.sw.mu.Unlock()
+	if err := c.begin("Restore", a, data); err != nil {
+		return nil, err
+	}
+	k := portKey{a.ContainerID, a.IfName}
+	if p, ok := c.sw.ports[k]; ok {
+		return append(json.RawMessage(nil), p.data...), nil
+	}
+	c.sw.seq++
+	p := &fakePort{att: *a, data: portData(*a, c.sw.seq)}
+	c.sw.ports[k] = p
+	return append(json.RawMessage(nil), p.data...), nil
+}
+
+// losePorts empties the switch, as a restart does.
+func (s *fakeSwitch) losePorts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ports = map[portKey]*fakePort{}
+}
+
 func (c *fakeConn) ListOwned(_ context.Context) ([]engine.Owned, error) {
 	c.sw.mu.Lock()
 	defer c.sw.mu.Unlock()

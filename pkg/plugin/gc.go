@@ -111,6 +111,7 @@ func (p *Plugin) collect(ctx context.Context, inv *invocation, eng engine.Engine
 			return err
 		}
 	}
+	markDeleting(inv, rec)
 	var ps paths
 	switch {
 	case rec != nil:

@@ -19,10 +19,13 @@ import (
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
-// recordVersion is bumped when Record changes incompatibly. Version 2
-// records were written with claims on their paths (see ClaimPath); a version
-// 1 record's paths are its own by the record alone.
-const recordVersion = 2
+// recordVersion is bumped when Record changes. Version 2 records were
+// written with claims on their paths (see ClaimPath); a version 1 record's
+// paths are its own by the record alone. Version 3 records carry what a
+// restore and a teardown without the runtime need (NetConf, CNIPath, Args,
+// IPs) and the Deleting mark; older records stay readable, and are only
+// never restored.
+const recordVersion = 3
 
 // Record is what ADD created for one attachment.
 type Record struct {
@@ -56,6 +59,26 @@ type Record struct {
 	// and replaces once it succeeds: should ADD die half-way, DEL and GC
 	// still know what it may have created.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// Deleting marks a record whose DEL (or GC) has begun: whatever happens
+	// to that DEL, the attachment is never restored.
+	Deleting bool `json:"deleting,omitempty"`
+
+	// NetConf is the network configuration ADD was given (its stdin), and
+	// CNIPath and Args its CNI_PATH and CNI_ARGS: with them the node agent
+	// restores the attachment on the same switch, and tears down an orphan
+	// exactly as DEL would, IPAM included, with no runtime to ask.
+	NetConf json.RawMessage `json:"netConf,omitempty"`
+	CNIPath string          `json:"cniPath,omitempty"`
+	Args    string          `json:"args,omitempty"`
+	// IPs are the IPAM addresses (CIDR notation) the host side was given
+	// (VPP's netType "interface").
+	IPs []string `json:"ips,omitempty"`
+}
+
+// Restorable reports whether the node agent may restore the attachment: a
+// completed ADD, no DEL begun, and a record that says how.
+func (r *Record) Restorable() bool {
+	return !r.Incomplete && !r.Deleting && len(r.NetConf) > 0 && r.Layout != nil
 }
 
 // Store holds records, claims and locks in one directory that pods never see.

@@ -91,8 +91,8 @@ func TestSaveLoadDelete(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	recordsEqual(t, got, want)
-	if got.Version != 2 {
-		t.Errorf("Version = %d, want 2", got.Version)
+	if got.Version != 3 {
+		t.Errorf("Version = %d, want 3", got.Version)
 	}
 
 	// Saving again replaces the record.

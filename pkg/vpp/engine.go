@@ -732,6 +732,21 @@ func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawM
 	return nil
 }
 
+// Restore puts the attachment back after VPP lost it (a restart loses all
+// configuration): whatever is left of it (an interface not as ADD made it,
+// untagged memifs or socket registrations on its socket from an earlier
+// attempt cut short) is removed, then it is created as ADD creates it: the
+// same socket, role, mode, tag, bridge domain and addresses, up.
+func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.RawMessage) (json.RawMessage, error) {
+	if e.Check(ctx, a, data) == nil {
+		return data, nil
+	}
+	if err := e.Detach(ctx, a, data); err != nil {
+		return nil, fmt.Errorf("removing what is left of the attachment: %w", err)
+	}
+	return e.Attach(ctx, a)
+}
+
 // ListOwned lists the interfaces the plugin tagged, with their sockets. The
 // network is not recorded in VPP (a tag holds 63 bytes); GC relies on the
 // local records for it.
@@ -756,4 +771,20 @@ func (e *Engine) ListOwned(ctx context.Context) ([]engine.Owned, error) {
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// Ping makes one round trip (a dump of local0): it fails once the
+// connection is dead, as it is after VPP restarted or while it hangs.
+func (e *Engine) Ping(ctx context.Context) error {
+	c, ch := e.c, e.c.ch
+	if err := c.begin(ctx, "asking for interface local0"); err != nil {
+		return err
+	}
+	if _, err := readInterfaces(c.dump(ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: 0}))); err != nil {
+		if c.dead != nil {
+			return c.dead
+		}
+		return err
+	}
+	return nil
 }

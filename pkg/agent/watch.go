@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/ovsdb"
+	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/pkg/vpp"
+)
+
+// switchKey names one switch: its engine and API endpoint.
+type switchKey struct {
+	engine, endpoint string
+}
+
+func (k switchKey) String() string { return k.engine + " " + k.endpoint }
+
+// probeTimeout bounds one probe of a switch.
+const probeTimeout = 2 * time.Second
+
+// prober tells whether a switch answers and which run of it answers: an
+// identity that changes when the switch restarted or lost its state.
+type prober interface {
+	probe(ctx context.Context) (identity string, err error)
+	close()
+}
+
+func newProber(k switchKey, pol *policy.Policy, log *slog.Logger) prober {
+	if k.engine == netconf.EngineVPP {
+		return &vppProber{socket: k.endpoint, log: log}
+	}
+	runDir := pol.OVSRunDir
+	if runDir == "" {
+		runDir = filepath.Dir(k.endpoint[len("unix:"):])
+	}
+	return &ovsProber{endpoint: k.endpoint, runDir: runDir, log: log}
+}
+
+// ovsProber keeps an OVSDB connection: a new connection (ovsdb-server
+// restarted), a new Open_vSwitch row (an empty database) and ovs-vswitchd
+// losing its lock (restarted) each change the identity.
+type ovsProber struct {
+	endpoint, runDir string
+	log              *slog.Logger
+	e                *ovsdb.Engine
+	conns            int
+	// vswitchdGone counts the probes that found ovs-vswitchd not running:
+	// a restart in between makes the identity differ.
+	vswitchdGone int
+	wasRunning   bool
+}
+
+func (p *ovsProber) probe(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if p.e == nil {
+		e, err := ovsdb.Connect(ctx, ovsdb.Config{Endpoint: p.endpoint, RunDir: p.runDir, CallTimeout: probeTimeout, Logger: p.log})
+		if err != nil {
+			return "", err
+		}
+		p.e, p.conns = e, p.conns+1
+	}
+	id, err := p.e.Identity(ctx)
+	if err != nil {
+		p.close()
+		return "", err
+	}
+	if !id.Vswitchd {
+		if p.wasRunning {
+			p.vswitchdGone++
+		}
+		p.wasRunning = false
+		return "", fmt.Errorf("ovs-vswitchd is not running on %s", p.endpoint)
+	}
+	p.wasRunning = true
+	if id.Root == "" {
+		return "", fmt.Errorf("the database at %s is not initialised", p.endpoint)
+	}
+	// next_cfg is left out: every ovs-vsctl change bumps it, and a change
+	// is no restart. The connection count is in: a new connection means
+	// ovsdb-server restarted (or stopped answering) meanwhile.
+	return fmt.Sprintf("conn %d root %s vswitchd %d", p.conns, id.Root, p.vswitchdGone), nil
+}
+
+func (p *ovsProber) close() {
+	if p.e != nil {
+		p.e.Close()
+		p.e = nil
+	}
+}
+
+// vppProber keeps an API connection: VPP loses all configuration when it
+// restarts, and its restart ends the connection, so every new connection
+// is a new identity.
+type vppProber struct {
+	socket string
+	log    *slog.Logger
+	e      *vpp.Engine
+	conns  int
+}
+
+func (p *vppProber) probe(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if p.e == nil {
+		e, err := vpp.Connect(ctx, vpp.Config{Socket: p.socket, IfType: netconf.IfTypeMemif, CallTimeout: probeTimeout, Logger: p.log})
+		if err != nil {
+			return "", err
+		}
+		p.e, p.conns = e, p.conns+1
+	}
+	if err := p.e.Ping(ctx); err != nil {
+		p.close()
+		return "", err
+	}
+	return fmt.Sprintf("conn %d", p.conns), nil
+}
+
+func (p *vppProber) close() {
+	if p.e != nil {
+		p.e.Close()
+		p.e = nil
+	}
+}
+
+// funcProber is Config.Probe as a prober.
+type funcProber struct {
+	k switchKey
+	f func(ctx context.Context, engine, endpoint string) (string, error)
+}
+
+func (p funcProber) probe(ctx context.Context) (string, error) {
+	return p.f(ctx, p.k.engine, p.k.endpoint)
+}
+func (funcProber) close() {}

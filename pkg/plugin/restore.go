@@ -1,0 +1,160 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/userspace-cni/userspace/pkg/engine"
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/pkg/state"
+)
+
+// What the node agent does goes through the plugin's own code: the same
+// configuration parsing, locks, engines and teardown as the verbs, so there
+// is one way to attach and one way to tear down.
+
+// Outcome is what Restore found and did.
+type Outcome string
+
+// Outcomes of Restore.
+const (
+	// Intact: the switch has the attachment as ADD made it.
+	Intact Outcome = "intact"
+	// Restored: the switch had lost it, and it is back.
+	Restored Outcome = "restored"
+	// Skipped: not to be restored: no record (DEL finished), an ADD that
+	// did not complete, a DEL that has begun, or a record of an older
+	// plugin that does not say how.
+	Skipped Outcome = "skipped"
+)
+
+// RestoreResult is what Restore did to one attachment.
+type RestoreResult struct {
+	Outcome Outcome
+	// Record is the record as it stands afterwards (nil when there is none).
+	Record *state.Record
+	// Lost is what the check found wrong before restoring.
+	Lost error
+}
+
+// Policy loads the node policy the plugin runs under.
+func (p *Plugin) Policy() (*policy.Policy, error) {
+	return policy.Load(p.Getenv)
+}
+
+// Switch names the switch a record's attachment is on: its engine and API
+// endpoint (the OVSDB socket or VPP's API socket).
+func Switch(pol *policy.Policy, rec *state.Record) (eng, endpoint string, err error) {
+	conf, err := netconf.Parse(rec.NetConf, pol)
+	if err != nil {
+		return "", "", fmt.Errorf("the record's configuration: %w", err)
+	}
+	switch conf.Host.Engine {
+	case netconf.EngineOVSDPDK:
+		endpoint, err = conf.OVSDBEndpoint(pol)
+	case netconf.EngineVPP:
+		endpoint, err = conf.VPPAPISocketPath(pol)
+	}
+	return conf.Host.Engine, endpoint, err
+}
+
+// recordInvocation rebuilds the invocation ADD ran as from its record.
+func recordInvocation(pol *policy.Policy, store *state.Store, log *slog.Logger, rec *state.Record) (*invocation, error) {
+	conf, err := netconf.Parse(rec.NetConf, pol)
+	if err != nil {
+		return nil, fmt.Errorf("the record's configuration: %w", err)
+	}
+	cargs, err := netconf.ParseArgs(rec.Args)
+	if err != nil {
+		return nil, fmt.Errorf("the record's CNI_ARGS: %w", err)
+	}
+	args := &skel.CmdArgs{ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns,
+		Args: rec.Args, Path: rec.CNIPath, StdinData: rec.NetConf}
+	return &invocation{args: args, conf: conf, cargs: cargs, pol: pol, log: log, store: store, close: func() {}}, nil
+}
+
+// Restore checks one attachment on its switch and, if the switch lost it,
+// restores it through the engine, under the sandbox's lock as every verb
+// works. It never restores an attachment whose ADD did not complete or whose
+// DEL has begun. An error wrapping engine.ErrUnavailable means the switch
+// is not ready yet: try again.
+func (p *Plugin) Restore(ctx context.Context, log *slog.Logger, containerID, ifName string) (*RestoreResult, error) {
+	pol, err := p.Policy()
+	if err != nil {
+		return nil, err
+	}
+	store := state.New(pol.StateDir)
+	unlock, err := store.LockSandbox(ctx, containerID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Read under the lock: a DEL may have finished or begun meanwhile.
+	rec, err := store.Load(containerID, ifName)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil || !rec.Restorable() {
+		return &RestoreResult{Outcome: Skipped, Record: rec}, nil
+	}
+	inv, err := recordInvocation(pol, store, log, rec)
+	if err != nil {
+		return nil, err
+	}
+	att := attachment(inv, rec.Layout)
+	att.Network, att.Netns = rec.Network, rec.Netns
+	for _, s := range rec.IPs {
+		ip, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, fmt.Errorf("the record's address %q: %w", s, err)
+		}
+		n.IP = ip
+		att.IPs = append(att.IPs, *n)
+	}
+	eng, err := p.OpenEngine(ctx, inv.conf, pol, log)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	lost := eng.Check(ctx, att, rec.EngineData)
+	if lost == nil {
+		return &RestoreResult{Outcome: Intact, Record: rec}, nil
+	}
+	if errors.Is(lost, engine.ErrUnavailable) {
+		return nil, lost
+	}
+	data, err := eng.Restore(ctx, att, rec.EngineData)
+	if err != nil {
+		return &RestoreResult{Outcome: Skipped, Record: rec, Lost: lost}, fmt.Errorf("restoring: %w", err)
+	}
+	// The socket the switch now listens on (or the one exposed) is the one
+	// DEL will remove, as after ADD.
+	if err := rec.Layout.RememberSocket(); err != nil {
+		return nil, fmt.Errorf("reading socket %s: %w", rec.Layout.SocketPath(), err)
+	}
+	rec.EngineData = data
+	if err := store.Save(rec); err != nil {
+		return nil, err
+	}
+	if err := eng.Check(ctx, att, data); err != nil {
+		return &RestoreResult{Outcome: Restored, Record: rec, Lost: lost}, fmt.Errorf("restored, but CHECK still fails: %w", err)
+	}
+	log.Info("attachment restored", "containerID", containerID, "ifName", ifName, "lost", lost.Error())
+	return &RestoreResult{Outcome: Restored, Record: rec, Lost: lost}, nil
+}
+
+// Teardown removes an attachment exactly as DEL does, IPAM included, from
+// its record alone (the node agent collecting an orphan whose pod is gone).
+func (p *Plugin) Teardown(rec *state.Record) error {
+	if len(rec.NetConf) == 0 {
+		return fmt.Errorf("the record of container %s interface %s does not carry its configuration (written by an older plugin): GC removes it", rec.ContainerID, rec.IfName)
+	}
+	return p.Del(&skel.CmdArgs{ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns,
+		Args: rec.Args, Path: rec.CNIPath, StdinData: rec.NetConf})
+}
