@@ -100,6 +100,19 @@ func OpenEngine(ctx context.Context, conf *netconf.NetConf, pol *policy.Policy, 
 	}
 }
 
+// parseConf reads a network configuration and admits the host paths it
+// names under the node policy.
+func parseConf(data []byte, pol *policy.Policy) (*netconf.NetConf, error) {
+	conf, err := netconf.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := pol.Admit(conf); err != nil {
+		return nil, err
+	}
+	return conf, nil
+}
+
 // invocation is what every verb starts from.
 type invocation struct {
 	args  *skel.CmdArgs
@@ -120,11 +133,8 @@ func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
 	if err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
-	conf, err := netconf.Parse(args.StdinData)
+	conf, err := parseConf(args.StdinData, pol)
 	if err != nil {
-		return nil, err
-	}
-	if err := pol.Admit(conf); err != nil {
 		return nil, err
 	}
 	cargs, err := netconf.ParseArgs(args.Args)

@@ -51,22 +51,22 @@ func (p *Plugin) Policy() (*policy.Policy, error) {
 // Switch names the switch a record's attachment is on: its engine and API
 // endpoint (the OVSDB socket or VPP's API socket).
 func Switch(pol *policy.Policy, rec *state.Record) (eng, endpoint string, err error) {
-	conf, err := netconf.Parse(rec.NetConf, pol)
+	conf, err := parseConf(rec.NetConf, pol)
 	if err != nil {
 		return "", "", fmt.Errorf("the record's configuration: %w", err)
 	}
 	switch conf.Host.Engine {
 	case netconf.EngineOVSDPDK:
-		endpoint, err = conf.OVSDBEndpoint(pol)
+		endpoint, err = pol.OVSDBEndpointOf(conf)
 	case netconf.EngineVPP:
-		endpoint, err = conf.VPPAPISocketPath(pol)
+		endpoint, err = pol.VPPAPISocketOf(conf)
 	}
 	return conf.Host.Engine, endpoint, err
 }
 
 // recordInvocation rebuilds the invocation ADD ran as from its record.
 func recordInvocation(pol *policy.Policy, store *state.Store, log *slog.Logger, rec *state.Record) (*invocation, error) {
-	conf, err := netconf.Parse(rec.NetConf, pol)
+	conf, err := parseConf(rec.NetConf, pol)
 	if err != nil {
 		return nil, fmt.Errorf("the record's configuration: %w", err)
 	}
