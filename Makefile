@@ -16,7 +16,7 @@ BENCHTIME ?= 50x
 # that runs VPP: the folder it prints is USERSPACE_VPP_DIR.
 VPP_DIR    = $$(./hack/vpp-assets.sh)
 
-.PHONY: all build deps lint unit fuzz integration kube demo test bench clean
+.PHONY: all build deps lint unit fuzz integration kube e2e demo test bench clean
 
 all: build
 
@@ -67,6 +67,14 @@ kube:
 	assets=$$(./hack/kube-assets.sh) && vpp=$(VPP_DIR) && \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -race -count=1 -timeout 20m ./tests/kubetest/ && \
 	KUBEBUILDER_ASSETS=$$assets USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/multus/
+
+# A real single-node cluster (kubelet, containerd, runc, the real Multus, the
+# DaemonSet of deploy/) running the notes' pods: binaries from
+# hack/node-assets.sh, images built here by hack/node-images.sh, both cached
+# by version outside the repo.
+e2e:
+	assets=$$(./hack/node-assets.sh) && images=$$(./hack/node-images.sh) && \
+	USERSPACE_NODE_ASSETS=$$assets USERSPACE_NODE_IMAGES=$$images $(GO) test -v -count=1 -timeout 30m ./tests/e2e/
 
 # The README's "run it" command: the notes' scenarios on a private OVS-DPDK
 # and a private VPP (demo/, a program on the test bed). Built, then run, so

@@ -3,7 +3,16 @@
 # (for KUBEBUILDER_ASSETS). kube-apiserver is built from the Go module proxy by
 # the separate module in tools/kube and cached by version outside the repo, so
 # only the first run pays the ~8.5-minute build. etcd comes from Debian.
+#
+# With --node it also builds what a node needs (kubelet, kube-controller-manager,
+# kube-scheduler, kubectl) into the same folder: the missing binaries are built
+# by one `go build`, so the packages they share are compiled once.
 set -euo pipefail
+
+want=(kube-apiserver)
+if [[ ${1:-} == --node ]]; then
+	want=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 version=$(awk '($1 == "k8s.io/kubernetes" && $2 ~ /^v/) {print $2} ($1 == "require" && $2 == "k8s.io/kubernetes") {print $3}' "$root/tools/kube/go.mod" | head -1)
@@ -12,13 +21,21 @@ cache=${USERSPACE_CNI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/userspace-cni}
 assets="$cache/kube-$version"
 mkdir -p "$assets"
 
-if [[ ! -x "$assets/kube-apiserver" ]]; then
-	echo "building kube-apiserver $version into $assets (first run only, several minutes)" >&2
-	tmp="$assets/kube-apiserver.tmp.$$"
+# One build at a time: make's kube and e2e targets, and a CI run, may ask at
+# once; the second finds the binaries the first built.
+exec 9>"$assets.lock"
+flock 9
+missing=()
+for b in "${want[@]}"; do [[ -x "$assets/$b" ]] || missing+=("$b"); done
+if ((${#missing[@]})); then
+	echo "building ${missing[*]} $version into $assets (first run only, several minutes)" >&2
+	tmp="$assets/build.tmp.$$"
+	rm -rf "$tmp" && mkdir -p "$tmp"
 	(cd "$root/tools/kube" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
 		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$version")" \
-		-o "$tmp" k8s.io/kubernetes/cmd/kube-apiserver) >&2
-	mv -f "$tmp" "$assets/kube-apiserver"
+		-o "$tmp/" "${missing[@]/#/k8s.io/kubernetes/cmd/}") >&2
+	for b in "${missing[@]}"; do mv -f "$tmp/$b" "$assets/$b"; done
+	rmdir "$tmp"
 fi
 
 if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then

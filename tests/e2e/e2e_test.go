@@ -1,0 +1,602 @@
+// Package e2e runs the plugin on a real single-node Kubernetes cluster:
+// etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd
+// with runc and the kubelet, the real Multus thin plugin, the DaemonSet of
+// deploy/ with the installer image built from docker/installer, and the
+// application notes' pods from examples/ on the test bed's private OVS-DPDK.
+//
+// Binaries come from hack/node-assets.sh and images from
+// hack/node-images.sh (USERSPACE_NODE_ASSETS and USERSPACE_NODE_IMAGES name
+// their folders; without them the test runs the scripts). A missing
+// prerequisite fails the test. Every file of the cluster is under one
+// directory in /tmp; the fixed host paths it touches are the notes'
+// /var/lib/cni/vhostuser, Multus's /var/run/k8s.cni.cncf.io/devinfo and
+// containerd's shim sockets in /run/containerd, restored after.
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/tests/testbed"
+)
+
+const (
+	vhostuserDir = "/var/lib/cni/vhostuser"
+	vppCNIDir    = "/var/run/vpp/cni"
+	devinfoTop   = "/var/run/k8s.cni.cncf.io"
+)
+
+func scriptOutput(env, script string) (string, error) {
+	if v := os.Getenv(env); v != "" {
+		return v, nil
+	}
+	cmd := exec.Command(script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", script, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func TestNode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the node test needs root")
+	}
+	if err := testbed.EnsurePackages(testbed.RequiredPackages()...); err != nil {
+		t.Fatal(err)
+	}
+	assets, err := scriptOutput("USERSPACE_NODE_ASSETS", "../../hack/node-assets.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := scriptOutput("USERSPACE_NODE_IMAGES", "../../hack/node-images.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp("/tmp", "usp-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Host state the test may change, to put back as it was.
+	_, devinfoErr := os.Stat(devinfoTop)
+	_, getPrefixErr := os.Stat(filepath.Join(vhostuserDir, "get-prefix.sh"))
+	vhuInfo, vhuErr := os.Stat(vhostuserDir)
+	_, vppCNIErr := os.Stat(vppCNIDir)
+
+	c := &cluster{base: base, assets: assets, images: images, node: "localhost",
+		bridge: testbed.UniqueName("usp")[:12]}
+	var ovs *testbed.OVS
+	var vpp *testbed.VPP
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range c.procs {
+				t.Logf("--- %s log (tail):\n%s", p.name, p.tail())
+			}
+			if ovs != nil {
+				t.Logf("--- ovs-vswitchd log:\n%s", ovs.Logs())
+			}
+		}
+		// Pods first, while the plugin and the switch can still DEL them.
+		if c.admin != "" {
+			_, _ = c.kubectl(nil, "delete", "pods", "--all", "-A", "--wait=true", "--timeout=60s")
+		}
+		for _, err := range c.stop() {
+			t.Error(err)
+		}
+		if ovs != nil {
+			if err := ovs.Stop(); err != nil {
+				t.Error(err)
+			}
+		}
+		if vpp != nil {
+			if err := vpp.Stop(); err != nil {
+				t.Error(err)
+			}
+		}
+		if errors.Is(vppCNIErr, os.ErrNotExist) {
+			_ = os.RemoveAll(vppCNIDir)
+		}
+		if errors.Is(devinfoErr, os.ErrNotExist) {
+			_ = os.RemoveAll(devinfoTop)
+		}
+		if errors.Is(getPrefixErr, os.ErrNotExist) {
+			_ = os.Remove(filepath.Join(vhostuserDir, "get-prefix.sh"))
+		}
+		if vhuErr == nil {
+			_ = os.Chmod(vhostuserDir, vhuInfo.Mode().Perm())
+		}
+		if !t.Failed() {
+			_ = os.RemoveAll(base)
+		} else {
+			t.Logf("left %s for inspection", base)
+		}
+	})
+
+	start := time.Now()
+	if err := c.startCluster(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node Ready in %v", time.Since(start).Round(time.Millisecond))
+	if _, err := c.kubectl(nil, "apply", "-f", "../../deploy/crd-network-attachment-definition.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	if ovs, err = testbed.StartOVS(testbed.OVSOptions{BaseDir: base}); err != nil {
+		t.Fatal(err)
+	}
+
+	if vpp, err = testbed.StartVPP(testbed.VPPOptions{BaseDir: base}); err != nil {
+		t.Fatal(err)
+	}
+	c.vppSock = vpp.APISocket
+
+	if !t.Run("DaemonSet installs the plugin", func(t *testing.T) { testDaemonSet(t, c, ovs) }) {
+		t.FailNow()
+	}
+	t.Run("OVS-DPDK l3fwd and pktgen pods", func(t *testing.T) { testOVSPods(t, c, ovs) })
+	t.Run("VPP memif pods ping", func(t *testing.T) { testVPPPods(t, c, vpp) })
+	t.Run("deleting the DaemonSet", func(t *testing.T) { testDaemonSetDelete(t, c) })
+}
+
+// nodePolicy is the policy the DaemonSet's ConfigMap carries: the test bed's
+// switch, state and kubeconfig under base.
+func (c *cluster) nodePolicy(ovs *testbed.OVS) *policy.Policy {
+	p := ovs.NodePolicy(c.path("plugin"), c.vppSock)
+	p.KubeconfigDirs = []string{c.path("etc/cni/net.d/userspace.d")}
+	p.KubeletRoot = c.path("kubelet")
+	p.SharedDirs = append(p.SharedDirs, c.path("kubelet/pods"))
+	p.LogDirs = []string{c.path("logs")}
+	return p
+}
+
+// deployManifest is deploy/userspace-cni.yaml with the test's adaptations:
+// the host paths of the CNI bin dir, the kubeconfig dir and the policy dir
+// moved under base; the policy ConfigMap naming the test bed's switch; and
+// KUBERNETES_API_URL, since nothing here routes the kubernetes Service's
+// ClusterIP (no kube-proxy) to the API server.
+func (c *cluster) deployManifest(t *testing.T, ovs *testbed.OVS) []byte {
+	data, err := os.ReadFile("../../deploy/userspace-cni.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for _, r := range [][2]string{
+		{"path: /opt/cni/bin\n", "path: " + c.cniBin + "\n"},
+		{"path: /etc/cni/net.d/userspace.d\n", "path: " + c.path("etc/cni/net.d/userspace.d") + "\n"},
+		{"path: /etc/cni/userspace\n", "path: " + c.path("etc/cni/userspace") + "\n"},
+		{"        env:\n", "        env:\n        - name: KUBERNETES_API_URL\n          value: " + c.apiURL + "\n"},
+	} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("deploy/userspace-cni.yaml no longer has %q", r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
+	pol, err := json.Marshal(c.nodePolicy(ovs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?s)  policy.json: \|\n    \{.*?\n    \}\n`)
+	if !re.MatchString(s) {
+		t.Fatal("deploy/userspace-cni.yaml: no policy.json in the ConfigMap")
+	}
+	s = re.ReplaceAllLiteralString(s, "  policy.json: |\n    "+string(pol)+"\n")
+	return []byte(s)
+}
+
+func testDaemonSet(t *testing.T, c *cluster, ovs *testbed.OVS) {
+	start := time.Now()
+	if _, err := c.kubectl(c.deployManifest(t, ovs), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.kubectl(nil, "-n", "kube-system", "rollout", "status", "daemonset/userspace-cni", "--timeout=180s"); err != nil {
+		out, _ := c.kubectl(nil, "-n", "kube-system", "describe", "pods")
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// The installer's files on the node, as deploy/README.md lists them.
+	kc := c.path("etc/cni/net.d/userspace.d/userspace.kubeconfig")
+	if err := c.waitFor("installed files", 60*time.Second, func() error {
+		for _, f := range []string{filepath.Join(c.cniBin, "userspace"), kc, c.policyFile,
+			filepath.Join(vhostuserDir, "get-prefix.sh")} {
+			if _, err := os.Stat(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("DaemonSet applied to files installed: %v", time.Since(start).Round(time.Millisecond))
+	got, err := policy.Load(func(k string) string {
+		if k == policy.PathEnv {
+			return c.policyFile
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.OVSDBSocket != ovs.DBEndpoint() {
+		t.Errorf("installed policy names OVSDB %q, want %q", got.OVSDBSocket, ovs.DBEndpoint())
+	}
+	out, err := exec.Command(filepath.Join(c.cniBin, "userspace")).CombinedOutput()
+	if !strings.Contains(string(out), "CNI") {
+		t.Errorf("installed plugin does not run: %v %s", err, out)
+	}
+	kcData, err := os.ReadFile(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(kcData), c.apiURL) {
+		t.Errorf("installed kubeconfig does not name %s:\n%s", c.apiURL, kcData)
+	}
+}
+
+// notesNAD is examples/nad-ovs-dpdk-notes.yaml with the kubeconfig the
+// installer wrote (so the plugin annotates the pod) and the
+// CNIDeviceInfoFile capability (so Multus passes the device-info path and
+// copies the plugin's device-info into network-status).
+func (c *cluster) notesNAD(t *testing.T) []byte {
+	data, err := os.ReadFile("../../examples/nad-ovs-dpdk-notes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `"type": "userspace", `
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("examples/nad-ovs-dpdk-notes.yaml no longer has %q", old)
+	}
+	return []byte(strings.Replace(string(data), old, fmt.Sprintf(`"type": "userspace", "kubeconfig": %q, "capabilities": {"CNIDeviceInfoFile": true}, `,
+		c.path("etc/cni/net.d/userspace.d/userspace.kubeconfig")), 1))
+}
+
+// notesPods is examples/pod-l3fwd-pktgen.yaml with each pod's CPU request
+// halved (two pods of 1 CPU and the DaemonSet do not fit a 2-CPU node) and a
+// deviceID in each network selection, which makes Multus name a
+// CNIDeviceInfoFile (it does so only for a device).
+func notesPods(t *testing.T) []byte {
+	data, err := os.ReadFile("../../examples/pod-l3fwd-pktgen.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for _, r := range [][2]string{
+		{`requests: {cpu: "1", memory: 512Mi}`, `requests: {cpu: "500m", memory: 512Mi}`},
+		{`"name": "userspace-ovs-notes", "mac"`, `"name": "userspace-ovs-notes", "deviceID": "vhu-net1", "mac"`},
+	} {
+		if strings.Count(s, r[0]) != 2 {
+			t.Fatalf("examples/pod-l3fwd-pktgen.yaml no longer has %q twice", r[0])
+		}
+		s = strings.ReplaceAll(s, r[0], r[1])
+	}
+	return []byte(s)
+}
+
+type pod struct {
+	Metadata struct {
+		Name        string
+		UID         string
+		Annotations map[string]string
+	}
+	Status struct {
+		Phase  string
+		PodIPs []struct{ IP string } `json:"podIPs"`
+	}
+}
+
+func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
+	if _, err := c.kubectl(c.notesNAD(t), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.kubectl(notesPods(t), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.kubectl(nil, "wait", "--for=condition=Ready", "pod/dpdk-l3fwd", "pod/dpdk-pktgen", "--timeout=180s"); err != nil {
+		out, _ := c.kubectl(nil, "describe", "pods")
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ready := time.Since(start)
+
+	// Packets cross br0 both ways: the pktgen pod's port receives what
+	// testpmd sends, the l3fwd pod's port sends it to l3fwd, and l3fwd's
+	// routed packets come back through the pktgen pod's port.
+	ports, err := ovs.Vsctl("list-ports", "br0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := strings.Fields(ports)
+	if len(names) != 2 {
+		t.Fatalf("br0 has ports %q, want the two pods'", names)
+	}
+	stat := func(port, key string) uint64 {
+		out, err := ovs.Vsctl("get", "Interface", port, "statistics:"+key)
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.ParseUint(strings.Trim(strings.TrimSpace(out), `"`), 10, 64)
+		return n
+	}
+	const want = 1000
+	err = c.waitFor("packets both ways across br0", 120*time.Second, func() error {
+		for _, p := range names {
+			rx, tx := stat(p, "rx_packets"), stat(p, "tx_packets")
+			if rx < want || tx < want {
+				return fmt.Errorf("port %s: rx %d tx %d", p, rx, tx)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, n := range []string{"dpdk-l3fwd", "dpdk-pktgen"} {
+			out, _ := c.kubectl(nil, "logs", n, "--tail=40")
+			t.Logf("--- %s:\n%s", n, out)
+		}
+		t.Fatal(err)
+	}
+	t.Logf("pods created -> Ready %v -> packets both ways across br0 %v", ready.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	// testpmd's own counters in the pktgen pod: RX is l3fwd's traffic back.
+	if err := c.waitFor("testpmd RX", 30*time.Second, func() error {
+		out, err := c.kubectl(nil, "logs", "dpdk-pktgen", "--tail=30")
+		if err != nil {
+			return err
+		}
+		m := regexp.MustCompile(`RX-packets:\s+(\d+)`).FindAllStringSubmatch(out, -1)
+		if len(m) == 0 {
+			return errors.New("no RX-packets line yet")
+		}
+		if n, _ := strconv.ParseUint(m[len(m)-1][1], 10, 64); n == 0 {
+			return errors.New("pktgen RX-packets 0")
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+
+	// What Multus and the plugin published.
+	var sandboxDirs []string
+	for _, name := range []string{"dpdk-l3fwd", "dpdk-pktgen"} {
+		var p pod
+		if err := c.getJSON(&p, "pod", name); err != nil {
+			t.Fatal(err)
+		}
+		var status []struct {
+			Name       string
+			Interface  string
+			DeviceInfo *struct {
+				Type      string
+				VhostUser *struct{ Mode, Path string } `json:"vhost-user"`
+			} `json:"device-info"`
+		}
+		if err := json.Unmarshal([]byte(p.Metadata.Annotations["k8s.v1.cni.cncf.io/network-status"]), &status); err != nil {
+			t.Fatalf("%s network-status: %v", name, err)
+		}
+		found := false
+		for _, s := range status {
+			if s.Name == "default/userspace-ovs-notes" {
+				found = true
+				if s.Interface != "net1" || s.DeviceInfo == nil || s.DeviceInfo.Type != "vhost-user" || s.DeviceInfo.VhostUser == nil ||
+					!strings.HasPrefix(s.DeviceInfo.VhostUser.Path, vhostuserDir+"/") {
+					t.Errorf("%s network-status entry: %+v", name, s)
+				} else {
+					sandboxDirs = append(sandboxDirs, filepath.Dir(s.DeviceInfo.VhostUser.Path))
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s network-status has no userspace-ovs-notes: %s", name, p.Metadata.Annotations["k8s.v1.cni.cncf.io/network-status"])
+		}
+		if p.Metadata.Annotations["userspace/configuration-data"] == "" {
+			t.Errorf("%s has no userspace/configuration-data annotation", name)
+		}
+	}
+
+	// Deleting the pods leaves nothing of theirs.
+	if _, err := c.kubectl(nil, "delete", "pod", "dpdk-l3fwd", "dpdk-pktgen", "--wait=true", "--timeout=120s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitFor("pods' traces gone", 60*time.Second, func() error { return c.leftovers(ovs, sandboxDirs) }); err != nil {
+		t.Error(err)
+	}
+}
+
+// leftovers names what a deleted pod might leave: switch ports, its socket
+// directories, the plugin's records, Multus's device-info files,
+// host-local allocations of the cluster network.
+func (c *cluster) leftovers(ovs *testbed.OVS, sandboxDirs []string) error {
+	if ovs != nil {
+		if out, err := ovs.Vsctl("list-ports", "br0"); err != nil || strings.TrimSpace(out) != "" {
+			return fmt.Errorf("br0 ports: %q %v", out, err)
+		}
+	}
+	var left []string
+	add := func(dir string, keep func(string) bool) {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if !keep(e.Name()) {
+				left = append(left, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	none := func(string) bool { return false }
+	for _, d := range sandboxDirs {
+		if _, err := os.Lstat(d); err == nil {
+			left = append(left, d)
+		}
+	}
+	add(c.path("plugin/state/attachments"), none)
+	add(filepath.Join(devinfoTop, "devinfo/cni"), none)
+	for _, net := range []string{"e2e-cluster", "memif-network"} {
+		add(c.path("var/lib/cni/networks", net), func(n string) bool { return n == "lock" || strings.HasPrefix(n, "last_reserved_ip") })
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("left: %s", strings.Join(left, " "))
+	}
+	return nil
+}
+
+// vppNAD is examples/nad-vpp-memif.yaml with the installed kubeconfig, the
+// CNIDeviceInfoFile capability, and host-local's allocations under base
+// rather than the machine's /var/lib/cni/networks.
+func (c *cluster) vppNAD(t *testing.T) []byte {
+	data, err := os.ReadFile("../../examples/nad-vpp-memif.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for _, r := range [][2]string{
+		{`"type": "userspace",`, fmt.Sprintf(`"type": "userspace", "kubeconfig": %q, "capabilities": {"CNIDeviceInfoFile": true},`,
+			c.path("etc/cni/net.d/userspace.d/userspace.kubeconfig"))},
+		{`"type": "host-local",`, fmt.Sprintf(`"type": "host-local", "dataDir": %q,`, c.path("var/lib/cni/networks"))},
+	} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("examples/nad-vpp-memif.yaml no longer has %q", r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
+	return []byte(s)
+}
+
+// vppPods is examples/pod-vpp-memif.yaml with a deviceID in the network
+// selection (for Multus's device-info, as for the OVS pods).
+func vppPods(t *testing.T) []byte {
+	data, err := os.ReadFile("../../examples/pod-vpp-memif.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := "k8s.v1.cni.cncf.io/networks: memif-network\n"
+	if strings.Count(string(data), old) != 2 {
+		t.Fatalf("examples/pod-vpp-memif.yaml no longer has %q twice", old)
+	}
+	return []byte(strings.ReplaceAll(string(data), old, `k8s.v1.cni.cncf.io/networks: '[{"name": "memif-network", "deviceID": "memif-net1"}]'`+"\n"))
+}
+
+type netStatus struct {
+	Name       string
+	Interface  string
+	IPs        []string
+	DeviceInfo *struct {
+		Type  string
+		Memif *struct{ Role, Path, Mode string }
+	} `json:"device-info"`
+}
+
+func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
+	if _, err := c.kubectl(c.vppNAD(t), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.kubectl(vppPods(t), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.kubectl(nil, "wait", "--for=condition=Ready", "pod/vpp-app-1", "pod/vpp-app-2", "--timeout=180s"); err != nil {
+		out, _ := c.kubectl(nil, "describe", "pods")
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ready := time.Since(start)
+	var ips []string
+	var sandboxDirs []string
+	for _, name := range []string{"vpp-app-1", "vpp-app-2"} {
+		var p pod
+		if err := c.getJSON(&p, "pod", name); err != nil {
+			t.Fatal(err)
+		}
+		var status []netStatus
+		if err := json.Unmarshal([]byte(p.Metadata.Annotations["k8s.v1.cni.cncf.io/network-status"]), &status); err != nil {
+			t.Fatalf("%s network-status: %v", name, err)
+		}
+		var mine *netStatus
+		for i := range status {
+			if status[i].Name == "default/memif-network" {
+				mine = &status[i]
+			}
+		}
+		if mine == nil || len(mine.IPs) == 0 || mine.DeviceInfo == nil || mine.DeviceInfo.Type != "memif" ||
+			mine.DeviceInfo.Memif == nil || mine.DeviceInfo.Memif.Role != "slave" {
+			t.Fatalf("%s network-status: %s", name, p.Metadata.Annotations["k8s.v1.cni.cncf.io/network-status"])
+		}
+		ips = append(ips, mine.IPs[0])
+		sandboxDirs = append(sandboxDirs, filepath.Dir(mine.DeviceInfo.Memif.Path))
+		if p.Metadata.Annotations["userspace/configuration-data"] == "" {
+			t.Errorf("%s has no userspace/configuration-data annotation", name)
+		}
+	}
+	// The notes' check: one pod's VPP pings the other's across bridge
+	// domain 4 of the host VPP. The first may be lost to ARP.
+	var out string
+	err := c.waitFor("ping across bridge domain 4", 60*time.Second, func() error {
+		var err error
+		out, err = c.kubectl(nil, "exec", "vpp-app-1", "--", "vppctl", "-s", "/run/vpp/cli.sock", "ping", ips[1], "repeat", "5", "interval", "0.5")
+		if err != nil {
+			return err
+		}
+		m := regexp.MustCompile(`(\d+) sent, (\d+) received`).FindStringSubmatch(out)
+		if m == nil {
+			return fmt.Errorf("no ping statistics: %q", out)
+		}
+		if n, _ := strconv.Atoi(m[2]); n < 4 {
+			return fmt.Errorf("ping: %s", m[0])
+		}
+		return nil
+	})
+	if err != nil {
+		for _, n := range []string{"vpp-app-1", "vpp-app-2"} {
+			logs, _ := c.kubectl(nil, "logs", n, "--tail=40")
+			t.Logf("--- %s:\n%s", n, logs)
+		}
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("pods created -> Ready %v -> ping %s -> %s answered %v", ready.Round(time.Millisecond), ips[0], ips[1], time.Since(start).Round(time.Millisecond))
+
+	if _, err := c.kubectl(nil, "delete", "pod", "vpp-app-1", "vpp-app-2", "--wait=true", "--timeout=120s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitFor("pods' traces gone", 60*time.Second, func() error {
+		st, err := vpp.State()
+		if err != nil {
+			return err
+		}
+		for _, i := range st.Interfaces {
+			if strings.HasPrefix(i.Name, "memif") {
+				return fmt.Errorf("host VPP still has %s", i.Name)
+			}
+		}
+		return c.leftovers(nil, sandboxDirs)
+	}); err != nil {
+		t.Error(err)
+	}
+}
+
+func testDaemonSetDelete(t *testing.T, c *cluster) {
+	if _, err := c.kubectl(nil, "-n", "kube-system", "delete", "daemonset", "userspace-cni", "--wait=true", "--timeout=60s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitFor("installer pod gone", 60*time.Second, func() error {
+		out, err := c.kubectl(nil, "-n", "kube-system", "get", "pods", "-o", "name")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != "" {
+			return fmt.Errorf("pods: %s", out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// deploy/README.md: the plugin and its files stay, for the DELs of the
+	// pods it attached.
+	for _, f := range []string{filepath.Join(c.cniBin, "userspace"), c.policyFile,
+		c.path("etc/cni/net.d/userspace.d/userspace.kubeconfig")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("after the DaemonSet's deletion: %v", err)
+		}
+	}
+}
