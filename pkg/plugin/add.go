@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/deviceinfo"
+	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
@@ -39,9 +41,43 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
 	defer cancel()
-	t := &tx{log: inv.log}
-	defer t.finish(&err)
+	a := &adding{inv: inv, ph: ph, t: &tx{log: inv.log}}
+	defer a.t.finish(&err)
+	if err := p.prepare(ctx, a); err != nil {
+		return err
+	}
+	if err := p.attach(ctx, a); err != nil {
+		return err
+	}
+	result, err := a.publish(ctx)
+	if err != nil {
+		return err
+	}
+	inv.log.Info("attached", "socket", a.ps.layout.SocketPath(), "engine", inv.conf.Host.Engine)
+	return types.PrintResult(result, inv.conf.CNIVersion)
+}
 
+// adding is one ADD as its phases hand it on: each phase registers its
+// side effects' undo steps with t, which rolls them back if a later one
+// fails.
+type adding struct {
+	inv  *invocation
+	ph   *phases
+	t    *tx
+	pc   *podContext // nil without a kubeconfig or a pod
+	ps   paths
+	rec  *state.Record
+	ipam *pendingIPAM // runs alongside the rest; wait for its result
+	// Set by attach.
+	att        *engine.Attachment
+	engineData json.RawMessage
+}
+
+// prepare takes the sandbox's lock, claims the attachment's paths, writes
+// its record as incomplete, starts IPAM and lays out the socket directory:
+// everything before the switch.
+func (p *Plugin) prepare(ctx context.Context, a *adding) error {
+	inv, t, args := a.inv, a.t, a.inv.args
 	pc, err := lookupPod(ctx, inv)
 	if err != nil {
 		return err
@@ -51,28 +87,30 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 			inv.log.Debug("Kubernetes API use", "requests", pc.client.Requests())
 			pc.client.Close()
 		})
-		ph.mark("pod")
+		a.ph.mark("pod")
 	}
+	a.pc = pc
 	ps, err := addPaths(inv, pc)
 	if err != nil {
 		return err
 	}
+	a.ps = ps
 	unlock, err := inv.store.LockSandbox(ctx, args.ContainerID)
 	if err != nil {
 		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
 	}
 	t.releaseWith(unlock)
-	ph.mark("lock")
+	a.ph.mark("lock")
 
-	if err := p.replaceEarlier(ctx, inv, ph); err != nil {
+	if err := p.replaceEarlier(ctx, inv, a.ph); err != nil {
 		return err
 	}
 	if err := claimAll(inv.store, ps, args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	t.afterCleanRollback(func() error { return releaseAll(inv.store, ps, args.ContainerID, args.IfName) })
-	rec := newRecord(inv, ps, pc)
-	if err := inv.store.Save(rec); err != nil {
+	a.rec = newRecord(inv, ps, pc)
+	if err := inv.store.Save(a.rec); err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
 	t.afterCleanRollback(func() error { return inv.store.Delete(args.ContainerID, args.IfName) })
@@ -80,32 +118,37 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	// IPAM runs alongside everything up to the attach (and the attach too,
 	// unless the engine needs the address): an IPAM plugin is another
 	// process and costs as much as the rest of ADD.
-	ipam := startIPAM(ctx, inv, ph)
-	t.undoWith(ipam.release)
+	a.ipam = startIPAM(ctx, inv, a.ph)
+	t.undoWith(a.ipam.release)
 	t.undoWith(func() error {
-		own := ownership(inv.store, ps, rec, args.ContainerID, args.IfName)
+		own := ownership(inv.store, ps, a.rec, args.ContainerID, args.IfName)
 		own.cdFile = false // its own undo, once written: the path may hold a file not the plugin's
 		return removeFiles(inv.log, ps, own, args.IfName)
 	})
 
-	layout := ps.layout
-	if err := layout.Prepare(inv.conf.Host.Vhost.Group); err != nil {
+	if err := ps.layout.Prepare(inv.conf.Host.Vhost.Group); err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing socket directory: %v", err), "")
 	}
-	if err := layout.RemoveStaleSocket(); err != nil {
+	if err := ps.layout.RemoveStaleSocket(); err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
-	ph.mark("socketDir")
+	a.ph.mark("socketDir")
+	return nil
+}
 
+// attach connects to the switch and attaches the interface; an engine that
+// needs the address (netType interface) waits for IPAM first.
+func (p *Plugin) attach(ctx context.Context, a *adding) error {
+	inv, layout := a.inv, a.ps.layout
 	eng, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log)
 	if err != nil {
 		return asCNIError(err, "connecting to the switch")
 	}
-	t.releaseWith(eng.Close)
-	ph.mark("connect")
+	a.t.releaseWith(eng.Close)
+	a.ph.mark("connect")
 	att := attachment(inv, layout)
 	if inv.conf.Host.NetType == netconf.NetTypeInterface {
-		res, err := ipam.wait()
+		res, err := a.ipam.wait()
 		if err != nil {
 			return err
 		}
@@ -117,7 +160,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return asCNIError(err, "attaching to the switch")
 	}
-	t.undoWith(func() error {
+	a.t.undoWith(func() error {
 		rctx, rcancel := context.WithTimeout(context.Background(), rollbackTimeout)
 		defer rcancel()
 		return eng.Detach(rctx, att, engineData)
@@ -127,60 +170,66 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err := layout.RememberSocket(); err != nil {
 		return types.NewError(types.ErrIOFailure, fmt.Sprintf("reading socket %s: %v", layout.SocketPath(), err), "")
 	}
-	ph.mark("attach")
-	ipamRes, err := ipam.wait()
-	if err != nil {
-		return err
-	}
+	a.att, a.engineData = att, engineData
+	a.ph.mark("attach")
+	return nil
+}
 
-	mac := inv.conf.MACFor(inv.cargs)
-	result := buildResult(inv, layout, ipamRes, mac)
+// publish tells the pod (config data file, annotation, device info, the
+// notes' files) and completes the record: the attachment exists once the
+// record says so.
+func (a *adding) publish(ctx context.Context) (*types100.Result, error) {
+	inv, t, layout, pc, rec := a.inv, a.t, a.ps.layout, a.pc, a.rec
+	args := inv.args
+	ipamRes, err := a.ipam.wait()
+	if err != nil {
+		return nil, err
+	}
+	result := buildResult(inv, layout, ipamRes, inv.conf.MACFor(inv.cargs))
 	cd := containerData(inv, layout, result)
 	if _, err := configdata.Write(layout, cd); err != nil {
-		return types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
+		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
 	}
-	t.undoWith(func() error { return layout.RemoveFile(ps.cdFile) })
+	t.undoWith(func() error { return layout.RemoveFile(a.ps.cdFile) })
 
 	if pc != nil {
 		if err := pc.client.AddConfigData(ctx, pc.pod, cd, pc.mappedDir); err != nil {
-			return kubeError(err)
+			return nil, kubeError(err)
 		}
 		t.undoWith(func() error {
 			rctx, rcancel := context.WithTimeout(context.Background(), kubeTimeout)
 			defer rcancel()
 			return pc.client.RemoveConfigData(rctx, inv.cargs.PodNamespace, inv.cargs.PodName, args.ContainerID, args.IfName)
 		})
-		ph.mark("annotate")
+		a.ph.mark("annotate")
 	}
 	if devInfo := rec.DeviceInfoFile; devInfo != "" {
 		if err := deviceinfo.Write(inv.pol, devInfo, deviceInfo(inv, layout, pc)); err != nil {
-			return types.NewError(types.ErrIOFailure, fmt.Sprintf("writing runtimeConfig.CNIDeviceInfoFile: %v", err), "")
+			return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("writing runtimeConfig.CNIDeviceInfoFile: %v", err), "")
 		}
 		t.undoWith(func() error { return deviceinfo.Remove(inv.pol, devInfo) })
 	}
-
-	if notes := ps.notes; notes != nil {
+	if notes := a.ps.notes; notes != nil {
 		if err := notes.Prepare(inv.conf.Host.Vhost.Group); err != nil {
-			return types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing %s: %v", notes.Dir, err), "")
+			return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("preparing %s: %v", notes.Dir, err), "")
 		}
 		files, err := writeNotes(notes, inv, layout.SocketName, cd.IPResult)
 		if err != nil {
-			return types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
+			return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
 		}
 		rec.NotesFiles = files
 	}
 
 	rec.Incomplete = false
-	rec.EngineData = engineData
-	for _, ip := range att.IPs {
+	rec.EngineData = a.engineData
+	for _, ip := range a.att.IPs {
 		rec.IPs = append(rec.IPs, ip.String())
 	}
 	if err := inv.store.Save(rec); err != nil {
-		return types.NewError(types.ErrIOFailure, err.Error(), "")
+		return nil, types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
-	ph.mark("publish")
-	inv.log.Info("attached", "socket", layout.SocketPath(), "engine", inv.conf.Host.Engine)
-	return types.PrintResult(result, inv.conf.CNIVersion)
+	a.ph.mark("publish")
+	return result, nil
 }
 
 // addPaths works out where the attachment's files go, before any is made.
