@@ -237,6 +237,8 @@ func (c *cluster) startCluster() error {
 		// the kubelet refuses a loopback node IP, so the API server reaches
 		// it by host name.
 		"--kubelet-preferred-address-types", "Hostname",
+		// The notes' VPP pods are privileged (VPP maps the memif regions).
+		"--allow-privileged=true",
 		"--profiling=false"); err != nil {
 		return err
 	}
