@@ -34,6 +34,7 @@ type cluster struct {
 	bridge               string
 	cgroupRoot           string
 	madeRunContainerd    bool
+	madeShimDir          bool
 	procs                []*process
 }
 
@@ -295,6 +296,9 @@ func (c *cluster) startCluster() error {
 	if _, err := os.Stat("/run/containerd"); errors.Is(err, os.ErrNotExist) {
 		c.madeRunContainerd = true
 	}
+	if _, err := os.Stat("/run/containerd/s"); errors.Is(err, os.ErrNotExist) {
+		c.madeShimDir = true
+	}
 	c.containerdSock = c.path("containerd/containerd.sock")
 	conf := fmt.Sprintf(`version = 3
 root = %q
@@ -480,6 +484,8 @@ func (c *cluster) stop() []error {
 	}
 	if c.madeRunContainerd {
 		_ = os.RemoveAll("/run/containerd")
+	} else if c.madeShimDir {
+		_ = os.Remove("/run/containerd/s") // only if empty: another containerd may use it now
 	}
 	return errs
 }
