@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -455,13 +456,22 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 }
 
-// leftovers names what a deleted pod might leave: switch ports, its socket
-// directories, the plugin's records, Multus's device-info files,
-// host-local allocations of the cluster network.
-func (c *cluster) leftovers(ovs *testbed.OVS, sandboxDirs []string) error {
+// leftovers names what a deleted pod might leave: switch ports, the given
+// paths (an OVS pod's socket directory; a VPP pod's memif socket, in the
+// shared directory that stays), the plugin's records, Multus's device-info
+// files, host-local allocations of the cluster network.
+func (c *cluster) leftovers(ovs *testbed.OVS, gone []string) error {
+	// The plugin removes br0 with its last port when it made the bridge;
+	// a br0 that stays must have no ports left.
 	if ovs != nil {
-		if out, err := ovs.Vsctl("list-ports", "br0"); err != nil || strings.TrimSpace(out) != "" {
-			return fmt.Errorf("br0 ports: %q %v", out, err)
+		brs, err := ovs.Vsctl("list-br")
+		if err != nil {
+			return err
+		}
+		if slices.Contains(strings.Fields(brs), "br0") {
+			if out, err := ovs.Vsctl("list-ports", "br0"); err != nil || strings.TrimSpace(out) != "" {
+				return fmt.Errorf("br0 ports: %q %v", out, err)
+			}
 		}
 	}
 	var left []string
@@ -474,7 +484,7 @@ func (c *cluster) leftovers(ovs *testbed.OVS, sandboxDirs []string) error {
 		}
 	}
 	none := func(string) bool { return false }
-	for _, d := range sandboxDirs {
+	for _, d := range gone {
 		if _, err := os.Lstat(d); err == nil {
 			left = append(left, d)
 		}
@@ -549,8 +559,7 @@ func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	ready := time.Since(start)
-	var ips []string
-	var sandboxDirs []string
+	var ips, sockets []string
 	for _, name := range []string{"vpp-app-1", "vpp-app-2"} {
 		var p pod
 		if err := c.getJSON(&p, "pod", name); err != nil {
@@ -571,7 +580,7 @@ func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
 			t.Fatalf("%s network-status: %s", name, p.Metadata.Annotations["k8s.v1.cni.cncf.io/network-status"])
 		}
 		ips = append(ips, mine.IPs[0])
-		sandboxDirs = append(sandboxDirs, filepath.Dir(mine.DeviceInfo.Memif.Path))
+		sockets = append(sockets, mine.DeviceInfo.Memif.Path)
 		if p.Metadata.Annotations["userspace/configuration-data"] == "" {
 			t.Errorf("%s has no userspace/configuration-data annotation", name)
 		}
@@ -616,7 +625,7 @@ func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
 				return fmt.Errorf("host VPP still has %s", i.Name)
 			}
 		}
-		return c.leftovers(nil, sandboxDirs)
+		return c.leftovers(nil, sockets)
 	}); err != nil {
 		t.Error(err)
 	}
