@@ -34,6 +34,7 @@ type cluster struct {
 	bridge               string
 	cgroupRoot           string
 	madeRunContainerd    bool
+	madeShimDir          bool
 	procs                []*process
 }
 
@@ -237,6 +238,8 @@ func (c *cluster) startCluster() error {
 		// the kubelet refuses a loopback node IP, so the API server reaches
 		// it by host name.
 		"--kubelet-preferred-address-types", "Hostname",
+		// The notes' VPP pods are privileged (VPP maps the memif regions).
+		"--allow-privileged=true",
 		"--profiling=false"); err != nil {
 		return err
 	}
@@ -292,6 +295,9 @@ func (c *cluster) startCluster() error {
 	// the state directory: remove /run/containerd after if it was not there.
 	if _, err := os.Stat("/run/containerd"); errors.Is(err, os.ErrNotExist) {
 		c.madeRunContainerd = true
+	}
+	if _, err := os.Stat("/run/containerd/s"); errors.Is(err, os.ErrNotExist) {
+		c.madeShimDir = true
 	}
 	c.containerdSock = c.path("containerd/containerd.sock")
 	conf := fmt.Sprintf(`version = 3
@@ -478,6 +484,8 @@ func (c *cluster) stop() []error {
 	}
 	if c.madeRunContainerd {
 		_ = os.RemoveAll("/run/containerd")
+	} else if c.madeShimDir {
+		_ = os.Remove("/run/containerd/s") // only if empty: another containerd may use it now
 	}
 	return errs
 }

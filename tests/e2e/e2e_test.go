@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -280,6 +281,51 @@ func notesPods(t *testing.T) []byte {
 	return []byte(s)
 }
 
+// The MACs examples/pod-l3fwd-pktgen.yaml gives the pods' net1.
+const (
+	l3fwdMAC  = "02:00:00:00:00:01"
+	pktgenMAC = "02:00:00:00:00:02"
+)
+
+var (
+	dpFlowRE = regexp.MustCompile(`in_port\((\d+)\),.*eth\(src=([0-9a-f:]+),dst=[0-9a-f:]+\).*packets:(\d+),.*actions:(\d+)$`)
+	dpPortRE = regexp.MustCompile(`(?m)^\s*port (\d+): (\S+)`)
+)
+
+// flowPackets sums, by source MAC, the packets of br0's datapath flows
+// that go from one of ports to another of them.
+func flowPackets(ovs *testbed.OVS, ports []string) (map[string]uint64, error) {
+	show, err := ovs.Appctl("dpctl/show")
+	if err != nil {
+		return nil, err
+	}
+	mine := map[string]bool{}
+	for _, m := range dpPortRE.FindAllStringSubmatch(show, -1) {
+		for _, p := range ports {
+			if m[2] == p {
+				mine[m[1]] = true
+			}
+		}
+	}
+	if len(mine) != len(ports) {
+		return nil, fmt.Errorf("ports %q not all in dpctl/show:\n%s", ports, show)
+	}
+	flows, err := ovs.Appctl("dpctl/dump-flows")
+	if err != nil {
+		return nil, err
+	}
+	res := map[string]uint64{}
+	for _, l := range strings.Split(flows, "\n") {
+		m := dpFlowRE.FindStringSubmatch(strings.TrimSpace(l))
+		if m == nil || !mine[m[1]] || !mine[m[4]] || m[1] == m[4] {
+			continue
+		}
+		n, _ := strconv.ParseUint(m[3], 10, 64)
+		res[m[2]] += n
+	}
+	return res, nil
+}
+
 type pod struct {
 	Metadata struct {
 		Name        string
@@ -306,9 +352,12 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 	ready := time.Since(start)
 
-	// Packets cross br0 both ways: the pktgen pod's port receives what
-	// testpmd sends, the l3fwd pod's port sends it to l3fwd, and l3fwd's
-	// routed packets come back through the pktgen pod's port.
+	// Packets cross br0 both ways: testpmd's packets go from the pktgen
+	// pod's port to the l3fwd pod's, and l3fwd routes them back from its
+	// port to the pktgen pod's (l3fwd sends only what it received). OVS 3.1
+	// has no packet counters on dpdkvhostuser ports (it is the vhost-user
+	// server; Interface statistics hold only its drop counters), so the
+	// datapath's flows count them, as in the demo.
 	ports, err := ovs.Vsctl("list-ports", "br0")
 	if err != nil {
 		t.Fatal(err)
@@ -317,20 +366,15 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	if len(names) != 2 {
 		t.Fatalf("br0 has ports %q, want the two pods'", names)
 	}
-	stat := func(port, key string) uint64 {
-		out, err := ovs.Vsctl("get", "Interface", port, "statistics:"+key)
-		if err != nil {
-			return 0
-		}
-		n, _ := strconv.ParseUint(strings.Trim(strings.TrimSpace(out), `"`), 10, 64)
-		return n
-	}
 	const want = 1000
+	var crossed map[string]uint64
 	err = c.waitFor("packets both ways across br0", 120*time.Second, func() error {
-		for _, p := range names {
-			rx, tx := stat(p, "rx_packets"), stat(p, "tx_packets")
-			if rx < want || tx < want {
-				return fmt.Errorf("port %s: rx %d tx %d", p, rx, tx)
+		if crossed, err = flowPackets(ovs, names); err != nil {
+			return err
+		}
+		for _, src := range []string{pktgenMAC, l3fwdMAC} {
+			if crossed[src] < want {
+				return fmt.Errorf("packets across br0 by source MAC: %v", crossed)
 			}
 		}
 		return nil
@@ -340,21 +384,25 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 			out, _ := c.kubectl(nil, "logs", n, "--tail=40")
 			t.Logf("--- %s:\n%s", n, out)
 		}
+		out, _ := ovs.Appctl("dpctl/dump-flows")
+		t.Logf("--- dpctl/dump-flows:\n%s", out)
 		t.Fatal(err)
 	}
-	t.Logf("pods created -> Ready %v -> packets both ways across br0 %v", ready.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	// testpmd's own counters in the pktgen pod: RX is l3fwd's traffic back.
-	if err := c.waitFor("testpmd RX", 30*time.Second, func() error {
+	t.Logf("pods created -> Ready %v -> packets both ways across br0 %v (pktgen -> l3fwd %d, l3fwd -> pktgen %d)",
+		ready.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), crossed[pktgenMAC], crossed[l3fwdMAC])
+	// testpmd's own TX counter in the pktgen pod. (Its RX stays 0: txonly
+	// never reads its receive queue.)
+	if err := c.waitFor("testpmd TX", 30*time.Second, func() error {
 		out, err := c.kubectl(nil, "logs", "dpdk-pktgen", "--tail=30")
 		if err != nil {
 			return err
 		}
-		m := regexp.MustCompile(`RX-packets:\s+(\d+)`).FindAllStringSubmatch(out, -1)
+		m := regexp.MustCompile(`TX-packets:\s+(\d+)`).FindAllStringSubmatch(out, -1)
 		if len(m) == 0 {
-			return errors.New("no RX-packets line yet")
+			return errors.New("no TX-packets line yet")
 		}
 		if n, _ := strconv.ParseUint(m[len(m)-1][1], 10, 64); n == 0 {
-			return errors.New("pktgen RX-packets 0")
+			return errors.New("pktgen TX-packets 0")
 		}
 		return nil
 	}); err != nil {
@@ -408,13 +456,22 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 }
 
-// leftovers names what a deleted pod might leave: switch ports, its socket
-// directories, the plugin's records, Multus's device-info files,
-// host-local allocations of the cluster network.
-func (c *cluster) leftovers(ovs *testbed.OVS, sandboxDirs []string) error {
+// leftovers names what a deleted pod might leave: switch ports, the given
+// paths (an OVS pod's socket directory; a VPP pod's memif socket, in the
+// shared directory that stays), the plugin's records, Multus's device-info
+// files, host-local allocations of the cluster network.
+func (c *cluster) leftovers(ovs *testbed.OVS, gone []string) error {
+	// The plugin removes br0 with its last port when it made the bridge;
+	// a br0 that stays must have no ports left.
 	if ovs != nil {
-		if out, err := ovs.Vsctl("list-ports", "br0"); err != nil || strings.TrimSpace(out) != "" {
-			return fmt.Errorf("br0 ports: %q %v", out, err)
+		brs, err := ovs.Vsctl("list-br")
+		if err != nil {
+			return err
+		}
+		if slices.Contains(strings.Fields(brs), "br0") {
+			if out, err := ovs.Vsctl("list-ports", "br0"); err != nil || strings.TrimSpace(out) != "" {
+				return fmt.Errorf("br0 ports: %q %v", out, err)
+			}
 		}
 	}
 	var left []string
@@ -427,7 +484,7 @@ func (c *cluster) leftovers(ovs *testbed.OVS, sandboxDirs []string) error {
 		}
 	}
 	none := func(string) bool { return false }
-	for _, d := range sandboxDirs {
+	for _, d := range gone {
 		if _, err := os.Lstat(d); err == nil {
 			left = append(left, d)
 		}
@@ -502,8 +559,7 @@ func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	ready := time.Since(start)
-	var ips []string
-	var sandboxDirs []string
+	var ips, sockets []string
 	for _, name := range []string{"vpp-app-1", "vpp-app-2"} {
 		var p pod
 		if err := c.getJSON(&p, "pod", name); err != nil {
@@ -524,7 +580,7 @@ func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
 			t.Fatalf("%s network-status: %s", name, p.Metadata.Annotations["k8s.v1.cni.cncf.io/network-status"])
 		}
 		ips = append(ips, mine.IPs[0])
-		sandboxDirs = append(sandboxDirs, filepath.Dir(mine.DeviceInfo.Memif.Path))
+		sockets = append(sockets, mine.DeviceInfo.Memif.Path)
 		if p.Metadata.Annotations["userspace/configuration-data"] == "" {
 			t.Errorf("%s has no userspace/configuration-data annotation", name)
 		}
@@ -569,7 +625,7 @@ func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
 				return fmt.Errorf("host VPP still has %s", i.Name)
 			}
 		}
-		return c.leftovers(nil, sandboxDirs)
+		return c.leftovers(nil, sockets)
 	}); err != nil {
 		t.Error(err)
 	}
