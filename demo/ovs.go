@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/userspace-cni/userspace/pkg/configdata"
+	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/testbed"
 )
@@ -161,7 +163,9 @@ func (d *demo) addOVSPods() error {
 }
 
 // port is the OVS port (and socket) name of an OVS pod's attachment.
-func (p *pod) port() string { return p.id[:12] + "-" + ifName }
+func (p *pod) port() string {
+	return configdata.DefaultSocketName(netconf.IfTypeVhostUser, p.id, ifName)
+}
 
 // ls prints ls -l of dir, as a user would look.
 func (d *demo) ls(dir string) error {
@@ -303,7 +307,7 @@ func (d *demo) watchCounters() error {
 		}
 		fromPG, fromL3 = d.packetsFrom(pgDP), d.packetsFrom(l3DP)
 		dropL3, dropPG = d.drops(l3.port()), d.drops(pg.port())
-		st = testbed.ParseTestPMDStats(tailOf(pg.log, 64<<10))[0]
+		st = testbed.ParseTestPMDStats(testbed.TailFile(pg.log, 64<<10))[0]
 		d.out.printf(row, s, fromPG, fromL3, dropL3, dropPG, st.TxPackets, st.RxPackets)
 	}
 	d.out.Say("$ %s   # l3fwd's port, for example", quote([]string{"ovs-vsctl", "get", "Interface", l3.port(), "statistics"}))
@@ -340,21 +344,6 @@ func (d *demo) watchCounters() error {
 	}
 	d.out.Say("(rates are not the point: three busy pollers share two CPUs here, so most packets are dropped)")
 	return nil
-}
-
-// tailOf is the last n bytes of file.
-func tailOf(file string, n int64) string {
-	f, err := os.Open(file)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > n {
-		_, _ = f.Seek(st.Size()-n, 0)
-	}
-	b := make([]byte, n)
-	k, _ := f.Read(b)
-	return string(b[:k])
 }
 
 var podGoodbye = regexp.MustCompile(`^(Closing port|Done|Bye|Port 0: ).*`)

@@ -92,7 +92,7 @@ type record struct {
 // PortName is the Port and Interface name of an attachment: the original
 // plugin's socket name, unique per attachment.
 func PortName(containerID, ifName string) string {
-	return configdata.ShortID(containerID) + "-" + ifName
+	return configdata.DefaultSocketName(netconf.IfTypeVhostUser, containerID, ifName)
 }
 
 func ifaceType(h *netconf.UserSpaceConf) string {

@@ -323,7 +323,7 @@ func TestAddDelRace(t *testing.T) {
 					if len(held) != 1 || held[0] != ip {
 						t.Errorf("round %d: ADD reported %s, host-local holds %v for the attachment", i, ip, held)
 					}
-					cd := readConfigData(t, filepath.Join("/var/lib/cni/vhostuser", p.id), p.id, "net1")
+					cd := readConfigData(t, filepath.Join(defaultSocketBase, p.id), p.id, "net1")
 					if got := cd.IPResult.IPs[0].Address.IP.String(); got != ip {
 						t.Errorf("round %d: config data says %s, ADD reported %s", i, got, ip)
 					}

@@ -344,7 +344,7 @@ func (o *OVS) Appctl(args ...string) (string, error) {
 }
 
 // Logs returns the tail of the vswitchd log, for failure messages.
-func (o *OVS) Logs() string { return tailFile(o.path("ovs-vswitchd.log"), 8<<10) }
+func (o *OVS) Logs() string { return TailFile(o.path("ovs-vswitchd.log"), 8<<10) }
 
 func (o *OVS) path(name string) string { return filepath.Join(o.Dir, name) }
 

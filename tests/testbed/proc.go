@@ -164,8 +164,8 @@ func removeRuntimeDir(prefix string) error {
 	return os.RemoveAll(DPDKRuntimeDir(prefix))
 }
 
-// tailFile returns at most the last n bytes of path ("" if unreadable).
-func tailFile(path string, n int64) string {
+// TailFile returns at most the last n bytes of path ("" if unreadable).
+func TailFile(path string, n int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""

@@ -215,7 +215,7 @@ func (t *TestPMD) AllStats() (map[int]PortStats, error) {
 	}
 	// The tail holds many periods even with several ports, and bounds the
 	// cost of a long-running demo's growing log.
-	return ParseTestPMDStats(tailFile(t.LogFile, 64<<10)), nil
+	return ParseTestPMDStats(TailFile(t.LogFile, 64<<10)), nil
 }
 
 // WaitRx waits until port 0 has received at least n packets and returns the
@@ -260,7 +260,7 @@ func ParseTestPMDStats(out string) map[int]PortStats {
 }
 
 // Output returns the tail of testpmd's output, for failure messages.
-func (t *TestPMD) Output() string { return tailFile(t.LogFile, 16<<10) }
+func (t *TestPMD) Output() string { return TailFile(t.LogFile, 16<<10) }
 
 // PID is the testpmd process id (also with NetNS, as nsenter execs).
 func (t *TestPMD) PID() int { return t.cmd.Process.Pid }

@@ -330,7 +330,7 @@ func (v *VPP) Vppctl(args ...string) (string, error) {
 }
 
 func (v *VPP) logs() string {
-	return tailFile(filepath.Join(v.Dir, "stdout.log"), 4<<10) + tailFile(filepath.Join(v.Dir, "vpp.log"), 4<<10)
+	return TailFile(filepath.Join(v.Dir, "stdout.log"), 4<<10) + TailFile(filepath.Join(v.Dir, "vpp.log"), 4<<10)
 }
 
 // Logs returns the tail of VPP's output and log, for failure messages.
