@@ -351,9 +351,13 @@ func fileExists(p string) bool {
 // success where it does not (a VPP attachment).
 func TestHungOVSDB(t *testing.T) {
 	list := confList(t, "1.1.0", "hung", ovsExample("br-hung"))
-	other := newPod(t)
-	if _, err := h.cni.AddNetworkList(ctx(), list, other.rt("net1")); err != nil {
-		t.Fatal(err)
+	// other is DELeted and checked is CHECKed while the switch hangs: two
+	// attachments, or the CHECK could find the DEL already begun.
+	other, checked := newPod(t), newPod(t)
+	for _, p := range []*pod{other, checked} {
+		if _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	vppList := confList(t, "1.0.0", "hung-vpp", vppExample())
 	resumed := false
@@ -393,7 +397,7 @@ func TestHungOVSDB(t *testing.T) {
 	})
 	time.Sleep(200 * time.Millisecond) // the ADD is inside its first switch call
 	run("DEL of another attachment", func(c context.Context) error { return h.cni.DelNetworkList(c, list, other.rt("net1")) })
-	run("CHECK of another attachment", func(c context.Context) error { return h.cni.CheckNetworkList(c, list, other.rt("net1")) })
+	run("CHECK of another attachment", func(c context.Context) error { return h.cni.CheckNetworkList(c, list, checked.rt("net1")) })
 	run("STATUS", func(c context.Context) error { return h.cni.GetStatusNetworkList(c, list) })
 	vppPod := newPod(t)
 	run("ADD and DEL on VPP", func(c context.Context) error {
@@ -426,8 +430,8 @@ func TestHungOVSDB(t *testing.T) {
 		t.Logf("%s: %v after %v", o.verb, o.err, o.d.Round(time.Millisecond))
 	}
 	resume()
-	// The runtime DELs the failed ADD; once the switch answers, both go.
-	for _, p := range []*pod{stuck, other} {
+	// The runtime DELs the failed ADD; once the switch answers, all go.
+	for _, p := range []*pod{stuck, other, checked} {
 		if err := h.cni.DelNetworkList(ctx(), list, p.rt("net1")); err != nil {
 			t.Errorf("DEL after the switch came back: %v", err)
 		}
