@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -22,8 +23,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/userspace-cni/userspace/pkg/agent"
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/kube"
 	"github.com/userspace-cni/userspace/pkg/netconf"
@@ -230,16 +233,92 @@ func TestLeastPrivilege(t *testing.T) {
 		user   string
 		groups []string
 	}{{kubetest.PluginUser, []string{"system:authenticated"}}, {sa, saGroups}} {
-		for _, verb := range []string{"get", "patch"} {
-			if ok, err := e.Allowed(ctx, id.user, id.groups, verb, "pods", "any-namespace"); err != nil || !ok {
-				t.Errorf("%s may not %s pods: %v", id.user, verb, err)
+		// The plugin's get and patch; the node agent's list pods and
+		// create events (one identity: the DaemonSet's pod has one).
+		for _, allowed := range [][2]string{{"get", "pods"}, {"patch", "pods"}, {"list", "pods"}, {"create", "events"}} {
+			if ok, err := e.Allowed(ctx, id.user, id.groups, allowed[0], allowed[1], "any-namespace"); err != nil || !ok {
+				t.Errorf("%s may not %s %s: %v", id.user, allowed[0], allowed[1], err)
 			}
 		}
-		for _, denied := range [][2]string{{"list", "pods"}, {"watch", "pods"}, {"update", "pods"}, {"delete", "pods"}, {"create", "pods"}, {"get", "secrets"}, {"get", "nodes"}} {
+		for _, denied := range [][2]string{{"watch", "pods"}, {"update", "pods"}, {"delete", "pods"}, {"create", "pods"},
+			{"get", "secrets"}, {"list", "secrets"}, {"get", "nodes"}, {"get", "events"}, {"list", "events"},
+			{"update", "events"}, {"delete", "events"}, {"create", "configmaps"}} {
 			if ok, err := e.Allowed(ctx, id.user, id.groups, denied[0], denied[1], "default"); err != nil || ok {
 				t.Errorf("%s may %s %s (err %v)", id.user, denied[0], denied[1], err)
 			}
 		}
+	}
+}
+
+// TestAgentIdentity runs the node agent's own Kubernetes client
+// (pkg/agent) with the DaemonSet's ServiceAccount token, as the agent
+// container gets it: it lists this node's pods and records an Event, and
+// the same token cannot delete a pod or read a secret.
+func TestAgentIdentity(t *testing.T) {
+	e := needEnv(t)
+	ctx := testCtx(t)
+	ns := namespace(t, e)
+	node := "node-" + randomHex(4)
+	mine := createPod(t, e, ns, "on-node", func(p *corev1.Pod) { p.Spec.NodeName = node })
+	createPod(t, e, ns, "elsewhere", func(p *corev1.Pod) { p.Spec.NodeName = node + "-other" })
+	if _, err := e.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "s"}, StringData: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The authorizer's cache lags behind the manifests' binding.
+	saGroups := []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}
+	if err := e.WaitAllowed(ctx, "system:serviceaccount:kube-system:userspace-cni", saGroups, "list", "pods", ns); err != nil {
+		t.Fatal(err)
+	}
+	token, err := e.ServiceAccountToken(ctx, "kube-system", "userspace-cni")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &rest.Config{Host: e.Admin.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: e.Admin.CAData}}
+	kc, err := e.WriteKubeconfig("agent-"+randomHex(4), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := agent.NewKubeClient(kc, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := ac.Pods(ctx)
+	if err != nil {
+		t.Fatalf("the agent lists its node's pods: %v", err)
+	}
+	if want := map[string]string{ns + "/on-node": string(mine.UID)}; !maps.Equal(pods, want) {
+		t.Errorf("the agent's pods of %s: %v, want %v", node, pods, want)
+	}
+	ref := agent.PodRef{Namespace: ns, Name: mine.Name, UID: string(mine.UID)}
+	if err := ac.Event(ctx, ref, corev1.EventTypeWarning, "UserspaceAttachmentLost", "test"); err != nil {
+		t.Fatalf("the agent records an Event: %v", err)
+	}
+	evs, err := e.Clientset.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs.Items) != 1 || evs.Items[0].InvolvedObject.UID != mine.UID || evs.Items[0].Reason != "UserspaceAttachmentLost" {
+		t.Errorf("events in %s: %+v", ns, evs.Items)
+	}
+
+	// The same token, beyond the agent's needs: refused.
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, mine.Name, metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agent's identity deletes a pod: %v", err)
+	}
+	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, "s", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agent's identity reads a secret: %v", err)
+	}
+	if _, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agent's identity lists events: %v", err)
+	}
+	if _, err := cs.CoreV1().Pods(ns).Get(ctx, mine.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the plugin's get with the same identity: %v", err)
 	}
 }
 

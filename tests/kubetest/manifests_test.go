@@ -78,17 +78,29 @@ func TestManifestsParse(t *testing.T) {
 		t.Errorf("ServiceAccount in namespace %q, want kube-system", sa.Namespace)
 	}
 
-	// Least privilege: get and patch on pods, nothing else.
+	// Least privilege: the plugin's get and patch on pods, the node
+	// agent's list on pods and create on events, nothing else.
 	var role rbacv1.ClusterRole
 	strict(t, kinds["ClusterRole"][0], &role)
-	if role.AggregationRule != nil || len(role.Rules) != 1 {
-		t.Fatalf("ClusterRole %s: want a single rule, got %+v (aggregation %v)", role.Name, role.Rules, role.AggregationRule)
+	if role.AggregationRule != nil {
+		t.Fatalf("ClusterRole %s aggregates %v", role.Name, role.AggregationRule)
 	}
-	r := role.Rules[0]
-	verbs := slices.Sorted(slices.Values(r.Verbs))
-	if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{"pods"}) ||
-		!slices.Equal(verbs, []string{"get", "patch"}) || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
-		t.Errorf("ClusterRole %s grants %+v; want only get and patch on core pods", role.Name, r)
+	granted := map[string][]string{} // resource -> verbs
+	for _, r := range role.Rules {
+		if !slices.Equal(r.APIGroups, []string{""}) || len(r.Resources) != 1 || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
+			t.Errorf("ClusterRole %s rule %+v: want core-group rules on one resource each", role.Name, r)
+			continue
+		}
+		granted[r.Resources[0]] = append(granted[r.Resources[0]], r.Verbs...)
+	}
+	for res, want := range map[string][]string{"pods": {"get", "list", "patch"}, "events": {"create"}} {
+		if got := slices.Sorted(slices.Values(granted[res])); !slices.Equal(got, want) {
+			t.Errorf("ClusterRole %s grants %v on %s, want %v", role.Name, got, res, want)
+		}
+		delete(granted, res)
+	}
+	if len(granted) != 0 {
+		t.Errorf("ClusterRole %s grants more: %v", role.Name, granted)
 	}
 
 	var binding rbacv1.ClusterRoleBinding
@@ -107,10 +119,11 @@ func TestManifestsParse(t *testing.T) {
 	if spec.ServiceAccountName != sa.Name || ds.Namespace != sa.Namespace {
 		t.Errorf("DaemonSet %s/%s runs as %q, want the ServiceAccount %s/%s", ds.Namespace, ds.Name, spec.ServiceAccountName, sa.Namespace, sa.Name)
 	}
-	if len(spec.Containers) != 1 {
-		t.Fatalf("DaemonSet: %d containers, want 1", len(spec.Containers))
+	if len(spec.Containers) != 2 || spec.Containers[0].Name != "install" || spec.Containers[1].Name != "agent" {
+		t.Fatalf("DaemonSet: containers %d, want install and agent", len(spec.Containers))
 	}
 	c := spec.Containers[0]
+	checkAgent(t, spec, spec.Containers[1])
 	if c.Image != "userspace-cni:latest" {
 		t.Errorf("DaemonSet image %q", c.Image)
 	}
@@ -201,5 +214,62 @@ func TestManifestsParse(t *testing.T) {
 	}
 	if !strings.HasPrefix(kinds["CustomResourceDefinition"][0].GetAPIVersion(), "apiextensions.k8s.io/v1") {
 		t.Error("CRD is not apiextensions.k8s.io/v1")
+	}
+}
+
+// checkAgent checks the DaemonSet's node agent container: the installer's
+// image and command userspace-agent, unprivileged, ready when /readyz says
+// so, its node's name, the policy ConfigMap where USERSPACE_CNI_POLICY
+// points, and the default policy's host directories at their host paths
+// (the plugin's records name those paths).
+func checkAgent(t *testing.T, spec corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	if c.Image != spec.Containers[0].Image || len(c.Command) == 0 || filepath.Base(c.Command[0]) != "userspace-agent" {
+		t.Errorf("agent container image %q command %v, want the installer's image and userspace-agent", c.Image, c.Command)
+	}
+	if sc := c.SecurityContext; sc == nil || sc.Privileged == nil || *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+		t.Errorf("agent security context %+v: want unprivileged, no escalation, all capabilities dropped", c.SecurityContext)
+	}
+	if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
+		t.Errorf("agent readiness probe %+v, want GET /readyz", c.ReadinessProbe)
+	}
+	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
+		t.Errorf("agent liveness probe %+v, want GET /healthz", c.LivenessProbe)
+	}
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if f := env["NODE_NAME"].ValueFrom; f == nil || f.FieldRef == nil || f.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("agent NODE_NAME %+v, want the pod's spec.nodeName", env["NODE_NAME"])
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		volumes[v.Name] = v
+	}
+	var policyMounted bool
+	hostMounts := map[string]bool{}
+	for _, m := range c.VolumeMounts {
+		v := volumes[m.Name]
+		switch {
+		case v.ConfigMap != nil:
+			policyMounted = policyMounted || filepath.Join(m.MountPath, "policy.json") == env[policy.PathEnv].Value
+		case v.HostPath != nil:
+			if v.HostPath.Path != m.MountPath {
+				t.Errorf("agent mounts host %s at %s: the records name host paths", v.HostPath.Path, m.MountPath)
+			}
+			hostMounts[m.MountPath] = true
+		}
+	}
+	if !policyMounted {
+		t.Errorf("agent: the policy ConfigMap is not where %s (%q) points", policy.PathEnv, env[policy.PathEnv].Value)
+	}
+	def := policy.Default()
+	for _, dir := range []string{def.StateDir, filepath.Dir(strings.TrimPrefix(def.OVSDBSocket, "unix:")), filepath.Dir(def.VPPAPISocket),
+		"/var/lib/cni/vhostuser", filepath.Join(def.KubeletRoot, "pods")} {
+		if !hostMounts[dir] {
+			t.Errorf("agent: host directory %s not mounted (mounted: %v)", dir, hostMounts)
+		}
 	}
 }
