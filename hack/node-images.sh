@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # Builds the node test's container images on this machine, with no Docker
-# engine and no registry, and prints the folder holding them as docker-archive
-# tarballs (for `ctr images import`):
-#   debian:bookworm-20260824-slim  stand-in for the pinned base: a Debian 12
-#                                  root file system from debootstrap
-#   golang:1.26.8-bookworm         stand-in: that root file system plus this
-#                                  machine's Go (the same version, checked)
+# engine and no registry, and prints the folder holding the ones the node
+# imports, as docker-archive tarballs (for `ctr images import`):
 #   registry.k8s.io/pause:3.10.1   the sandbox image: Kubernetes' own pause.c
 #                                  (k8s.io/kubernetes build/pause), static
 #   userspace-cni:latest           docker/installer/Dockerfile, as it is
@@ -16,16 +12,27 @@
 #                                  hack/vpp-assets.sh (the build the test bed
 #                                  runs), copied to /usr where the packages
 #                                  put it; every other step is the file's
+# and, only in the build storage, the stand-ins for the Dockerfiles' bases:
+#   debian:bookworm-20260824-slim  a Debian 12 root file system (debootstrap)
+#   golang:1.26.8-bookworm         that plus this machine's Go (the same
+#                                  version, checked)
 # Each is built by Debian's buildah (chroot isolation, host network for apt
-# and the module proxy) in a private storage under the cache, and cached by a
-# hash of its inputs in ${USERSPACE_CNI_CACHE:-$XDG_CACHE_HOME/userspace-cni}/images.
+# and the module proxy) with the overlay storage driver and --layers, in a
+# private storage under ${USERSPACE_CNI_CACHE:-$XDG_CACHE_HOME/userspace-cni}/images:
+# layers are stored once, as differences, and a change to cmd/ or pkg/
+# rebuilds only the Go stages and the final stages' COPY of the binaries;
+# the package steps (apt, l3fwd) come from the layer cache. The build
+# context is the repository's .dockerignore allowlist (tests excluded), and
+# an image is rebuilt at all only when a hash of what its build reads
+# changes.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${USERSPACE_CNI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/userspace-cni}
-mkdir -p "$cache/images"
+mkdir -p "$cache/images/node"
 cache=$(realpath "$cache")
 out=$cache/images
+node=$out/node
 say() { echo "node-images: $*" >&2; }
 
 debs=()
@@ -41,11 +48,13 @@ fi
 # One build at a time; the private storage is not shared with anyone else.
 exec 9>"$out.lock"
 flock 9
-store=(--root "$out/storage" --runroot "$out/run" --storage-driver vfs)
+store=(--root "$out/overlay" --runroot "$out/overlay-run" --storage-driver overlay)
 bh() { buildah "${store[@]}" "$@"; }
 
+# inStore REF: the image is in the storage.
+inStore() { bh inspect --type image "$1" >/dev/null 2>&1; }
 # have REF ARCHIVE: the archive exists and the image is in the storage.
-have() { [[ -s $2 ]] && bh inspect --type image "$1" >/dev/null 2>&1; }
+have() { [[ -s $2 ]] && inStore "$1"; }
 
 # save REF ARCHIVE writes image REF as a docker-archive tarball.
 save() {
@@ -54,10 +63,10 @@ save() {
 	mv -f "$2.tmp" "$2"
 }
 
-# The Debian base. Its archive name holds the suite only: a point release of
-# bookworm does not change what the tests use.
+# The Debian base, in the storage only: a point release of bookworm does not
+# change what the tests use.
 debian=docker.io/library/debian:bookworm-20260824-slim
-if ! have "$debian" "$out/debian-bookworm.tar"; then
+if ! inStore "$debian"; then
 	say "debootstrap bookworm (minbase)"
 	rootfs=$(mktemp -d "$out/rootfs.XXXXXX")
 	debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >&2
@@ -70,14 +79,13 @@ if ! have "$debian" "$out/debian-bookworm.tar"; then
 	bh commit -q "$c" "$debian" >&2
 	bh rm "$c" >/dev/null
 	rm -f "$out/rootfs.tar"
-	save "$debian" "$out/debian-bookworm.tar"
 fi
 
 # The Go base, with the Go that built everything else here.
 gover=$(go env GOVERSION)
 golang=docker.io/library/golang:1.26.8-bookworm
 [[ $gover == go1.26.8 ]] || { say "Go $gover here, the Dockerfiles pin golang:1.26.8"; exit 1; }
-if ! have "$golang" "$out/golang-$gover.tar"; then
+if ! inStore "$golang"; then
 	say "golang stand-in from $(go env GOROOT)"
 	c=$(bh from --pull=never "$debian")
 	bh copy "$c" "$(go env GOROOT)" /usr/local/go >&2
@@ -87,14 +95,13 @@ if ! have "$golang" "$out/golang-$gover.tar"; then
 		--workingdir /go "$c"
 	bh commit -q "$c" "$golang" >&2
 	bh rm "$c" >/dev/null
-	save "$golang" "$out/golang-$gover.tar"
 fi
 
 # The sandbox image: Kubernetes' pause, from the k8s.io/kubernetes version the
 # node runs.
 kver=$(awk '($1 == "k8s.io/kubernetes" && $2 ~ /^v/) {print $2}' "$root/tools/kube/go.mod" | head -1)
 pause=registry.k8s.io/pause:3.10.1
-if ! have "$pause" "$out/pause-$kver.tar"; then
+if ! have "$pause" "$node/pause-$kver.tar"; then
 	src=$(cd "$root/tools/kube" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
 	say "pause from $src"
 	tmp=$(mktemp -d)
@@ -105,16 +112,21 @@ if ! have "$pause" "$out/pause-$kver.tar"; then
 	bh commit -q "$c" "$pause" >&2
 	bh rm "$c" >/dev/null
 	rm -rf "$tmp"
-	save "$pause" "$out/pause-$kver.tar"
+	save "$pause" "$node/pause-$kver.tar"
 fi
 
-# The project's images from their Dockerfiles, keyed by a hash of everything
-# the build can see (the Dockerfile and the files it copies) and of the bases.
+# The project's images from their Dockerfiles. The build context is what
+# .dockerignore lets through (docker/README.md); an image's key hashes the
+# same files, its Dockerfile and the bases' IDs.
 bases=$(bh inspect --format '{{.FromImageID}}' "$debian")$(bh inspect --format '{{.FromImageID}}' "$golang")
+# inputs FILE...: the context files under the given paths, as .dockerignore
+# keeps them (no tests, no testdata), NUL-separated.
+inputs() { (cd "$root" && find "$@" -type f ! -name '*_test.go' ! -path '*/testdata/*' -print0 | sort -z); }
+keyOf() { (echo "$bases"; cd "$root" && xargs -0 sha256sum) | sha256sum | cut -c1-16; }
 for spec in installer:docker.io/library/userspace-cni:latest dpdk-app:docker.io/library/userspace-cni-dpdk-app:0.1.0; do
 	name=${spec%%:*} ref=${spec#*:}
-	key=$( (echo "$bases"; cd "$root" && find go.mod go.sum cmd pkg deploy "docker/$name" -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)
-	archive=$out/$name-$key.tar
+	key=$(inputs .dockerignore go.mod go.sum cmd pkg deploy/userspace-cni-install.sh deploy/get-prefix.sh "docker/$name" | keyOf)
+	archive=$node/$name-$key.tar
 	if have "$ref" "$archive"; then continue; fi
 	say "building $ref from docker/$name/Dockerfile"
 	# The host's module and build caches save the go mod download's network
@@ -122,25 +134,27 @@ for spec in installer:docker.io/library/userspace-cni:latest dpdk-app:docker.io/
 	bh bud -q --pull=never --isolation chroot --network host --layers \
 		-v "$(go env GOMODCACHE):/go/pkg/mod" -v "$(go env GOCACHE):/root/.cache/go-build" \
 		-f "docker/$name/Dockerfile" -t "$ref" "$root" >&2
-	rm -f "$out/$name"-*.tar
+	rm -f "$node/$name"-*.tar
 	save "$ref" "$archive"
 done
 
-# vpp-app: a context of the files its Dockerfile copies, plus vpp/ (bin/vpp,
-# bin/vppctl, lib/x86_64-linux-gnu/ with the libraries and the memif, ping
-# and vhost plugins; the binaries find them through their RUNPATH
-# $ORIGIN/../lib/x86_64-linux-gnu and VPP its plugins beside them).
+# vpp-app: a context of the files its Dockerfile copies (as .dockerignore
+# keeps them), plus vpp/ (bin/vpp, bin/vppctl, lib/x86_64-linux-gnu/ with the
+# libraries and the memif, ping and vhost plugins; the binaries find them
+# through their RUNPATH $ORIGIN/../lib/x86_64-linux-gnu and VPP its plugins
+# beside them).
 vppdir=$("$root/hack/vpp-assets.sh")
 libdir=$(dirname "$(cat "$vppdir/plugin-path")")
 ref=docker.io/library/userspace-cni-vpp-app:0.1.0
-key=$( (echo "$bases"; cd "$root" && find go.mod go.sum cmd pkg docker/vpp-app -type f -print0 | sort -z | xargs -0 sha256sum;
+key=$( (inputs .dockerignore go.mod go.sum cmd pkg docker/vpp-app | keyOf;
 	sha256sum "$vppdir/bin/vpp" "$vppdir/bin/vppctl" "$libdir"/*.so* "$libdir"/vpp_plugins/*.so) | sha256sum | cut -c1-16)
-archive=$out/vpp-app-$key.tar
+archive=$node/vpp-app-$key.tar
 if ! have "$ref" "$archive"; then
 	say "building $ref from docker/vpp-app/Dockerfile, VPP from $vppdir"
 	ctx=$(mktemp -d "$out/vpp-ctx.XXXXXX")
-	(cd "$root" && cp -r --parents go.mod go.sum cmd pkg docker/vpp-app "$ctx/")
 	mkdir -p "$ctx/vpp/bin" "$ctx/vpp/lib/x86_64-linux-gnu/vpp_plugins"
+	inputs go.mod go.sum cmd pkg docker/vpp-app | (cd "$root" && xargs -0 cp --parents -t "$ctx/")
+	{ cat "$root/.dockerignore"; echo '!vpp/'; } >"$ctx/.dockerignore"
 	cp -L "$vppdir/bin/vpp" "$vppdir/bin/vppctl" "$ctx/vpp/bin/"
 	cp -L "$libdir"/*.so* "$ctx/vpp/lib/x86_64-linux-gnu/"
 	cp -L "$libdir"/vpp_plugins/{memif,ping,vhost}_plugin.so "$ctx/vpp/lib/x86_64-linux-gnu/vpp_plugins/"
@@ -159,7 +173,7 @@ if ! have "$ref" "$archive"; then
 		-v "$(go env GOMODCACHE):/go/pkg/mod" -v "$(go env GOCACHE):/root/.cache/go-build" \
 		-f "$ctx/Dockerfile" -t "$ref" "$ctx" >&2
 	rm -rf "$ctx"
-	rm -f "$out"/vpp-app-*.tar
+	rm -f "$node"/vpp-app-*.tar
 	save "$ref" "$archive"
 fi
-echo "$out"
+echo "$node"

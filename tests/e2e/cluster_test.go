@@ -31,6 +31,7 @@ type cluster struct {
 	cniBin, cniConf      string
 	policyFile           string
 	vppSock              string
+	agentPort            int // the node agent's /healthz, /readyz, /metrics
 	bridge               string
 	cgroupRoot           string
 	madeRunContainerd    bool
@@ -176,12 +177,13 @@ func (c *cluster) startCluster() error {
 		return err
 	}
 	ports := map[string]int{}
-	for _, n := range []string{"etcd", "etcd-peer", "apiserver", "kcm", "sched", "kubelet"} {
+	for _, n := range []string{"etcd", "etcd-peer", "apiserver", "kcm", "sched", "kubelet", "agent"} {
 		if ports[n], err = freePort(); err != nil {
 			return err
 		}
 	}
 	c.apiURL = fmt.Sprintf("https://127.0.0.1:%d", ports["apiserver"])
+	c.agentPort = ports["agent"]
 	if err := c.pki.issue("apiserver", "kube-apiserver", nil, "127.0.0.1", "10.96.0.1", "localhost",
 		"kubernetes", "kubernetes.default", "kubernetes.default.svc"); err != nil {
 		return err

@@ -14,16 +14,22 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,9 +150,62 @@ func TestNode(t *testing.T) {
 	if !t.Run("DaemonSet installs the plugin", func(t *testing.T) { testDaemonSet(t, c, ovs) }) {
 		t.FailNow()
 	}
+	if dir := os.Getenv(demoEnv); dir != "" {
+		demo(t, c, ovs, dir)
+		return
+	}
 	t.Run("OVS-DPDK l3fwd and pktgen pods", func(t *testing.T) { testOVSPods(t, c, ovs) })
 	t.Run("VPP memif pods ping", func(t *testing.T) { testVPPPods(t, c, vpp) })
 	t.Run("deleting the DaemonSet", func(t *testing.T) { testDaemonSetDelete(t, c) })
+}
+
+// demoEnv names a directory (make demo-k8s): instead of the tests after the
+// DaemonSet's, TestNode applies the notes' pods, writes there its PID
+// (pid) and what to try (commands, with the admin kubeconfig), then keeps
+// the node running until SIGTERM or SIGINT, and cleans up as after a test.
+const demoEnv = "USERSPACE_E2E_DEMO"
+
+func demo(t *testing.T, c *cluster, ovs *testbed.OVS, dir string) {
+	for _, m := range [][]byte{c.notesNAD(t), notesPods(t), c.vppNAD(t), vppPods(t)} {
+		if _, err := c.kubectl(m, "apply", "-f", "-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.kubectl(nil, "wait", "--for=condition=Ready", "pod/dpdk-l3fwd", "pod/dpdk-pktgen",
+		"pod/vpp-app-1", "pod/vpp-app-2", "--timeout=180s"); err != nil {
+		out, _ := c.kubectl(nil, "describe", "pods")
+		t.Fatalf("%v\n%s", err, out)
+	}
+	kc := c.admin
+	k := "kubectl --kubeconfig " + kc
+	if _, err := os.Stat(c.bin("kubectl")); err == nil {
+		k = c.bin("kubectl") + " --kubeconfig " + kc
+	}
+	cmds := fmt.Sprintf(`The node is up: the DaemonSet (installer and node agent), the notes' OVS-DPDK
+pods (dpdk-l3fwd, dpdk-pktgen) on the test bed's br0, and two VPP pods (vpp-app-1,
+vpp-app-2) on bridge domain 4. Try:
+
+  %[1]s get pods -A -o wide
+  %[1]s get pod dpdk-pktgen -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}'
+  %[1]s logs dpdk-pktgen --tail=20
+  %[1]s exec vpp-app-1 -- vppctl -s /run/vpp/cli.sock show memif
+  %[1]s exec vpp-app-1 -- vppctl -s /run/vpp/cli.sock show interface addr
+  curl -s http://127.0.0.1:%[2]d/metrics | grep ^userspace_cni
+  %[3]s
+
+Stop it, and clean up everything: make demo-k8s-down
+`, k, c.agentPort, "ovs-appctl --target="+filepath.Join(ovs.Dir, "ovs-vswitchd.ctl")+" dpctl/dump-flows")
+	if err := os.WriteFile(filepath.Join(dir, "commands"), []byte(cmds), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The PID last: make demo-k8s waits for it as the sign that all is up.
+	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-ctx.Done()
+	t.Log("demo: stopping")
 }
 
 // nodePolicy is the policy the DaemonSet's ConfigMap carries: the test bed's
@@ -162,27 +221,58 @@ func (c *cluster) nodePolicy(ovs *testbed.OVS) *policy.Policy {
 
 // deployManifest is deploy/userspace-cni.yaml with the test's adaptations:
 // the host paths of the CNI bin dir, the kubeconfig dir and the policy dir
-// moved under base; the policy ConfigMap naming the test bed's switch; and
-// KUBERNETES_API_URL, since nothing here routes the kubernetes Service's
-// ClusterIP (no kube-proxy) to the API server.
+// moved under base; the node agent's host directories (state, the switches'
+// socket directories, the kubelet's pods) moved to the test bed's, at the
+// same paths in the container; the agent's port a free one; the policy
+// ConfigMap naming the test bed's switch; and the API server's address
+// (KUBERNETES_API_URL for the installer, KUBERNETES_SERVICE_HOST/PORT for
+// the agent's in-cluster client), since nothing here routes the kubernetes
+// Service's ClusterIP (no kube-proxy) to the API server.
 func (c *cluster) deployManifest(t *testing.T, ovs *testbed.OVS) []byte {
 	data, err := os.ReadFile("../../deploy/userspace-cni.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(data)
-	for _, r := range [][2]string{
+	api, err := url.Parse(c.apiURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := c.nodePolicy(ovs)
+	agentPort := strconv.Itoa(c.agentPort)
+	reps := [][2]string{
 		{"path: /opt/cni/bin\n", "path: " + c.cniBin + "\n"},
 		{"path: /etc/cni/net.d/userspace.d\n", "path: " + c.path("etc/cni/net.d/userspace.d") + "\n"},
 		{"path: /etc/cni/userspace\n", "path: " + c.path("etc/cni/userspace") + "\n"},
 		{"        env:\n", "        env:\n        - name: KUBERNETES_API_URL\n          value: " + c.apiURL + "\n"},
+		{"        - name: NODE_NAME\n", "        - name: KUBERNETES_SERVICE_HOST\n          value: " + api.Hostname() +
+			"\n        - name: KUBERNETES_SERVICE_PORT\n          value: \"" + api.Port() + "\"\n        - name: NODE_NAME\n"},
+		{"-listen=:9731", "-listen=:" + agentPort},
+	}
+	for _, d := range [][2]string{
+		{"/var/lib/cni/userspace", pol.StateDir},
+		{"/var/run/openvswitch", ovs.RunDir},
+		{"/run/vpp", filepath.Dir(c.vppSock)},
+		{"/var/lib/kubelet/pods", c.path("kubelet/pods")},
 	} {
+		reps = append(reps, [2]string{"path: " + d[0] + "\n", "path: " + d[1] + "\n"},
+			[2]string{"mountPath: " + d[0] + "\n", "mountPath: " + d[1] + "\n"})
+	}
+	for _, r := range reps {
 		if !strings.Contains(s, r[0]) {
 			t.Fatalf("deploy/userspace-cni.yaml no longer has %q", r[0])
 		}
 		s = strings.Replace(s, r[0], r[1], 1)
 	}
-	pol, err := json.Marshal(c.nodePolicy(ovs))
+	if n := strings.Count(s, "port: 9731\n"); n != 2 {
+		t.Fatalf("deploy/userspace-cni.yaml: %d probes on port 9731, want 2", n)
+	}
+	s = strings.ReplaceAll(s, "port: 9731\n", "port: "+agentPort+"\n")
+	s = strings.Replace(s, "containerPort: 9731\n", "containerPort: "+agentPort+"\n", 1)
+	if ovs.RunDir != ovs.Dir || pol.OVSRunDir != ovs.RunDir {
+		t.Fatalf("the test bed's OVSDB socket (%s) and run directory (%s) differ: the manifest mounts one", ovs.Dir, ovs.RunDir)
+	}
+	pj, err := json.Marshal(pol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +280,7 @@ func (c *cluster) deployManifest(t *testing.T, ovs *testbed.OVS) []byte {
 	if !re.MatchString(s) {
 		t.Fatal("deploy/userspace-cni.yaml: no policy.json in the ConfigMap")
 	}
-	s = re.ReplaceAllLiteralString(s, "  policy.json: |\n    "+string(pol)+"\n")
+	s = re.ReplaceAllLiteralString(s, "  policy.json: |\n    "+string(pj)+"\n")
 	return []byte(s)
 }
 
@@ -217,6 +307,7 @@ func testDaemonSet(t *testing.T, c *cluster, ovs *testbed.OVS) {
 		t.Fatal(err)
 	}
 	t.Logf("DaemonSet applied to files installed: %v", time.Since(start).Round(time.Millisecond))
+	c.checkAgent(t, start)
 	got, err := policy.Load(func(k string) string {
 		if k == policy.PathEnv {
 			return c.policyFile
@@ -239,6 +330,67 @@ func testDaemonSet(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 	if !strings.Contains(string(kcData), c.apiURL) {
 		t.Errorf("installed kubeconfig does not name %s:\n%s", c.apiURL, kcData)
+	}
+}
+
+// checkAgent checks the DaemonSet's node agent container: Ready (its
+// readiness probe is /readyz), /readyz and /healthz answer ok on the host
+// and /metrics carries the agent's metrics.
+func (c *cluster) checkAgent(t *testing.T, start time.Time) {
+	t.Helper()
+	if err := c.waitFor("agent container Ready", 120*time.Second, func() error {
+		var pods struct {
+			Items []struct {
+				Status struct {
+					ContainerStatuses []struct {
+						Name         string `json:"name"`
+						Ready        bool   `json:"ready"`
+						RestartCount int    `json:"restartCount"`
+					} `json:"containerStatuses"`
+				} `json:"status"`
+			} `json:"items"`
+		}
+		if err := c.getJSON(&pods, "-n", "kube-system", "pods", "-l", "app.kubernetes.io/name=userspace-cni"); err != nil {
+			return err
+		}
+		if len(pods.Items) != 1 {
+			return fmt.Errorf("%d DaemonSet pods", len(pods.Items))
+		}
+		for _, cs := range pods.Items[0].Status.ContainerStatuses {
+			if cs.Name == "agent" {
+				if cs.RestartCount != 0 {
+					return fmt.Errorf("agent restarted %d times", cs.RestartCount)
+				}
+				if !cs.Ready {
+					return errors.New("agent not Ready")
+				}
+				return nil
+			}
+		}
+		return errors.New("no agent container status")
+	}); err != nil {
+		out, _ := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni", "-c", "agent", "--tail=40")
+		t.Fatalf("%v\nagent log:\n%s", err, out)
+	}
+	t.Logf("DaemonSet applied to agent Ready: %v", time.Since(start).Round(time.Millisecond))
+	for _, path := range []string{"/readyz", "/healthz", "/metrics"} {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", c.agentPort, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case resp.StatusCode != http.StatusOK:
+			t.Errorf("agent %s: %s %s", path, resp.Status, body)
+		case path == "/metrics" && !strings.Contains(string(body), "userspace_cni_reconciles_total"):
+			t.Errorf("agent /metrics lacks userspace_cni_reconciles_total:\n%s", body)
+		case path != "/metrics" && strings.TrimSpace(string(body)) != "ok":
+			t.Errorf("agent %s: %q", path, body)
+		}
 	}
 }
 
