@@ -16,7 +16,7 @@ BENCHTIME ?= 50x
 # that runs VPP: the folder it prints is USERSPACE_VPP_DIR.
 VPP_DIR    = $$(./hack/vpp-assets.sh)
 
-.PHONY: all build deps lint unit fuzz integration kube e2e demo test bench clean
+.PHONY: all build deps lint unit fuzz integration kube e2e demo demo-k8s demo-k8s-down test bench clean
 
 all: build
 
@@ -75,6 +75,33 @@ kube:
 e2e:
 	assets=$$(./hack/node-assets.sh) && images=$$(./hack/node-images.sh) && \
 	USERSPACE_NODE_ASSETS=$$assets USERSPACE_NODE_IMAGES=$$images $(GO) test -v -count=1 -timeout 30m ./tests/e2e/
+
+# The notes' scenarios on the e2e test's node, left running: tests/e2e's
+# TestNode in its demo mode (USERSPACE_E2E_DEMO), in the background, until
+# make demo-k8s-down sends it SIGTERM and it cleans up as after a test.
+DEMO_K8S = $(CURDIR)/$(BIN)/demo-k8s
+demo-k8s:
+	@if [ -s $(DEMO_K8S)/pid ] && kill -0 "$$(cat $(DEMO_K8S)/pid)" 2>/dev/null; then echo "demo-k8s is running (PID $$(cat $(DEMO_K8S)/pid)); make demo-k8s-down first"; exit 1; fi
+	rm -rf $(DEMO_K8S) && mkdir -p $(DEMO_K8S)
+	assets=$$(./hack/node-assets.sh) && images=$$(./hack/node-images.sh) && \
+	hack/progress.sh "building the node test" $(GO) test -c -o $(DEMO_K8S)/e2e.test ./tests/e2e/ && \
+	cd tests/e2e && { USERSPACE_NODE_ASSETS=$$assets USERSPACE_NODE_IMAGES=$$images USERSPACE_E2E_DEMO=$(DEMO_K8S) \
+		setsid $(DEMO_K8S)/e2e.test -test.run '^TestNode$$' -test.v -test.timeout 0 >$(DEMO_K8S)/log 2>&1 </dev/null & } && \
+	pid=$$! && echo "==> bringing the node up (PID $$pid, log: $(DEMO_K8S)/log)" && \
+	while [ ! -s $(DEMO_K8S)/pid ]; do \
+		if ! kill -0 $$pid 2>/dev/null; then tail -40 $(DEMO_K8S)/log; echo "demo-k8s failed (log: $(DEMO_K8S)/log)"; exit 1; fi; \
+		sleep 1; \
+	done && \
+	cat $(DEMO_K8S)/commands
+
+demo-k8s-down:
+	@if [ ! -s $(DEMO_K8S)/pid ]; then echo "demo-k8s is not running"; exit 0; fi; \
+	pid=$$(cat $(DEMO_K8S)/pid); \
+	if kill -TERM "$$pid" 2>/dev/null; then \
+		echo "==> stopping the demo node (PID $$pid)"; \
+		while kill -0 "$$pid" 2>/dev/null; do sleep 1; done; \
+	fi; \
+	tail -5 $(DEMO_K8S)/log; rm -f $(DEMO_K8S)/pid
 
 # The README's "run it" command: the notes' scenarios on a private OVS-DPDK
 # and a private VPP (demo/, a program on the test bed). Built, then run, so

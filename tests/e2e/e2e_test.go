@@ -176,25 +176,22 @@ func demo(t *testing.T, c *cluster, ovs *testbed.OVS, dir string) {
 		out, _ := c.kubectl(nil, "describe", "pods")
 		t.Fatalf("%v\n%s", err, out)
 	}
-	kc := c.admin
-	k := "kubectl --kubeconfig " + kc
-	if _, err := os.Stat(c.bin("kubectl")); err == nil {
-		k = c.bin("kubectl") + " --kubeconfig " + kc
-	}
 	cmds := fmt.Sprintf(`The node is up: the DaemonSet (installer and node agent), the notes' OVS-DPDK
 pods (dpdk-l3fwd, dpdk-pktgen) on the test bed's br0, and two VPP pods (vpp-app-1,
-vpp-app-2) on bridge domain 4. Try:
+vpp-app-2) on bridge domain 4 (their VPPs take a few seconds more to answer). Try:
 
-  %[1]s get pods -A -o wide
-  %[1]s get pod dpdk-pktgen -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}'
-  %[1]s logs dpdk-pktgen --tail=20
-  %[1]s exec vpp-app-1 -- vppctl -s /run/vpp/cli.sock show memif
-  %[1]s exec vpp-app-1 -- vppctl -s /run/vpp/cli.sock show interface addr
-  curl -s http://127.0.0.1:%[2]d/metrics | grep ^userspace_cni
-  %[3]s
+  export KUBECONFIG=%[1]s PATH=%[2]s:$PATH
+  kubectl get pods -A -o wide
+  kubectl get pod dpdk-pktgen -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}'
+  kubectl logs dpdk-pktgen --tail=20
+  kubectl exec vpp-app-2 -- vppctl -s /run/vpp/cli.sock show interface addr
+  kubectl exec vpp-app-1 -- vppctl -s /run/vpp/cli.sock ping <vpp-app-2's memif address>
+  kubectl -n kube-system logs daemonset/userspace-cni -c agent
+  curl -s http://127.0.0.1:%[3]d/metrics | grep ^userspace_cni
+  ovs-appctl --target=%[4]s dpctl/dump-flows
 
 Stop it, and clean up everything: make demo-k8s-down
-`, k, c.agentPort, "ovs-appctl --target="+filepath.Join(ovs.Dir, "ovs-vswitchd.ctl")+" dpctl/dump-flows")
+`, c.admin, filepath.Dir(c.bin("kubectl")), c.agentPort, filepath.Join(ovs.Dir, "ovs-vswitchd.ctl"))
 	if err := os.WriteFile(filepath.Join(dir, "commands"), []byte(cmds), 0o644); err != nil {
 		t.Fatal(err)
 	}
