@@ -370,25 +370,52 @@ func (c *cluster) checkAgent(t *testing.T, start time.Time) {
 		t.Fatalf("%v\nagent log:\n%s", err, out)
 	}
 	t.Logf("DaemonSet applied to agent Ready: %v", time.Since(start).Round(time.Millisecond))
-	for _, path := range []string{"/readyz", "/healthz", "/metrics"} {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", c.agentPort, path))
+	for _, path := range []string{"/readyz", "/healthz"} {
+		body, err := c.agentGet(path)
 		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch {
-		case resp.StatusCode != http.StatusOK:
-			t.Errorf("agent %s: %s %s", path, resp.Status, body)
-		case path == "/metrics" && !strings.Contains(string(body), "userspace_cni_reconciles_total"):
-			t.Errorf("agent /metrics lacks userspace_cni_reconciles_total:\n%s", body)
-		case path != "/metrics" && strings.TrimSpace(string(body)) != "ok":
+			t.Error(err)
+		} else if strings.TrimSpace(body) != "ok" {
 			t.Errorf("agent %s: %q", path, body)
 		}
 	}
+	if m, err := c.agentMetrics(); err != nil {
+		t.Error(err)
+	} else if !strings.Contains(m, "userspace_cni_reconciles_total") {
+		t.Errorf("agent /metrics lacks userspace_cni_reconciles_total:\n%s", m)
+	}
+}
+
+// agentGet GETs path from the node agent on the host's network.
+func (c *cluster) agentGet(path string) (string, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", c.agentPort, path))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("agent %s: %s %s", path, resp.Status, body)
+	}
+	return string(body), nil
+}
+
+func (c *cluster) agentMetrics() (string, error) { return c.agentGet("/metrics") }
+
+// grepLines returns the lines of s that start with one of prefixes.
+func grepLines(s string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // notesNAD is examples/nad-ovs-dpdk-notes.yaml with the kubeconfig the
@@ -594,6 +621,25 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 		if p.Metadata.Annotations["userspace/configuration-data"] == "" {
 			t.Errorf("%s has no userspace/configuration-data annotation", name)
 		}
+	}
+
+	// The agent container reads the plugin's records and reaches the
+	// switch through its mounts: it counts both attachments as intact
+	// (within its resync, 30 s).
+	agentStart := time.Now()
+	if err := c.waitFor("agent's metrics show the two attachments", 90*time.Second, func() error {
+		m, err := c.agentMetrics()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(m, `userspace_cni_attachments{engine="ovs-dpdk",state="ok"} 2`+"\n") {
+			return fmt.Errorf("agent metrics:\n%s", grepLines(m, "userspace_cni_attachments", "userspace_cni_switch_up"))
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("agent saw both attachments ok %v after the packets", time.Since(agentStart).Round(time.Millisecond))
 	}
 
 	// Deleting the pods leaves nothing of theirs.
