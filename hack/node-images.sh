@@ -21,7 +21,8 @@
 # private storage under ${USERSPACE_CNI_CACHE:-$XDG_CACHE_HOME/userspace-cni}/images:
 # layers are stored once, as differences, and a change to cmd/ or pkg/
 # rebuilds only the Go stages and the final stages' COPY of the binaries;
-# the package steps (apt, l3fwd) come from the layer cache. The build
+# the package steps (apt, l3fwd) come from the layer cache, and the Go
+# stages the change replaced are pruned at the end. The build
 # context is the repository's .dockerignore allowlist (tests excluded), and
 # an image is rebuilt at all only when a hash of what its build reads
 # changes.
@@ -61,6 +62,22 @@ save() {
 	rm -f "$2.tmp"
 	bh push -q "$1" "docker-archive:$2.tmp:$1" >&2
 	mv -f "$2.tmp" "$2"
+}
+
+# build NAME CONTEXT DOCKERFILE REF: buildah bud with the layer cache; its
+# output goes to $out/NAME.log (shown on failure). The intermediate images
+# the build used or made are listed in $node/NAME.layers, for the pruning
+# at the end.
+build() {
+	local log=$out/$1.log
+	if ! bh bud --pull=never --isolation chroot --network host --layers \
+		-v "$(go env GOMODCACHE):/go/pkg/mod" -v "$(go env GOCACHE):/root/.cache/go-build" \
+		-f "$3" -t "$4" "$2" >"$log" 2>&1; then
+		tail -40 "$log" >&2
+		say "building $4 failed (log: $log)"
+		exit 1
+	fi
+	sed -nE 's/^--> (Using cache )?([0-9a-f]{11,64})$/\2/p' "$log" >"$node/$1.layers.tmp"
 }
 
 # The Debian base, in the storage only: a point release of bookworm does not
@@ -131,11 +148,10 @@ for spec in installer:docker.io/library/userspace-cni:latest dpdk-app:docker.io/
 	say "building $ref from docker/$name/Dockerfile"
 	# The host's module and build caches save the go mod download's network
 	# round trips and recompiling (same content: go.sum and build IDs check it).
-	bh bud -q --pull=never --isolation chroot --network host --layers \
-		-v "$(go env GOMODCACHE):/go/pkg/mod" -v "$(go env GOCACHE):/root/.cache/go-build" \
-		-f "docker/$name/Dockerfile" -t "$ref" "$root" >&2
+	build "$name" "$root" "docker/$name/Dockerfile" "$ref"
 	rm -f "$node/$name"-*.tar
 	save "$ref" "$archive"
+	mv -f "$node/$name.layers.tmp" "$node/$name.layers"
 done
 
 # vpp-app: a context of the files its Dockerfile copies (as .dockerignore
@@ -169,11 +185,26 @@ if ! have "$ref" "$archive"; then
 		say "docker/vpp-app/Dockerfile: its package step was not replaced as expected"
 		exit 1
 	fi
-	bh bud -q --pull=never --isolation chroot --network host --layers \
-		-v "$(go env GOMODCACHE):/go/pkg/mod" -v "$(go env GOCACHE):/root/.cache/go-build" \
-		-f "$ctx/Dockerfile" -t "$ref" "$ctx" >&2
+	build vpp-app "$ctx" "$ctx/Dockerfile" "$ref"
 	rm -rf "$ctx"
 	rm -f "$node"/vpp-app-*.tar
 	save "$ref" "$archive"
+	mv -f "$node/vpp-app.layers.tmp" "$node/vpp-app.layers"
+fi
+
+# Prune the layer cache: each change to cmd/ or pkg/ leaves the previous
+# Go stages' intermediate images (about 100 MB) behind. Unnamed images that
+# no current image's build used go; the package steps' stay, as every
+# build lists them. An image still a parent of another is refused by
+# buildah and stays too.
+# Only when every image's list exists (a cache from before the lists is
+# left as it is).
+if [[ -s $node/installer.layers && -s $node/dpdk-app.layers && -s $node/vpp-app.layers ]]; then
+	used=$(cat "$node"/*.layers)
+	bh images -a --format '{{.ID}} {{.Name}}' | while read -r id name; do
+		[[ $name == '<none>' ]] || continue
+		grep -q "^${id:0:11}" <<<"$used" && continue
+		bh rmi "$id" >/dev/null 2>&1 || true
+	done
 fi
 echo "$node"
