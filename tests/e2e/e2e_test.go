@@ -178,7 +178,7 @@ func demo(t *testing.T, c *cluster, ovs *testbed.OVS, dir string) {
 	}
 	cmds := fmt.Sprintf(`The node is up: the DaemonSet (installer and node agent), the notes' OVS-DPDK
 pods (dpdk-l3fwd, dpdk-pktgen) on the test bed's br0, and two VPP pods (vpp-app-1,
-vpp-app-2) on bridge domain 4 (their VPPs take a few seconds more to answer). Try:
+vpp-app-2) on bridge domain 4 (their VPPs answer vppctl up to a minute later). Try:
 
   export KUBECONFIG=%[1]s PATH=%[2]s:$PATH
   kubectl get pods -A -o wide
