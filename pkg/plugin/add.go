@@ -30,19 +30,17 @@ import (
 // DEL), so ADD never reports an address that a racing DEL released.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	ph := newPhases()
-	inv, err := p.setup(args)
+	inv, ctx, end, err := p.begin(args)
 	if err != nil {
 		return err
 	}
-	defer inv.close()
+	defer end()
 	defer func() { ph.log(inv.log, "ADD") }()
 	ph.mark("setup")
 	if n := len(args.ContainerID); n > maxContainerIDLen {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf(
 			"invalid CNI_CONTAINERID %q...: %d characters, at most %d are supported", args.ContainerID[:16], n, maxContainerIDLen), "")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
-	defer cancel()
 	a := &adding{inv: inv, ph: ph, t: &rollback.Tx{}}
 	defer finish(a.t, inv.log, &err)
 	if err := p.prepare(ctx, a); err != nil {
