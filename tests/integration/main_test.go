@@ -7,8 +7,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -113,16 +111,12 @@ type pod struct {
 
 func newPod(t *testing.T) *pod {
 	t.Helper()
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
 	ns, err := testbed.NewNetNS("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Close() })
-	id := hex.EncodeToString(b)
+	id := testbed.SandboxID()
 	h.ids.Store(id, true)
 	return &pod{id: id, ns: ns}
 }

@@ -297,20 +297,8 @@ func vppctl(t *testing.T, v *testbed.VPP, args ...string) string {
 // waitMemifUp waits until VPP v's memif named name has its link up.
 func waitMemifUp(t *testing.T, v *testbed.VPP, name string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := v.State()
-		if err == nil {
-			for _, m := range st.Memifs {
-				if m.Name == name && m.LinkUp {
-					return
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("memif %s of %s not connected after 30s (%v):\n%s", name, v.Dir, err, vppctlOrErr(v, "show", "memif"))
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := v.WaitMemifUp(name, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
