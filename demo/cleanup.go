@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/userspace-cni/userspace/tests/testbed"
@@ -31,7 +30,7 @@ func (d *demo) cleanup(rc int) int {
 	var errs []error
 	for _, p := range d.ovsPods {
 		if p.running() {
-			o.Say("stopping the %s pod (pid %d)", p.name, p.cmd.Process.Pid)
+			o.Say("stopping the %s pod (pid %d)", p.name, p.app.PID())
 		}
 		errs = append(errs, p.stopApp())
 	}
@@ -90,148 +89,73 @@ func (d *demo) cleanup(rc int) int {
 // DEMO_KEEP_LOGS, if set, before a Stop removes them; again later
 // overwrites them with longer ones.
 func (d *demo) keepLogs() error {
-	dst := d.cfg.keepLogs
-	if dst == "" {
+	if d.cfg.keepLogs == "" {
 		return nil
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	logs := map[string]string{} // source -> name in dst
-	pods, _ := filepath.Glob(filepath.Join(d.tmp, "*.log"))
-	for _, f := range pods {
-		logs[f] = filepath.Base(f)
-	}
+	dirs := [][2]string{{"", d.tmp}} // a name prefix in DEMO_KEEP_LOGS, a directory
 	if d.ovs != nil {
-		ovs, _ := filepath.Glob(filepath.Join(d.ovs.Dir, "*.log"))
-		for _, f := range ovs {
-			logs[f] = filepath.Base(f)
-		}
+		dirs = append(dirs, [2]string{"", d.ovs.Dir})
 	}
-	vpps := map[string]string{}
-	if d.vppHost != nil {
-		vpps["host"] = d.vppHost.Dir
+	for _, v := range d.vpps() {
+		dirs = append(dirs, [2]string{v.name + "-", v.vpp.Dir})
 	}
-	for _, p := range d.vppPods {
-		if p.vpp != nil {
-			vpps[p.name] = p.vpp.Dir
+	errs := []error{os.MkdirAll(d.cfg.keepLogs, 0o755)}
+	for _, pd := range dirs {
+		prefix, dir := pd[0], pd[1]
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		for _, f := range logs {
+			data, err := os.ReadFile(f)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(d.cfg.keepLogs, prefix+filepath.Base(f)), data, 0o644)
+			}
+			errs = append(errs, err)
 		}
-	}
-	for name, dir := range vpps {
-		logs[filepath.Join(dir, "vpp.log")] = "vpp-" + name + ".log"
-		logs[filepath.Join(dir, "stdout.log")] = "vpp-" + name + "-stdout.log"
-	}
-	var errs []error
-	for src, name := range logs {
-		data, err := os.ReadFile(src)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // a VPP stopped before clean-up took its directory along
-		}
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dst, name), data, 0o644)
-		}
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// leftovers lists what of this run still exists: processes whose command
-// line names it, network namespaces, mounts, DPDK runtime dirs, VPP shared
-// memory, the pods' directories and the temporary directory.
+// namedVPP is a VPP the demo started, by what it serves.
+type namedVPP struct {
+	name string
+	vpp  *testbed.VPP
+}
+
+// vpps are the VPPs started so far: the host's and the pods'.
+func (d *demo) vpps() []namedVPP {
+	var out []namedVPP
+	if d.vppHost != nil {
+		out = append(out, namedVPP{"vpp-host", d.vppHost})
+	}
+	for _, p := range d.vppPods {
+		if p.vpp != nil {
+			out = append(out, namedVPP{"vpp-" + p.name, p.vpp})
+		}
+	}
+	return out
+}
+
+// leftovers lists what of this run still exists (testbed.Leftovers):
+// processes and mounts that name it, network namespaces, DPDK runtime
+// dirs, VPP shared memory, the pods' directories and the temporary
+// directory.
 func (d *demo) leftovers() []string {
 	// Trailing separators: run ids differ in length, and one must not
 	// match another that it begins.
 	marks := []string{d.tmp + "/", "usp-demo-" + d.runID + "-"}
-	prefixes := []string{}
-	var netnses []string
+	paths := []string{d.tmp}
 	for _, p := range append(d.ovsPods, d.vppPods...) {
-		netnses = append(netnses, p.ns.Name)
-		prefixes = append(prefixes, p.prefix)
+		paths = append(paths, p.ns.Path(), testbed.DPDKRuntimeDir(p.prefix),
+			filepath.Join(vhuHost, p.id), filepath.Join(vppNotes, p.id))
 	}
 	if d.ovs != nil {
 		marks = append(marks, d.ovs.FilePrefix)
-		netnses = append(netnses, d.ovs.FilePrefix)
-		prefixes = append(prefixes, d.ovs.FilePrefix)
+		paths = append(paths, (&testbed.NetNS{Name: d.ovs.FilePrefix}).Path(), testbed.DPDKRuntimeDir(d.ovs.FilePrefix))
 	}
-	var left []string
-	self := strconv.Itoa(os.Getpid())
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	var procs []string
-	for _, f := range cmdlines {
-		pid := filepath.Base(filepath.Dir(f))
-		b, err := os.ReadFile(f)
-		if err != nil || pid == self {
-			continue
-		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		n, _ := strconv.Atoi(pid)
-		if containsAny(cmd, marks) && testbed.ProcessRunning(n) {
-			procs = append(procs, fmt.Sprintf("%s(%s)", pid, strings.Fields(cmd)[0]))
-		}
+	for _, v := range d.vpps() {
+		paths = append(paths, filepath.Join("/dev/shm", v.vpp.Prefix+"-*"))
 	}
-	if len(procs) > 0 {
-		left = append(left, "processes: "+strings.Join(procs, " "))
+	if d.createdVHU {
+		paths = append(paths, vhuPod)
 	}
-	for _, ns := range netnses {
-		if exists(filepath.Join("/var/run/netns", ns)) {
-			left = append(left, "netns "+ns)
-		}
-	}
-	for _, p := range prefixes {
-		if exists(testbed.DPDKRuntimeDir(p)) {
-			left = append(left, testbed.DPDKRuntimeDir(p))
-		}
-	}
-	var vpps []*testbed.VPP
-	if d.vppHost != nil {
-		vpps = append(vpps, d.vppHost)
-	}
-	for _, p := range d.vppPods {
-		if p.vpp != nil {
-			vpps = append(vpps, p.vpp)
-		}
-	}
-	for _, v := range vpps {
-		if shm, _ := filepath.Glob(filepath.Join("/dev/shm", v.Prefix+"-*")); len(shm) > 0 {
-			left = append(left, "VPP shared memory: "+strings.Join(shm, " "))
-		}
-	}
-	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		for _, l := range strings.Split(string(mi), "\n") {
-			if f := strings.Fields(l); len(f) > 4 && containsAny(l, marks) {
-				left = append(left, "mount "+f[4])
-			}
-		}
-	}
-	for _, p := range d.ovsPods {
-		if exists(filepath.Join(vhuHost, p.id)) {
-			left = append(left, filepath.Join(vhuHost, p.id))
-		}
-	}
-	for _, p := range d.vppPods {
-		if exists(filepath.Join(vppNotes, p.id)) {
-			left = append(left, filepath.Join(vppNotes, p.id))
-		}
-	}
-	if d.createdVHU && exists(vhuPod) {
-		left = append(left, vhuPod)
-	}
-	if exists(d.tmp) {
-		left = append(left, d.tmp)
-	}
-	return left
-}
-
-func containsAny(s string, subs []string) bool {
-	for _, sub := range subs {
-		if sub != "" && strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
+	return testbed.Leftovers(marks, paths...)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,22 +56,14 @@ func (d *demo) vsctlShow(args ...string) error {
 // writePolicy writes p to the run's directory and shows the fields the
 // demo set, then note.
 func (d *demo) writePolicy(p *policy.Policy, file, note string, shown ...string) error {
-	data, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(d.tmp, file), data, 0o644); err != nil {
+	path := filepath.Join(d.tmp, file)
+	if err := testbed.WritePolicy(p, nil, path); err != nil {
 		return err
 	}
 	var all map[string]json.RawMessage
+	data, _ := json.Marshal(p)
 	if err := json.Unmarshal(data, &all); err != nil {
 		return err
-	}
-	for k, v := range all { // one line per field
-		var b bytes.Buffer
-		if json.Compact(&b, v) == nil {
-			all[k] = b.Bytes()
-		}
 	}
 	lines := []string{"{"}
 	for i, k := range shown {
@@ -82,7 +73,7 @@ func (d *demo) writePolicy(p *policy.Policy, file, note string, shown ...string)
 		}
 		lines = append(lines, fmt.Sprintf("  %q: %s%s", k, all[k], sep))
 	}
-	d.out.Say("%s/%s, of which the demo set:", d.tmp, file)
+	d.out.Say("%s, of which the demo set:", path)
 	d.out.Indent(strings.Join(append(lines, "}"), "\n"))
 	d.out.Say("%s", note)
 	return nil
@@ -199,11 +190,11 @@ func (d *demo) runOVSPods() error {
 	if err := d.startApp(l3, ""); err != nil {
 		return err
 	}
-	log, err := d.waitLog(l3, l3fwdReady, 30*time.Second)
+	log, err := d.waitLog(l3, l3fwdReady)
 	if err != nil {
-		return fmt.Errorf("l3fwd did not start: %w", err)
+		return err
 	}
-	d.out.Indent(linesMatching(log, podCommand))
+	d.out.Indent(linesMatching(log, podCommand, 10))
 	m := l3fwdMAC.FindStringSubmatch(log)
 	if m == nil {
 		return errors.New("l3fwd printed no port address")
@@ -215,10 +206,10 @@ func (d *demo) runOVSPods() error {
 	if err := d.startApp(pg, mac); err != nil {
 		return err
 	}
-	if log, err = d.waitLog(pg, pktgenReady, 30*time.Second); err != nil {
-		return fmt.Errorf("testpmd did not start: %w", err)
+	if log, err = d.waitLog(pg, pktgenReady); err != nil {
+		return err
 	}
-	d.out.Indent(linesMatching(log, podCommand))
+	d.out.Indent(linesMatching(log, podCommand, 10))
 	if d.cfg.pktgenMode == "txonly" {
 		d.out.OK("testpmd sends 64-byte UDP packets %s -> %s, 198.18.0.1 -> 198.18.0.2; l3fwd routes 198.18.0.0/24 out port 0 to %s",
 			pktgenMAC, mac, pktgenMAC)
@@ -230,39 +221,6 @@ func (d *demo) runOVSPods() error {
 	}
 	d.out.Say("lcores: testpmd main lcore 0 and forwarding lcore 1 and l3fwd's lcore 0 all on CPU 0; the switch's PMD has CPU 1")
 	return nil
-}
-
-// dpPort is the datapath port number of OVS port name.
-func (d *demo) dpPort(name string) (string, error) {
-	out, err := d.ovs.Appctl("dpctl/show")
-	if err != nil {
-		return "", err
-	}
-	m := regexp.MustCompile(`(?m)port (\d+): ` + regexp.QuoteMeta(name) + `( |$)`).FindStringSubmatch(out)
-	if m == nil {
-		return "", fmt.Errorf("port %s not in dpctl/show:\n%s", name, out)
-	}
-	return m[1], nil
-}
-
-var flowPackets = regexp.MustCompile(`packets:(\d+)`)
-
-// packetsFrom is how many packets the datapath flows matching packets from
-// datapath port dp have counted: OVS 3.1 has no packet counters for
-// dpdkvhostuser ports.
-func (d *demo) packetsFrom(dp string) uint64 {
-	out, err := d.ovs.Appctl("dpctl/dump-flows")
-	if err != nil {
-		return 0
-	}
-	var n uint64
-	for _, l := range strings.Split(out, "\n") {
-		if m := flowPackets.FindStringSubmatch(l); m != nil && strings.Contains(l, "in_port("+dp+"),") {
-			v, _ := strconv.ParseUint(m[1], 10, 64)
-			n += v
-		}
-	}
-	return n
 }
 
 // drops is OVS's ovs_tx_failure_drops of port name (0 before it reports).
@@ -278,14 +236,6 @@ func (d *demo) drops(name string) uint64 {
 func (d *demo) watchCounters() error {
 	l3, pg := d.ovsPod("l3fwd"), d.ovsPod("pktgen")
 	d.out.Step("Watch the counters: packets must cross br0 both ways")
-	pgDP, err := d.dpPort(pg.port())
-	if err != nil {
-		return err
-	}
-	l3DP, err := d.dpPort(l3.port())
-	if err != nil {
-		return err
-	}
 	d.out.Say("from the switch (%d samples, 5 s apart: OVS refreshes Interface statistics every 5 s):", d.cfg.samples)
 	d.out.Say("  pktgen->br0, l3fwd->br0: packets br0 received from each pod (its datapath flows, ovs-appctl dpctl/dump-flows)")
 	d.out.Say("  drops->l3fwd, drops->pktgen: packets br0 could not hand to a busy pod (Interface statistics ovs_tx_failure_drops)")
@@ -301,13 +251,18 @@ func (d *demo) watchCounters() error {
 		}
 		for _, p := range []*pod{pg, l3} {
 			if !p.running() {
-				b, _ := os.ReadFile(p.log)
-				return fmt.Errorf("the %s pod exited:\n%s", p.name, tail(string(b), 30))
+				return fmt.Errorf("the %s pod exited:\n%s", p.name, p.app.Output())
 			}
 		}
-		fromPG, fromL3 = d.packetsFrom(pgDP), d.packetsFrom(l3DP)
+		var err error
+		if fromPG, err = d.ovs.PacketsFrom(pg.port()); err != nil {
+			return err
+		}
+		if fromL3, err = d.ovs.PacketsFrom(l3.port()); err != nil {
+			return err
+		}
 		dropL3, dropPG = d.drops(l3.port()), d.drops(pg.port())
-		st = testbed.ParseTestPMDStats(testbed.TailFile(pg.log, 64<<10))[0]
+		st = testbed.ParseTestPMDStats(testbed.TailFile(pg.app.Log, 64<<10))[0]
 		d.out.printf(row, s, fromPG, fromL3, dropL3, dropPG, st.TxPackets, st.RxPackets)
 	}
 	d.out.Say("$ %s   # l3fwd's port, for example", quote([]string{"ovs-vsctl", "get", "Interface", l3.port(), "statistics"}))
@@ -352,12 +307,11 @@ func (d *demo) delOVSPods() error {
 	d.out.Step("Stop the pods, then DEL their attachments through the plugin (as the runtime does)")
 	for _, name := range []string{"pktgen", "l3fwd"} {
 		p := d.ovsPod(name)
-		d.out.Say("stopping the %s pod (pid %d, SIGTERM)", name, p.cmd.Process.Pid)
+		d.out.Say("stopping the %s pod (pid %d, SIGTERM)", name, p.app.PID())
 		if err := p.stopApp(); err != nil {
 			return err
 		}
-		b, _ := os.ReadFile(p.log)
-		d.out.Indent(tail(linesMatching(string(b), podGoodbye), 3))
+		d.out.Indent(linesMatching(p.app.Output(), podGoodbye, 3))
 	}
 	for _, p := range d.ovsPods {
 		d.out.Say("$ CNI_COMMAND=DEL ... (same environment and stdin) bin/userspace   # %s", p.name)

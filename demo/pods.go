@@ -1,16 +1,13 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/userspace-cni/userspace/pkg/policy"
@@ -28,7 +25,7 @@ const (
 )
 
 // pod is a pod sandbox: a sandbox id, a network namespace and, for the OVS
-// pods, the app running in new mount and PID namespaces.
+// pods, the app (demo/pod.sh) or, for the VPP pods, their own VPP.
 type pod struct {
 	name, id, uid string
 	ns            *testbed.NetNS
@@ -37,9 +34,7 @@ type pod struct {
 	added         bool   // ADDed and not yet DELeted
 
 	prefix string // DPDK --file-prefix of its app
-	log    string
-	cmd    *exec.Cmd // the unshare wrapper; its child is the pod's PID 1
-	done   chan struct{}
+	app    *testbed.App
 	vpp    *testbed.VPP // a VPP pod's own VPP
 	addr   netip.Prefix // a VPP pod's IPAM address
 }
@@ -47,14 +42,12 @@ type pod struct {
 // newPod makes a sandbox: a random 64-hex id, as a runtime's, and a network
 // namespace usp-demo-<run>-<name>.
 func (d *demo) newPod(name, netconf, policyFile string) (*pod, error) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // never fails on Linux
 	uid, err := os.ReadFile("/proc/sys/kernel/random/uuid")
 	if err != nil {
 		return nil, err
 	}
-	p := &pod{name: name, id: hex.EncodeToString(b), uid: strings.TrimSpace(string(uid)),
-		netconf: netconf, policy: policyFile, prefix: d.name(name), log: filepath.Join(d.tmp, name+".log")}
+	p := &pod{name: name, id: testbed.SandboxID(), uid: strings.TrimSpace(string(uid)),
+		netconf: netconf, policy: policyFile, prefix: d.name(name)}
 	if p.ns, err = testbed.NewNetNS(d.name(name)); err != nil {
 		return nil, err
 	}
@@ -92,105 +85,47 @@ func (d *demo) cni(verb string, p *pod) ([]byte, error) {
 	return out, nil
 }
 
-// startApp runs demo/pod.sh as PID 1 of the pod: in its network namespace,
-// in new mount and PID namespaces, as a container runtime would.
-func (d *demo) startApp(p *pod, peerMAC string) error {
+// startApp runs demo/pod.sh as PID 1 of the pod (testbed.StartApp), as a
+// container runtime would.
+func (d *demo) startApp(p *pod, peerMAC string) (err error) {
 	d.out.Say("%s pod: netns %s, new mount and PID namespaces, %s at %s, the sandbox's hostname file at /etc/hostname",
 		p.name, p.ns.Name, vhuHost, vhuPod)
 	hostname := filepath.Join(d.tmp, "io.containerd.grpc.v1.cri", "sandboxes", p.id, "hostname")
-	logf, err := os.Create(p.log)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	p.cmd = exec.Command("nsenter", "--net="+p.ns.Path(), "--",
-		"unshare", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
+	p.app, err = testbed.StartApp(p.ns.Path(), filepath.Join(d.tmp, p.name+".log"),
+		[]string{"DEMO_REPO=" + d.repo, "DEMO_BIN=" + d.bin, "DEMO_L3FWD=" + d.l3fwd, "DEMO_PKTGEN_MODE=" + d.cfg.pktgenMode},
 		filepath.Join(d.repo, "demo", "pod.sh"), hostname, p.name, p.id, p.prefix, peerMAC)
-	p.cmd.Env = append(os.Environ(), "DEMO_REPO="+d.repo, "DEMO_BIN="+d.bin, "DEMO_L3FWD="+d.l3fwd,
-		"DEMO_PKTGEN_MODE="+d.cfg.pktgenMode)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	// Its own process group: a Ctrl-C reaches only the demo, which stops
-	// the pods in order. If the demo dies, so does the pod (and with
-	// --kill-child, everything in it).
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		return err
-	}
-	p.done = make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	return nil
-}
-
-func (p *pod) running() bool {
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stopApp stops the pod's app (its PID-namespace init, which takes every
-// other process of the pod with it), then the unshare wrapper, by PID.
-func (p *pod) stopApp() error {
-	if p.cmd == nil {
-		return nil
-	}
-	var err error
-	if p.running() {
-		for _, kid := range testbed.ChildPIDs(p.cmd.Process.Pid) {
-			err = testbed.StopPID(kid, 5*time.Second)
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-	p.cmd = nil
-	_ = os.RemoveAll(testbed.DPDKRuntimeDir(p.prefix)) // EAL never removes it
 	return err
 }
 
-// waitLog waits until the pod's log matches re, failing if the pod exits
-// or timeout passes.
-func (d *demo) waitLog(p *pod, re *regexp.Regexp, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		b, _ := os.ReadFile(p.log)
-		if re.Match(b) {
-			return string(b), nil
-		}
-		if !p.running() {
-			return "", fmt.Errorf("the %s pod exited; its output:\n%s", p.name, tail(string(b), 30))
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("the %s pod: no /%s/ after %v; its output:\n%s", p.name, re, timeout, tail(string(b), 30))
-		}
-		if err := d.nap(100 * time.Millisecond); err != nil {
-			return "", err
-		}
+// stopApp stops the pod's app and removes its DPDK runtime directory (EAL
+// never does).
+func (p *pod) stopApp() error {
+	if p.app == nil {
+		return nil
 	}
+	err := p.app.Stop()
+	return errors.Join(err, os.RemoveAll(testbed.DPDKRuntimeDir(p.prefix)))
 }
 
-// tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+// running reports whether the pod's app runs.
+func (p *pod) running() bool { return p.app != nil && p.app.Running() }
+
+// waitLog waits until the pod's output matches re.
+func (d *demo) waitLog(p *pod, re *regexp.Regexp) (string, error) {
+	log, err := p.app.WaitOutput(d.ctx, re, 30*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("the %s pod: %w", p.name, err)
+	}
+	return log, nil
 }
 
-// linesMatching are the lines of s that re matches.
-func linesMatching(s string, re *regexp.Regexp) string {
+// linesMatching are the lines of s that re matches, at most the last n.
+func linesMatching(s string, re *regexp.Regexp, n int) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
 		if re.MatchString(l) {
 			out = append(out, l)
 		}
 	}
-	return strings.Join(out, "\n")
+	return strings.Join(out[max(0, len(out)-n):], "\n")
 }

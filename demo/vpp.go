@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -87,8 +86,6 @@ func (d *demo) addVPPPods() error {
 	return err
 }
 
-var memifConnected = regexp.MustCompile(`flags.*connected`)
-
 func (d *demo) runVPPPods() error {
 	d.out.Step("Start each pod's own VPP in its network namespace and run vpp-app, as the notes' pods do")
 	for _, p := range d.vppPods {
@@ -106,19 +103,8 @@ func (d *demo) runVPPPods() error {
 		}
 	}
 	for _, p := range d.vppPods {
-		var out string
-		for i := 0; ; i++ {
-			out, _ = p.vpp.Vppctl("show", "memif")
-			if memifConnected.MatchString(out) {
-				break
-			}
-			if i == 300 {
-				d.out.Indent(out)
-				return fmt.Errorf("the %s pod's memif did not connect to the host VPP", p.name)
-			}
-			if err := d.nap(100 * time.Millisecond); err != nil {
-				return err
-			}
+		if err := p.vpp.WaitMemifUp("", 30*time.Second); err != nil {
+			return fmt.Errorf("the %s pod's memif did not connect to the host VPP: %w", p.name, err)
 		}
 	}
 	d.out.OK("both pods' memif slaves are connected to the host VPP's masters in bridge domain 4")

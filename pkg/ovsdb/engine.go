@@ -20,6 +20,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
+	"github.com/userspace-cni/userspace/pkg/rollback"
 )
 
 // Config configures the engine.
@@ -118,193 +119,266 @@ func ownerIDs(a *engine.Attachment, socket, bridge string) map[string]string {
 }
 
 // Attach creates the vhost-user port in one transaction.
-func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (json.RawMessage, error) {
-	rec, err := e.attachOnce(ctx, a)
+func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.RawMessage, err error) {
+	var t rollback.Tx
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Leave nothing behind: the port is useless if the switch refused it.
+		if uerr := t.Rollback(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back the port: %w", uerr))
+		}
+	}()
+	rec, err := e.attachOnce(ctx, newAdding(a), &t)
 	if err != nil && (constraintViolation(err) || errors.Is(err, errBridgeGone)) {
 		// Another writer created the bridge between our read and our
 		// transaction (the unique name index caught it), or deleted it:
 		// read again.
-		rec, err = e.attachOnce(ctx, a)
+		rec, err = e.attachOnce(ctx, newAdding(a), &t)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if err := e.confirm(ctx, a, rec); err != nil {
-		// Leave nothing behind: the port is useless if the switch refused it.
-		if derr := e.detach(ctx, a, rec); derr != nil {
-			err = errors.Join(err, fmt.Errorf("rolling back the port: %w", derr))
-		}
 		return nil, err
 	}
 	return json.Marshal(rec)
 }
 
-func (e *Engine) attachOnce(ctx context.Context, a *engine.Attachment) (*record, error) {
-	bridge := a.Host.Bridge.BridgeName
-	portName := PortName(a.ContainerID, a.IfName)
-	typ := ifaceType(&a.Host)
-	podSocket := a.Layout.SocketPath()
-	connectPath := a.Layout.ConnectPath()
+// adding is one attempt at adding the attachment's port, as its phases
+// (read, check, replace, commit) hand it on.
+type adding struct {
+	a           *engine.Attachment
+	bridge      string
+	port        string // the Port's and the Interface's name
+	typ         string
+	podSocket   string
+	connectPath string
+	// Set by read.
+	root       *vswitch.OpenvSwitch
+	bridges    []*vswitch.Bridge
+	oldPorts   []*vswitch.Port      // the attachment's own, from an earlier ADD
+	sameName   []*vswitch.Interface // named as the new port
+	sameSocket []*vswitch.Interface // on the new port's socket
+}
 
-	// Whether ovs-vswitchd runs is asked on a side connection while the
-	// reads go out, so the pre-flight costs no extra round trip.
+func newAdding(a *engine.Attachment) *adding {
+	return &adding{
+		a:           a,
+		bridge:      a.Host.Bridge.BridgeName,
+		port:        PortName(a.ContainerID, a.IfName),
+		typ:         ifaceType(&a.Host),
+		podSocket:   a.Layout.SocketPath(),
+		connectPath: a.Layout.ConnectPath(),
+	}
+}
+
+// attachOnce adds the port in one transaction, after replacing the
+// attachment's earlier port if any; the port's removal is t's undo step.
+func (e *Engine) attachOnce(ctx context.Context, ad *adding, t *rollback.Tx) (*record, error) {
+	if err := e.read(ctx, ad); err != nil {
+		return nil, err
+	}
+	if err := ad.check(); err != nil {
+		return nil, err
+	}
+	if err := e.replaceEarlier(ctx, ad); err != nil {
+		return nil, err
+	}
+	if err := e.commit(ctx, ad); err != nil {
+		return nil, err
+	}
+	rec := &record{Bridge: ad.bridge, Port: ad.port, Type: ad.typ}
+	if ad.typ == TypeVhostServer {
+		rec.SwitchSocket = filepath.Join(e.serverSocketDir(ad.root), ad.port)
+	}
+	t.Undo(func() error { return e.detach(ctx, ad.a, rec) })
+	e.log.Debug("port added", "port", ad.port, "bridge", ad.bridge, "type", ad.typ, "bridgeCreated", len(ad.bridges) == 0)
+	return rec, nil
+}
+
+// read reads, in one round trip, everything the checks need; whether
+// ovs-vswitchd runs is asked on a side connection meanwhile, so the
+// pre-flight costs no extra round trip.
+func (e *Engine) read(ctx context.Context, ad *adding) error {
 	alive := make(chan error, 1)
 	go func() { alive <- e.requireVswitchd(ctx) }()
-
-	// One round trip reads everything the checks need.
 	reads := []ovs.Operation{
 		openvSwitchSelect(),
 		// Never the bridge's ports: with a thousand ports that set alone
 		// costs milliseconds to serialize and decode.
-		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, bridge)}, "name", "datapath_type"),
-		selectOp(vswitch.PortTable, ownerWhere(a.ContainerID, a.IfName), "name"),
-		selectOp(vswitch.InterfaceTable, []ovs.Condition{cond("name", ovs.ConditionEqual, portName)}, "name", "type", "external_ids"),
-		selectOp(vswitch.InterfaceTable, socketWhere(podSocket), "name", "external_ids"),
+		selectOp(vswitch.BridgeTable, []ovs.Condition{cond("name", ovs.ConditionEqual, ad.bridge)}, "name", "datapath_type"),
+		selectOp(vswitch.PortTable, ownerWhere(ad.a.ContainerID, ad.a.IfName), "name"),
+		selectOp(vswitch.InterfaceTable, []ovs.Condition{cond("name", ovs.ConditionEqual, ad.port)}, "name", "type", "external_ids"),
+		selectOp(vswitch.InterfaceTable, socketWhere(ad.podSocket), "name", "external_ids"),
 	}
-	if typ == TypeVhostClient {
-		reads = append(reads, selectOp(vswitch.InterfaceTable, serverPathWhere(connectPath), "name", "external_ids"))
+	if ad.typ == TypeVhostClient {
+		reads = append(reads, selectOp(vswitch.InterfaceTable, serverPathWhere(ad.connectPath), "name", "external_ids"))
 	}
 	res, err := e.transact(ctx, reads...)
 	if err != nil {
-		return nil, fmt.Errorf("reading switch state: %w", err)
+		return fmt.Errorf("reading switch state: %w", err)
 	}
 	roots, err := decode[vswitch.OpenvSwitch](vswitch.OpenvSwitchTable, res[0])
 	if err != nil {
-		return nil, err
+		return err
 	}
-	root, err := checkDPDK(roots, typ)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	if ad.root, err = checkDPDK(roots, ad.typ); err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 	}
 	if err := <-alive; err != nil {
-		return nil, err
+		return err
 	}
-	bridges, err := decode[vswitch.Bridge](vswitch.BridgeTable, res[1])
-	if err != nil {
-		return nil, err
+	return ad.decode(res[1:])
+}
+
+// decode takes the rows read after the Open_vSwitch row.
+func (ad *adding) decode(res []ovs.OperationResult) (err error) {
+	if ad.bridges, err = decode[vswitch.Bridge](vswitch.BridgeTable, res[0]); err != nil {
+		return err
 	}
-	oldPorts, err := decode[vswitch.Port](vswitch.PortTable, res[2])
-	if err != nil {
-		return nil, err
+	if ad.oldPorts, err = decode[vswitch.Port](vswitch.PortTable, res[1]); err != nil {
+		return err
 	}
-	sameName, err := decode[vswitch.Interface](vswitch.InterfaceTable, res[3])
-	if err != nil {
-		return nil, err
+	if ad.sameName, err = decode[vswitch.Interface](vswitch.InterfaceTable, res[2]); err != nil {
+		return err
 	}
-	var sameSocket []*vswitch.Interface
-	for _, r := range res[4:] {
+	for _, r := range res[3:] {
 		ifs, err := decode[vswitch.Interface](vswitch.InterfaceTable, r)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		sameSocket = append(sameSocket, ifs...)
+		ad.sameSocket = append(ad.sameSocket, ifs...)
 	}
-	if len(bridges) == 1 && bridges[0].DatapathType != "netdev" {
-		return nil, fmt.Errorf("bridge %q has datapath_type %q: vhost-user ports need a netdev (userspace) bridge", bridge, bridges[0].DatapathType)
+	return nil
+}
+
+// check refuses a bridge that cannot take vhost-user ports, and a name or
+// socket another attachment's interface uses.
+func (ad *adding) check() error {
+	if len(ad.bridges) == 1 && ad.bridges[0].DatapathType != "netdev" {
+		return fmt.Errorf("bridge %q has datapath_type %q: vhost-user ports need a netdev (userspace) bridge", ad.bridge, ad.bridges[0].DatapathType)
 	}
 	mine := func(ids map[string]string) bool {
-		return ids[KeyContainerID] == a.ContainerID && ids[KeyIfName] == a.IfName
+		return ids[KeyContainerID] == ad.a.ContainerID && ids[KeyIfName] == ad.a.IfName
 	}
-	for _, i := range sameName {
+	for _, i := range ad.sameName {
 		if !mine(i.ExternalIDs) {
-			return nil, fmt.Errorf("an interface named %q already exists on the switch and does not belong to this attachment", portName)
+			return fmt.Errorf("an interface named %q already exists on the switch and does not belong to this attachment", ad.port)
 		}
 	}
-	for _, i := range sameSocket {
+	for _, i := range ad.sameSocket {
 		if !mine(i.ExternalIDs) {
-			return nil, fmt.Errorf("socket %s is already used by interface %q: two ports on one socket break each other", podSocket, i.Name)
+			return fmt.Errorf("socket %s is already used by interface %q: two ports on one socket break each other", ad.podSocket, i.Name)
 		}
 	}
+	return nil
+}
 
-	if len(oldPorts) > 0 {
-		// A retried ADD replaces its own earlier port, in a transaction of
-		// its own: the old Interface only disappears at commit.
-		if len(sameName) == 1 && sameName[0].Type == TypeVhostServer {
-			// The earlier server-mode port's socket is still exposed in the
-			// pod's directory (linked or mounted; its record is not at hand)
-			// and would stop the new one from being exposed.
-			if err := e.unexposeServerSocket(a, &record{Type: TypeVhostServer, Mounted: true}); err != nil {
-				return nil, fmt.Errorf("replacing the attachment's earlier port: %w", err)
-			}
-		}
-		var rm []ovs.Operation
-		for _, p := range oldPorts {
-			rm = append(rm, removePortOp(p.UUID))
-		}
-		if _, err := e.transact(ctx, rm...); err != nil {
-			return nil, fmt.Errorf("replacing the attachment's earlier port: %w", err)
+// replaceEarlier removes the port of an earlier ADD of the same attachment
+// (a retried ADD), in a transaction of its own: the old Interface only
+// disappears at commit.
+func (e *Engine) replaceEarlier(ctx context.Context, ad *adding) error {
+	if len(ad.oldPorts) == 0 {
+		return nil
+	}
+	if len(ad.sameName) == 1 && ad.sameName[0].Type == TypeVhostServer {
+		// The earlier server-mode port's socket is still exposed in the
+		// pod's directory (linked or mounted; its record is not at hand)
+		// and would stop the new one from being exposed.
+		if err := e.unexposeServerSocket(ad.a, &record{Type: TypeVhostServer, Mounted: true}); err != nil {
+			return fmt.Errorf("replacing the attachment's earlier port: %w", err)
 		}
 	}
+	var rm []ovs.Operation
+	for _, p := range ad.oldPorts {
+		rm = append(rm, removePortOp(p.UUID))
+	}
+	if _, err := e.transact(ctx, rm...); err != nil {
+		return fmt.Errorf("replacing the attachment's earlier port: %w", err)
+	}
+	return nil
+}
 
+// commit adds the Interface and Port (and the bridge if missing) in one
+// transaction whose wait operations make the socket's single use atomic.
+func (e *Engine) commit(ctx context.Context, ad *adding) error {
 	var ops []ovs.Operation
-	bridgeRef := ""
-	if len(bridges) == 1 {
-		bridgeRef = bridges[0].UUID
+	bridgeRef := newBridge
+	if len(ad.bridges) == 1 {
+		bridgeRef = ad.bridges[0].UUID
 	} else {
-		bridgeRef = "newbridge"
-		ops = append(ops, createBridgeOps(bridge, bridgeRef, root.UUID)...)
+		ops = createBridgeOps(ad.bridge, newBridge, ad.root.UUID)
 	}
+	ops = append(ops, ad.portOps(bridgeRef)...)
+	_, err := e.transact(ctx, ops...)
+	if err == nil {
+		return nil
+	}
+	var tx *txError
+	if !errors.As(err, &tx) {
+		// No answer: the transaction may have committed with its reply
+		// lost. Find out by ownership, and take back what did commit.
+		return e.undoUncertain(ad.a, ad.bridge, ad.port, fmt.Errorf("adding port %q to bridge %q: %w", ad.port, ad.bridge, err))
+	}
+	if failedWait(err) {
+		if bridgeRef != newBridge && bridgeGone(tx) {
+			return errBridgeGone
+		}
+		return fmt.Errorf("socket %s was taken by another interface while this port was being added", ad.podSocket)
+	}
+	return fmt.Errorf("adding port %q to bridge %q: %w", ad.port, ad.bridge, err)
+}
 
+// newBridge is the named UUID of a bridge created in the transaction.
+const newBridge = "newbridge"
+
+// portOps inserts the Interface and Port, owned by the attachment, into the
+// bridge, and waits for each of the port's sockets to have no other user
+// and for an existing bridge to be still there.
+func (ad *adding) portOps(bridgeRef string) []ovs.Operation {
+	a := ad.a
 	iface := ovs.Row{
-		"name":         portName,
-		"type":         typ,
-		"external_ids": ovsMap(ownerIDs(a, podSocket, bridge)),
+		"name":         ad.port,
+		"type":         ad.typ,
+		"external_ids": ovsMap(ownerIDs(a, ad.podSocket, ad.bridge)),
 	}
-	if typ == TypeVhostClient {
-		iface["options"] = ovsMap(map[string]string{optServerPath: connectPath})
+	if ad.typ == TypeVhostClient {
+		iface["options"] = ovsMap(map[string]string{optServerPath: ad.connectPath})
 	}
 	if a.MTU > 0 {
 		iface["mtu_request"] = a.MTU
 	}
 	port := ovs.Row{
-		"name":         portName,
+		"name":         ad.port,
 		"interfaces":   uuidSet("newiface"),
-		"external_ids": ovsMap(ownerIDs(a, podSocket, bridge)),
+		"external_ids": ovsMap(ownerIDs(a, ad.podSocket, ad.bridge)),
 	}
 	if a.Host.Bridge.VlanID > 0 {
 		port["tag"] = a.Host.Bridge.VlanID
 	}
-	ops = append(ops,
-		ovs.Operation{Op: ovs.OperationInsert, Table: vswitch.InterfaceTable, Row: iface, UUIDName: "newiface"},
-		ovs.Operation{Op: ovs.OperationInsert, Table: vswitch.PortTable, Row: port, UUIDName: "newport"},
-		ovs.Operation{Op: ovs.OperationMutate, Table: vswitch.BridgeTable,
+	ops := []ovs.Operation{
+		{Op: ovs.OperationInsert, Table: vswitch.InterfaceTable, Row: iface, UUIDName: "newiface"},
+		{Op: ovs.OperationInsert, Table: vswitch.PortTable, Row: port, UUIDName: "newport"},
+		{Op: ovs.OperationMutate, Table: vswitch.BridgeTable,
 			Where:     []ovs.Condition{cond("_uuid", ovs.ConditionEqual, ovs.UUID{GoUUID: bridgeRef})},
 			Mutations: []ovs.Mutation{*ovs.NewMutation("ports", ovs.MutateOperationInsert, uuidSet("newport"))}},
 		// Atomic uniqueness: within this transaction, the new Interface must
 		// be the only one with this socket, whoever else writes the database.
-		onlyOneOp(socketWhere(podSocket), portName),
-	)
-	if bridgeRef != "newbridge" {
-		// The bridge read above must still exist: a DEL that emptied it may
+		onlyOneOp(socketWhere(ad.podSocket), ad.port),
+	}
+	if bridgeRef != newBridge {
+		// The bridge read before must still exist: a DEL that emptied it may
 		// have deleted it since, and a mutation of a deleted row changes
 		// nothing, so the new Port would be garbage-collected and ADD would
 		// succeed with no port.
-		ops = append(ops, bridgeExistsOp(bridgeRef, bridge))
+		ops = append(ops, bridgeExistsOp(bridgeRef, ad.bridge))
 	}
-	if typ == TypeVhostClient {
-		ops = append(ops, onlyOneOp(serverPathWhere(connectPath), portName))
+	if ad.typ == TypeVhostClient {
+		ops = append(ops, onlyOneOp(serverPathWhere(ad.connectPath), ad.port))
 	}
-	if _, err := e.transact(ctx, ops...); err != nil {
-		var tx *txError
-		if !errors.As(err, &tx) {
-			// No answer: the transaction may have committed with its reply
-			// lost. Find out by ownership, and take back what did commit.
-			return nil, e.undoUncertain(a, bridge, portName, fmt.Errorf("adding port %q to bridge %q: %w", portName, bridge, err))
-		}
-		if failedWait(err) {
-			if bridgeRef != "newbridge" && bridgeGone(tx) {
-				return nil, errBridgeGone
-			}
-			return nil, fmt.Errorf("socket %s was taken by another interface while this port was being added", podSocket)
-		}
-		return nil, fmt.Errorf("adding port %q to bridge %q: %w", portName, bridge, err)
-	}
-	rec := &record{Bridge: bridge, Port: portName, Type: typ}
-	if typ == TypeVhostServer {
-		rec.SwitchSocket = filepath.Join(e.serverSocketDir(root), portName)
-	}
-	e.log.Debug("port added", "port", portName, "bridge", bridge, "type", typ, "bridgeCreated", len(bridges) == 0)
-	return rec, nil
+	return ops
 }
 
 // undoUncertain handles a write whose outcome is unknown (no reply): it

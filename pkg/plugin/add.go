@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -15,6 +16,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/deviceinfo"
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/rollback"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
 )
@@ -28,21 +30,19 @@ import (
 // DEL), so ADD never reports an address that a racing DEL released.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	ph := newPhases()
-	inv, err := p.setup(args)
+	inv, ctx, end, err := p.begin(args)
 	if err != nil {
 		return err
 	}
-	defer inv.close()
+	defer end()
 	defer func() { ph.log(inv.log, "ADD") }()
 	ph.mark("setup")
 	if n := len(args.ContainerID); n > maxContainerIDLen {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf(
 			"invalid CNI_CONTAINERID %q...: %d characters, at most %d are supported", args.ContainerID[:16], n, maxContainerIDLen), "")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
-	defer cancel()
-	a := &adding{inv: inv, ph: ph, t: &tx{log: inv.log}}
-	defer a.t.finish(&err)
+	a := &adding{inv: inv, ph: ph, t: &rollback.Tx{}}
+	defer finish(a.t, inv.log, &err)
 	if err := p.prepare(ctx, a); err != nil {
 		return err
 	}
@@ -57,13 +57,24 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	return types.PrintResult(result, inv.conf.CNIVersion)
 }
 
+// finish rolls back if *err is set, then releases the resources.
+func finish(t *rollback.Tx, log *slog.Logger, err *error) {
+	if *err != nil {
+		if uerr := t.Rollback(); uerr != nil {
+			log.Error("rollback of failed ADD incomplete: DEL will remove the rest", "error", uerr)
+			*err = fmt.Errorf("%w (rollback also failed: %v)", *err, uerr)
+		}
+	}
+	t.Release()
+}
+
 // adding is one ADD as its phases hand it on: each phase registers its
 // side effects' undo steps with t, which rolls them back if a later one
 // fails.
 type adding struct {
 	inv  *invocation
 	ph   *phases
-	t    *tx
+	t    *rollback.Tx
 	pc   *podContext // nil without a kubeconfig or a pod
 	ps   paths
 	rec  *state.Record
@@ -83,7 +94,7 @@ func (p *Plugin) prepare(ctx context.Context, a *adding) error {
 		return err
 	}
 	if pc != nil {
-		t.releaseWith(func() {
+		t.ReleaseWith(func() {
 			inv.log.Debug("Kubernetes API use", "requests", pc.client.Requests())
 			pc.client.Close()
 		})
@@ -99,7 +110,7 @@ func (p *Plugin) prepare(ctx context.Context, a *adding) error {
 	if err != nil {
 		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
 	}
-	t.releaseWith(unlock)
+	t.ReleaseWith(unlock)
 	a.ph.mark("lock")
 
 	if err := p.replaceEarlier(ctx, inv, a.ph); err != nil {
@@ -108,19 +119,19 @@ func (p *Plugin) prepare(ctx context.Context, a *adding) error {
 	if err := claimAll(inv.store, ps, args.ContainerID, args.IfName); err != nil {
 		return err
 	}
-	t.afterCleanRollback(func() error { return releaseAll(inv.store, ps, args.ContainerID, args.IfName) })
+	t.AfterCleanRollback(func() error { return releaseAll(inv.store, ps, args.ContainerID, args.IfName) })
 	a.rec = newRecord(inv, ps, pc)
 	if err := inv.store.Save(a.rec); err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
-	t.afterCleanRollback(func() error { return inv.store.Delete(args.ContainerID, args.IfName) })
+	t.AfterCleanRollback(func() error { return inv.store.Delete(args.ContainerID, args.IfName) })
 
 	// IPAM runs alongside everything up to the attach (and the attach too,
 	// unless the engine needs the address): an IPAM plugin is another
 	// process and costs as much as the rest of ADD.
 	a.ipam = startIPAM(ctx, inv, a.ph)
-	t.undoWith(a.ipam.release)
-	t.undoWith(func() error {
+	t.Undo(a.ipam.release)
+	t.Undo(func() error {
 		own := ownership(inv.store, ps, a.rec, args.ContainerID, args.IfName)
 		own.cdFile = false // its own undo, once written: the path may hold a file not the plugin's
 		return removeFiles(inv.log, ps, own, args.IfName)
@@ -144,7 +155,7 @@ func (p *Plugin) attach(ctx context.Context, a *adding) error {
 	if err != nil {
 		return asCNIError(err, "connecting to the switch")
 	}
-	a.t.releaseWith(eng.Close)
+	a.t.ReleaseWith(eng.Close)
 	a.ph.mark("connect")
 	att := attachment(inv, layout)
 	if inv.conf.Host.NetType == netconf.NetTypeInterface {
@@ -160,7 +171,7 @@ func (p *Plugin) attach(ctx context.Context, a *adding) error {
 	if err != nil {
 		return asCNIError(err, "attaching to the switch")
 	}
-	a.t.undoWith(func() error {
+	a.t.Undo(func() error {
 		rctx, rcancel := context.WithTimeout(context.Background(), rollbackTimeout)
 		defer rcancel()
 		return eng.Detach(rctx, att, engineData)
@@ -190,13 +201,13 @@ func (a *adding) publish(ctx context.Context) (*types100.Result, error) {
 	if _, err := configdata.Write(layout, cd); err != nil {
 		return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("publishing config data: %v", err), "")
 	}
-	t.undoWith(func() error { return layout.RemoveFile(a.ps.cdFile) })
+	t.Undo(func() error { return layout.RemoveFile(a.ps.cdFile) })
 
 	if pc != nil {
 		if err := pc.client.AddConfigData(ctx, pc.pod, cd, pc.mappedDir); err != nil {
 			return nil, kubeError(err)
 		}
-		t.undoWith(func() error {
+		t.Undo(func() error {
 			rctx, rcancel := context.WithTimeout(context.Background(), kubeTimeout)
 			defer rcancel()
 			return pc.client.RemoveConfigData(rctx, inv.cargs.PodNamespace, inv.cargs.PodName, args.ContainerID, args.IfName)
@@ -207,7 +218,7 @@ func (a *adding) publish(ctx context.Context) (*types100.Result, error) {
 		if err := deviceinfo.Write(inv.pol, devInfo, deviceInfo(inv, layout, pc)); err != nil {
 			return nil, types.NewError(types.ErrIOFailure, fmt.Sprintf("writing runtimeConfig.CNIDeviceInfoFile: %v", err), "")
 		}
-		t.undoWith(func() error { return deviceinfo.Remove(inv.pol, devInfo) })
+		t.Undo(func() error { return deviceinfo.Remove(inv.pol, devInfo) })
 	}
 	if notes := a.ps.notes; notes != nil {
 		if err := notes.Prepare(inv.conf.Host.Vhost.Group); err != nil {

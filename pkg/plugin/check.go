@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -14,13 +13,11 @@ import (
 // switch port (type, socket, bridge, applied by the switch), the config
 // data, the prevResult's interface, and the IPAM allocation.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
-	inv, err := p.setup(args)
+	inv, ctx, end, err := p.begin(args)
 	if err != nil {
 		return err
 	}
-	defer inv.close()
-	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
-	defer cancel()
+	defer end()
 
 	if inv.conf.PrevResult == nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, "CHECK needs prevResult", "")

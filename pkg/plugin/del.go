@@ -23,15 +23,13 @@ import (
 // attachment owns (a NAD that fixes the socket name, say) is never touched.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	ph := newPhases()
-	inv, err := p.setup(args)
+	inv, ctx, end, err := p.begin(args)
 	if err != nil {
 		return err
 	}
-	defer inv.close()
+	defer end()
 	defer func() { ph.log(inv.log, "DEL") }()
 	ph.mark("setup")
-	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
-	defer cancel()
 	unlock, err := inv.store.LockSandbox(ctx, args.ContainerID)
 	if err != nil {
 		return types.NewError(types.ErrTryAgainLater, err.Error(), "")

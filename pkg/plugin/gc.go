@@ -23,13 +23,11 @@ type attachmentKey struct{ containerID, ifName string }
 // collect anything else. An attachment a verb is working on right now is
 // left for the next GC.
 func (p *Plugin) GC(args *skel.CmdArgs) error {
-	inv, err := p.setup(args)
+	inv, ctx, end, err := p.begin(args)
 	if err != nil {
 		return err
 	}
-	defer inv.close()
-	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
-	defer cancel()
+	defer end()
 
 	valid := map[attachmentKey]bool{}
 	for _, a := range inv.conf.ValidAttachments {

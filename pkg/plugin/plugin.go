@@ -150,6 +150,16 @@ func (p *Plugin) setup(args *skel.CmdArgs) (*invocation, error) {
 		store: state.New(pol.StateDir), close: closeLog}, nil
 }
 
+// begin sets up a verb and the context that bounds it (verbTimeout); end
+// cancels the context and closes the log.
+func (p *Plugin) begin(args *skel.CmdArgs) (inv *invocation, ctx context.Context, end func(), err error) {
+	if inv, err = p.setup(args); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
+	return inv, ctx, func() { cancel(); inv.close() }, nil
+}
+
 // socketLayout works out where the attachment's socket goes and checks,
 // before ADD creates anything, that it may go there: vhost.group must name
 // a group of this node, and a directory other pods can see is refused under

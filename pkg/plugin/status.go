@@ -1,8 +1,6 @@
 package plugin
 
 import (
-	"context"
-
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -12,13 +10,11 @@ import (
 // reachable and DPDK-capable, and the IPAM plugin is ready. Any failure is
 // CNI error 50 (plugin not available).
 func (p *Plugin) Status(args *skel.CmdArgs) error {
-	inv, err := p.setup(args)
+	inv, ctx, end, err := p.begin(args)
 	if err != nil {
 		return err
 	}
-	defer inv.close()
-	ctx, cancel := context.WithTimeout(context.Background(), verbTimeout)
-	defer cancel()
+	defer end()
 
 	eng, err := p.OpenEngine(ctx, inv.conf, inv.pol, inv.log)
 	if err != nil {

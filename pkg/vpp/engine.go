@@ -22,6 +22,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/memif"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/rollback"
 	"github.com/userspace-cni/userspace/pkg/vppapi"
 )
 
@@ -155,86 +156,126 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 	if a.Layout == nil {
 		return nil, errors.New("attachment has no socket layout")
 	}
-	c, ch := e.c, e.c.ch
 	rec := record{Tag: OwnerTag(a.ContainerID, a.IfName), BridgeDomain: bridgeDomain(a)}
-	socketPath := a.Layout.ConnectPath()
 	// The rollback still runs when the verb's deadline has passed: each of
 	// its requests is bounded by the call timeout, and none is sent once VPP
 	// stopped answering.
-	rctx := context.WithoutCancel(ctx)
-	var undo []func() error
+	at := &attaching{a: a, rec: &rec, rctx: context.WithoutCancel(ctx)}
 	defer func() {
 		if err == nil {
 			return
 		}
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i](); uerr != nil {
-				e.log.Error("VPP rollback step failed", "error", uerr)
-				err = fmt.Errorf("%w (rollback: %v)", err, uerr)
-			}
+		if uerr := at.t.Rollback(); uerr != nil {
+			e.log.Error("VPP rollback failed", "error", uerr)
+			err = fmt.Errorf("%w (rollback: %v)", err, uerr)
 		}
 	}()
+	if err := e.createInterface(ctx, at); err != nil {
+		return nil, err
+	}
+	if err := e.configure(ctx, at); err != nil {
+		return nil, err
+	}
+	if a.Host.IfType == netconf.IfTypeMemif && a.Host.Memif.Role == netconf.MemifMaster ||
+		a.Host.IfType == netconf.IfTypeVhostUser && a.Host.Vhost.Mode == netconf.VhostServer {
+		// VPP created the listening socket as root: open it to the pod's app.
+		if err := a.Layout.SetSocketPerms(a.Host.Vhost.Group); err != nil {
+			return nil, fmt.Errorf("setting permissions of %s: %w", a.Layout.SocketPath(), err)
+		}
+	}
+	e.log.Debug("VPP interface created", "tag", rec.Tag, "swIfIndex", rec.SwIfIndex, "socketId", rec.SocketID,
+		"bridgeDomain", rec.BridgeDomain, "createdBridge", rec.CreatedBridge)
+	return json.Marshal(rec)
+}
 
-	var swIfIndex interface_types.InterfaceIndex
+// attaching is one Attach as its phases hand it on.
+type attaching struct {
+	a    *engine.Attachment
+	rec  *record
+	t    rollback.Tx
+	rctx context.Context // for the undo steps: not cancelled with the verb
+	// Set by createInterface.
+	swIfIndex interface_types.InterfaceIndex
+}
+
+// createInterface creates the memif (its socket registered first) or the
+// vhost-user interface, registering the undo of each.
+func (e *Engine) createInterface(ctx context.Context, at *attaching) error {
+	a, rec := at.a, at.rec
 	switch a.Host.IfType {
 	case netconf.IfTypeMemif:
-		spec := memif.SpecFrom(a.Host.Memif, socketPath)
-		create, err := memif.CreateRequest(spec, 0)
-		if err != nil {
-			return nil, err
+		if err := e.createMemif(ctx, at); err != nil {
+			return err
 		}
-		if err := c.begin(ctx, fmt.Sprintf("registering memif socket %s", socketPath)); err != nil {
-			return nil, err
-		}
-		sockCtx := ch.SendRequest(memif.RegisterSocketRequest(socketPath))
-		sockReply := &vppmemif.MemifSocketFilenameAddDelV2Reply{}
-		if err := c.recv(sockCtx, sockReply); err != nil {
-			return nil, fmt.Errorf("registering memif socket %s with VPP: %w", socketPath, err)
-		}
-		rec.SocketID = sockReply.SocketID
-		undo = append(undo, func() error { return e.unregisterSocket(rctx, sockReply.SocketID) })
-
-		create.SocketID = rec.SocketID
-		reply := &vppmemif.MemifCreateV2Reply{}
-		if err := c.do(ctx, fmt.Sprintf("creating memif %s on %s", rec.Tag, socketPath), create, reply); err != nil {
-			return nil, fmt.Errorf("creating memif %s (role %s, mode %s) on %s: %w", rec.Tag, spec.Role, spec.Mode, socketPath, err)
-		}
-		swIfIndex = reply.SwIfIndex
-		undo = append(undo, func() error { return e.deleteInterface(rctx, a.Host.IfType, swIfIndex) })
 	case netconf.IfTypeVhostUser:
+		socketPath := a.Layout.ConnectPath()
 		req := &vhost_user.CreateVhostUserIfV2{
 			IsServer:     a.Host.Vhost.Mode == netconf.VhostServer,
 			SockFilename: socketPath,
 			Tag:          rec.Tag,
 		}
-		if err := c.begin(ctx, fmt.Sprintf("creating vhost-user interface %s on %s", rec.Tag, socketPath)); err != nil {
-			return nil, err
+		if err := e.c.begin(ctx, fmt.Sprintf("creating vhost-user interface %s on %s", rec.Tag, socketPath)); err != nil {
+			return err
 		}
-		createCtx := ch.SendRequest(req)
 		reply := &vhost_user.CreateVhostUserIfV2Reply{}
-		if err := c.recv(createCtx, reply); err != nil {
-			return nil, fmt.Errorf("creating vhost-user interface %s (VPP as %s) on %s: %w", rec.Tag, a.Host.Vhost.Mode, socketPath, err)
+		if err := e.c.recv(e.c.ch.SendRequest(req), reply); err != nil {
+			return fmt.Errorf("creating vhost-user interface %s (VPP as %s) on %s: %w", rec.Tag, a.Host.Vhost.Mode, socketPath, err)
 		}
-		swIfIndex = reply.SwIfIndex
-		undo = append(undo, func() error { return e.deleteInterface(rctx, a.Host.IfType, swIfIndex) })
+		at.swIfIndex = reply.SwIfIndex
 	default:
-		return nil, fmt.Errorf("host.iftype %q is not supported by engine vpp", a.Host.IfType)
+		return fmt.Errorf("host.iftype %q is not supported by engine vpp", a.Host.IfType)
 	}
-	rec.SwIfIndex = uint32(swIfIndex)
+	idx := at.swIfIndex
+	at.t.Undo(func() error { return e.deleteInterface(at.rctx, a.Host.IfType, idx) })
+	rec.SwIfIndex = uint32(idx)
+	return nil
+}
 
-	// One batch: tag, bridge membership or addresses, admin up.
-	type step struct {
-		what  string
-		ctx   api.RequestCtx
-		reply api.Message
+// createMemif registers the memif's socket, then creates the memif on it.
+func (e *Engine) createMemif(ctx context.Context, at *attaching) error {
+	a, rec, c := at.a, at.rec, e.c
+	socketPath := a.Layout.ConnectPath()
+	spec := memif.SpecFrom(a.Host.Memif, socketPath)
+	create, err := memif.CreateRequest(spec, 0)
+	if err != nil {
+		return err
 	}
-	if err := c.begin(ctx, fmt.Sprintf("configuring interface %d (%s)", swIfIndex, rec.Tag)); err != nil {
-		return nil, err
+	if err := c.begin(ctx, fmt.Sprintf("registering memif socket %s", socketPath)); err != nil {
+		return err
+	}
+	sockReply := &vppmemif.MemifSocketFilenameAddDelV2Reply{}
+	if err := c.recv(c.ch.SendRequest(memif.RegisterSocketRequest(socketPath)), sockReply); err != nil {
+		return fmt.Errorf("registering memif socket %s with VPP: %w", socketPath, err)
+	}
+	rec.SocketID = sockReply.SocketID
+	at.t.Undo(func() error { return e.unregisterSocket(at.rctx, sockReply.SocketID) })
+
+	create.SocketID = rec.SocketID
+	reply := &vppmemif.MemifCreateV2Reply{}
+	if err := c.do(ctx, fmt.Sprintf("creating memif %s on %s", rec.Tag, socketPath), create, reply); err != nil {
+		return fmt.Errorf("creating memif %s (role %s, mode %s) on %s: %w", rec.Tag, spec.Role, spec.Mode, socketPath, err)
+	}
+	at.swIfIndex = reply.SwIfIndex
+	return nil
+}
+
+// step is one request of a batch, with what it does for error messages.
+type step struct {
+	what  string
+	ctx   api.RequestCtx
+	reply api.Message
+}
+
+// configure sends one batch: tag, bridge membership or addresses, admin up.
+func (e *Engine) configure(ctx context.Context, at *attaching) error {
+	a, rec, c, ch, idx := at.a, at.rec, e.c, e.c.ch, at.swIfIndex
+	if err := c.begin(ctx, fmt.Sprintf("configuring interface %d (%s)", idx, rec.Tag)); err != nil {
+		return err
 	}
 	var steps []step
 	if a.Host.IfType == netconf.IfTypeMemif {
 		steps = append(steps, step{"tagging the interface", ch.SendRequest(&interfaces.SwInterfaceTagAddDel{
-			IsAdd: true, SwIfIndex: swIfIndex, Tag: rec.Tag,
+			IsAdd: true, SwIfIndex: idx, Tag: rec.Tag,
 		}), &interfaces.SwInterfaceTagAddDelReply{}})
 	}
 	// The bridge domain is asked for in the same batch as the membership,
@@ -246,51 +287,40 @@ func (e *Engine) Attach(ctx context.Context, a *engine.Attachment) (data json.Ra
 		bdCtx = e.sendBridgeAdd(rec.BridgeDomain)
 		steps = append(steps, step{fmt.Sprintf("adding the interface to bridge domain %d", rec.BridgeDomain),
 			ch.SendRequest(&l2.SwInterfaceSetL2Bridge{
-				RxSwIfIndex: swIfIndex, BdID: rec.BridgeDomain, PortType: l2.L2_API_PORT_TYPE_NORMAL, Enable: true,
+				RxSwIfIndex: idx, BdID: rec.BridgeDomain, PortType: l2.L2_API_PORT_TYPE_NORMAL, Enable: true,
 			}), &l2.SwInterfaceSetL2BridgeReply{}})
 	case a.Host.NetType == netconf.NetTypeInterface:
 		for _, ip := range a.IPs {
 			steps = append(steps, step{"setting address " + ip.String(),
 				ch.SendRequest(&interfaces.SwInterfaceAddDelAddress{
-					SwIfIndex: swIfIndex, IsAdd: true, Prefix: ip_types.NewAddressWithPrefix(ip),
+					SwIfIndex: idx, IsAdd: true, Prefix: ip_types.NewAddressWithPrefix(ip),
 				}), &interfaces.SwInterfaceAddDelAddressReply{}})
 		}
 	}
 	steps = append(steps, step{"setting the interface up", ch.SendRequest(&interfaces.SwInterfaceSetFlags{
-		SwIfIndex: swIfIndex, Flags: interface_types.IF_STATUS_API_FLAG_ADMIN_UP,
+		SwIfIndex: idx, Flags: interface_types.IF_STATUS_API_FLAG_ADMIN_UP,
 	}), &interfaces.SwInterfaceSetFlagsReply{}})
+	return e.recvConfigure(at, steps, bdCtx)
+}
+
+// recvConfigure reads configure's answers, the bridge domain's just before
+// the membership's, and stops reading once the connection is dead.
+func (e *Engine) recvConfigure(at *attaching, steps []step, bdCtx api.RequestCtx) error {
 	var errs []error
 	for i, s := range steps {
 		if i == len(steps)-2 && bdCtx != nil {
-			// The bridge domain's answer comes before the membership's. Its
-			// undo runs after the interface's: a domain with members stays.
-			var bdUndo []func() error
-			if err := e.recvBridgeAdd(rctx, bdCtx, &rec, &bdUndo); err != nil {
+			if err := e.recvBridgeAdd(at, bdCtx); err != nil {
 				errs = append(errs, err)
 			}
-			undo = append(bdUndo, undo...)
 		}
-		if err := c.recv(s.ctx, s.reply); err != nil {
+		if err := e.c.recv(s.ctx, s.reply); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.what, err))
-			if c.dead != nil {
+			if e.c.dead != nil {
 				break
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-
-	if a.Host.IfType == netconf.IfTypeMemif && a.Host.Memif.Role == netconf.MemifMaster ||
-		a.Host.IfType == netconf.IfTypeVhostUser && a.Host.Vhost.Mode == netconf.VhostServer {
-		// VPP created the listening socket as root: open it to the pod's app.
-		if err := a.Layout.SetSocketPerms(a.Host.Vhost.Group); err != nil {
-			return nil, fmt.Errorf("setting permissions of %s: %w", a.Layout.SocketPath(), err)
-		}
-	}
-	e.log.Debug("VPP interface created", "tag", rec.Tag, "swIfIndex", rec.SwIfIndex, "socketId", rec.SocketID,
-		"bridgeDomain", rec.BridgeDomain, "createdBridge", rec.CreatedBridge)
-	return json.Marshal(rec)
+	return errors.Join(errs...)
 }
 
 // sendBridgeAdd asks for the bridge domain (nil when not bridged), in the
@@ -306,11 +336,9 @@ func (e *Engine) sendBridgeAdd(bd uint32) api.RequestCtx {
 }
 
 // recvBridgeAdd reads sendBridgeAdd's answer: created (undo registered) or
-// already there (someone else's, or ours from an earlier attachment).
-func (e *Engine) recvBridgeAdd(rctx context.Context, req api.RequestCtx, rec *record, undo *[]func() error) error {
-	if req == nil {
-		return nil
-	}
+// already there (someone else's, or ours from an earlier attachment). Its
+// undo runs after the interface's: a domain with members stays.
+func (e *Engine) recvBridgeAdd(at *attaching, req api.RequestCtx) error {
 	err := e.c.recv(req, &l2.BridgeDomainAddDelV2Reply{})
 	if vppapi.IsRetval(err, retvalBridgeExists) {
 		return nil
@@ -318,8 +346,9 @@ func (e *Engine) recvBridgeAdd(rctx context.Context, req api.RequestCtx, rec *re
 	// Created now; or refused, and then the membership request sent in the
 	// same batch creates it untagged (VPP adds a missing domain for a new
 	// member): either way it is this attachment's to remove on rollback.
+	rec := at.rec
 	bd := rec.BridgeDomain
-	*undo = append(*undo, func() error { return e.deleteBridge(rctx, bd) })
+	at.t.UndoLast(func() error { return e.deleteBridge(at.rctx, bd) })
 	if err == nil {
 		rec.CreatedBridge = true
 		return nil

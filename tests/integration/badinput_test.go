@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 // TestBadInput feeds invalid configurations to the binary and checks each
@@ -80,7 +82,7 @@ func TestBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPod(t)
 			_, err := execPlugin(t, "ADD", tc.stdin, p, "net1")
-			e := cniError(t, err)
+			e := testbed.WantCNIError(t, err)
 			if e.Code != tc.code {
 				t.Errorf("code %d, want %d (%s)", e.Code, tc.code, e.Msg)
 			}

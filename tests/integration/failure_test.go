@@ -53,7 +53,7 @@ func TestVswitchdDown(t *testing.T) {
 		_ = h.cni.DelNetworkList(ctx(), list, p.rt("net1"))
 		t.Fatalf("ADD succeeded with ovs-vswitchd stopped: %v", res)
 	}
-	e := cniError(t, err)
+	e := testbed.WantCNIError(t, err)
 	if !strings.Contains(e.Msg, "ovs-vswitchd") || e.Code != types.ErrPluginNotAvailable {
 		t.Errorf("error %d %q should blame ovs-vswitchd with code 50", e.Code, e.Msg)
 	}
@@ -82,7 +82,7 @@ func TestSwitchRejectsPort(t *testing.T) {
 	list := confList(t, "1.0.0", "reject", map[string]any{"host": map[string]any{"engine": "ovs-dpdk", "iftype": "vhostuser",
 		"bridge": map[string]any{"bridgeName": "br-rej"}}})
 	_, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1"))
-	e := cniError(t, err)
+	e := testbed.WantCNIError(t, err)
 	if !strings.Contains(e.Msg, "rejected") && !strings.Contains(e.Msg, "could not open") {
 		t.Errorf("error %q should carry the switch's verdict", e.Msg)
 	}
@@ -106,7 +106,7 @@ func TestSwitchUnreachable(t *testing.T) {
 
 	other := newPod(t)
 	start := time.Now()
-	e := cniError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, other.rt("net1")); return err }())
+	e := testbed.WantCNIError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, other.rt("net1")); return err }())
 	if e.Code != types.ErrPluginNotAvailable || !strings.Contains(e.Msg, "missing.sock") {
 		t.Errorf("ADD error %d %q: want code 50 naming the socket", e.Code, e.Msg)
 	}
@@ -115,7 +115,7 @@ func TestSwitchUnreachable(t *testing.T) {
 	}
 	assertClean(t, other, filepath.Join("/var/lib/cni/vhostuser", other.id))
 
-	e = cniError(t, h.cni.GetStatusNetworkList(ctx(), list))
+	e = testbed.WantCNIError(t, h.cni.GetStatusNetworkList(ctx(), list))
 	if e.Code != types.ErrPluginNotAvailable {
 		t.Errorf("STATUS code %d, want 50: %s", e.Code, e.Msg)
 	}
@@ -156,7 +156,7 @@ func TestSwitchWithoutDPDK(t *testing.T) {
 	})
 	list := confList(t, "1.1.0", "nodpdk", ovsExample("br-nodpdk"))
 	p := newPod(t)
-	e := cniError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
+	e := testbed.WantCNIError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
 	if !strings.Contains(e.Msg, "dpdk_initialized") || e.Code != types.ErrPluginNotAvailable {
 		t.Errorf("ADD error %d %q: want code 50 explaining DPDK is not initialised", e.Code, e.Msg)
 	}
@@ -164,7 +164,7 @@ func TestSwitchWithoutDPDK(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("the non-DPDK switch was modified: %q %v", out, err)
 	}
-	e = cniError(t, h.cni.GetStatusNetworkList(ctx(), list))
+	e = testbed.WantCNIError(t, h.cni.GetStatusNetworkList(ctx(), list))
 	if e.Code != types.ErrPluginNotAvailable || !strings.Contains(e.Msg, "DPDK") {
 		t.Errorf("STATUS %d %q: want 50 naming DPDK", e.Code, e.Msg)
 	}

@@ -7,8 +7,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -19,7 +17,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/testbed"
@@ -113,16 +110,12 @@ type pod struct {
 
 func newPod(t *testing.T) *pod {
 	t.Helper()
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
 	ns, err := testbed.NewNetNS("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Close() })
-	id := hex.EncodeToString(b)
+	id := testbed.SandboxID()
 	h.ids.Store(id, true)
 	return &pod{id: id, ns: ns}
 }
@@ -205,19 +198,6 @@ func hostLocal(subnet string) map[string]any {
 var allVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
 func ctx() context.Context { return context.Background() }
-
-// cniError extracts the CNI error a failed invocation returned.
-func cniError(t *testing.T, err error) *types.Error {
-	t.Helper()
-	if err == nil {
-		t.Fatal("expected an error, got success")
-	}
-	e := testbed.CNIError(err)
-	if e == nil {
-		t.Fatalf("expected a CNI error, got %T: %v", err, err)
-	}
-	return e
-}
 
 // iface is one OVS Interface row as ovs-vsctl reports it: an independent
 // view of the switch, not the plugin's own code.

@@ -297,20 +297,8 @@ func vppctl(t *testing.T, v *testbed.VPP, args ...string) string {
 // waitMemifUp waits until VPP v's memif named name has its link up.
 func waitMemifUp(t *testing.T, v *testbed.VPP, name string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := v.State()
-		if err == nil {
-			for _, m := range st.Memifs {
-				if m.Name == name && m.LinkUp {
-					return
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("memif %s of %s not connected after 30s (%v):\n%s", name, v.Dir, err, vppctlOrErr(v, "show", "memif"))
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := v.WaitMemifUp(name, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -492,7 +480,7 @@ func TestVPPBadInput(t *testing.T) {
 			c.mod(conf["host"].(map[string]any))
 			p := newPod(t)
 			_, err := h.cni.AddNetworkList(ctx(), confList(t, "1.0.0", "memif-bad", conf), p.rt("net1"))
-			e := cniError(t, err)
+			e := testbed.WantCNIError(t, err)
 			if !strings.Contains(e.Msg, c.want) {
 				t.Errorf("error %q does not name %s", e.Msg, c.want)
 			}
@@ -515,7 +503,7 @@ func TestVPPUnavailable(t *testing.T) {
 		withPolicy(t, func(p *policy.Policy) { testbed.WithVPP(p, filepath.Join(h.root, "no-vpp.sock")) })
 		p := newPod(t)
 		list := confList(t, "1.1.0", "memif-down", vppExample())
-		e := cniError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
+		e := testbed.WantCNIError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
 		if !strings.Contains(e.Msg, "no-vpp.sock") || e.Code != types.ErrPluginNotAvailable {
 			t.Errorf("ADD with VPP down: code %d %q, want 50 naming the socket", e.Code, e.Msg)
 		}
@@ -523,7 +511,7 @@ func TestVPPUnavailable(t *testing.T) {
 		if a := ipamAllocations(t); len(a) != 0 {
 			t.Errorf("IPAM allocations left: %v", a)
 		}
-		if e := cniError(t, h.cni.GetStatusNetworkList(ctx(), list)); e.Code != types.ErrPluginNotAvailable {
+		if e := testbed.WantCNIError(t, h.cni.GetStatusNetworkList(ctx(), list)); e.Code != types.ErrPluginNotAvailable {
 			t.Errorf("STATUS with VPP down: code %d, want 50", e.Code)
 		}
 	})
@@ -540,7 +528,7 @@ func TestVPPUnavailable(t *testing.T) {
 		withPolicy(t, func(p *policy.Policy) { testbed.WithVPP(p, old.APISocket) })
 		p := newPod(t)
 		list := confList(t, "1.1.0", "memif-old", vppExample())
-		e := cniError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
+		e := testbed.WantCNIError(t, func() error { _, err := h.cni.AddNetworkList(ctx(), list, p.rt("net1")); return err }())
 		if !strings.Contains(e.Msg, "memif_create_v2") || !strings.Contains(e.Msg, "memif_dump") {
 			t.Errorf("ADD against an incompatible VPP: %q does not name the messages", e.Msg)
 		}
@@ -548,7 +536,7 @@ func TestVPPUnavailable(t *testing.T) {
 			t.Errorf("incompatible VPP was changed:\n%s\n%s", before, after)
 		}
 		assertVPPClean(t, p, "net1")
-		if e := cniError(t, h.cni.GetStatusNetworkList(ctx(), list)); e.Code != types.ErrPluginNotAvailable || !strings.Contains(e.Msg, "memif_create_v2") {
+		if e := testbed.WantCNIError(t, h.cni.GetStatusNetworkList(ctx(), list)); e.Code != types.ErrPluginNotAvailable || !strings.Contains(e.Msg, "memif_create_v2") {
 			t.Errorf("STATUS against an incompatible VPP: %d %q", e.Code, e.Msg)
 		}
 	})
@@ -595,7 +583,7 @@ func TestVPPHung(t *testing.T) {
 			}
 			return
 		}
-		if e := cniError(t, err); !strings.Contains(e.Msg, want) || e.Code != types.ErrPluginNotAvailable {
+		if e := testbed.WantCNIError(t, err); !strings.Contains(e.Msg, want) || e.Code != types.ErrPluginNotAvailable {
 			t.Errorf("%s against a hung VPP: code %d %q, want 50 saying %s", verb, e.Code, e.Msg, want)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 // isoNAD is the published OVS-DPDK example with the plugin's kubeconfig,
@@ -115,7 +116,7 @@ func TestIsolationPodVolume(t *testing.T) {
 		d := s.delegates(t)[0]
 		_, err := bed.cni.AddNetwork(ctx(), d.net, d.rt)
 		vol := filepath.Join(bed.shared, s.pod.Name)
-		e := cniError(t, err)
+		e := testbed.WantCNIError(t, err)
 		if e.Code != 7 || !strings.Contains(e.Msg, `isolation "strict"`) || !strings.Contains(e.Msg, vol) || !strings.Contains(e.Msg, "hostPath") {
 			t.Errorf("error %d %q, want code 7 naming the policy's isolation, the volume %s and that it is a hostPath", e.Code, e.Msg, vol)
 		}

@@ -278,7 +278,7 @@ func TestAPIUnreachable(t *testing.T) {
 	s := newPod(t, "default", "userspace-dead", "hostPath", mapped)
 	ds := s.delegates(t)
 	_, err := bed.cni.AddNetwork(ctx(), ds[0].net, ds[0].rt)
-	e := cniError(t, err)
+	e := testbed.WantCNIError(t, err)
 	if e.Code != types.ErrTryAgainLater || !strings.Contains(e.Msg, "unreachable") || !strings.Contains(e.Msg, s.pod.Name) {
 		t.Errorf("ADD with the API down: code %d %q, want 11 naming the pod and the API", e.Code, e.Msg)
 	}
@@ -317,7 +317,7 @@ func TestUIDMismatch(t *testing.T) {
 	s.uid = "00000000-1111-2222-3333-444444444444"
 	ds := s.delegates(t)
 	_, err := bed.cni.AddNetwork(ctx(), ds[0].net, ds[0].rt)
-	e := cniError(t, err)
+	e := testbed.WantCNIError(t, err)
 	if !strings.Contains(e.Msg, s.uid) || !strings.Contains(e.Msg, string(s.pod.UID)) {
 		t.Errorf("UID mismatch error %q does not name both UIDs", e.Msg)
 	}
@@ -338,7 +338,7 @@ func TestRBACDenied(t *testing.T) {
 	s := newPod(t, "default", "userspace-rbac", "hostPath", mapped)
 	ds := s.delegates(t)
 	_, err = bed.cni.AddNetwork(ctx(), ds[0].net, ds[0].rt)
-	e := cniError(t, err)
+	e := testbed.WantCNIError(t, err)
 	if !strings.Contains(e.Msg, "RBAC") || !strings.Contains(e.Msg, s.pod.Name) {
 		t.Errorf("RBAC denial: %q", e.Msg)
 	}
@@ -381,18 +381,6 @@ func TestEmptyDirVolume(t *testing.T) {
 	if _, err := os.Lstat(filepath.Dir(path)); !os.IsNotExist(err) {
 		t.Errorf("DEL left the short link %s", filepath.Dir(path))
 	}
-}
-
-func cniError(t *testing.T, err error) *types.Error {
-	t.Helper()
-	if err == nil {
-		t.Fatal("expected an error, got success")
-	}
-	e := testbed.CNIError(err)
-	if e == nil {
-		t.Fatalf("not a CNI error: %v", err)
-	}
-	return e
 }
 
 // TestExampleNADs: every NetworkAttachmentDefinition under examples/ is

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -341,6 +343,41 @@ func (o *OVS) Vsctl(args ...string) (string, error) {
 func (o *OVS) Appctl(args ...string) (string, error) {
 	return run(15*time.Second, o.env, "ovs-appctl",
 		append([]string{"--timeout=10", "-t", o.path("ovs-vswitchd.ctl")}, args...)...)
+}
+
+var (
+	dpPortLine  = regexp.MustCompile(`(?m)^\s*port (\d+): (\S+)`)
+	flowPackets = regexp.MustCompile(`packets:(\d+)`)
+)
+
+// PacketsFrom is how many packets the datapath flows from port name have
+// counted: OVS 3.1 has no packet counters for dpdkvhostuser ports.
+func (o *OVS) PacketsFrom(name string) (uint64, error) {
+	show, err := o.Appctl("dpctl/show")
+	if err != nil {
+		return 0, err
+	}
+	dp := ""
+	for _, m := range dpPortLine.FindAllStringSubmatch(show, -1) {
+		if m[2] == name {
+			dp = m[1]
+		}
+	}
+	if dp == "" {
+		return 0, fmt.Errorf("port %s not in dpctl/show:\n%s", name, show)
+	}
+	flows, err := o.Appctl("dpctl/dump-flows")
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, l := range strings.Split(flows, "\n") {
+		if m := flowPackets.FindStringSubmatch(l); m != nil && strings.Contains(l, "in_port("+dp+"),") {
+			v, _ := strconv.ParseUint(m[1], 10, 64)
+			n += v
+		}
+	}
+	return n, nil
 }
 
 // Logs returns the tail of the vswitchd log, for failure messages.

@@ -141,6 +141,50 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
+// SandboxID returns a random 64-hex id, as container runtimes make sandbox
+// (container) ids.
+func SandboxID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// Leftovers lists what of a run still exists: running processes and mounts
+// whose command line or mount entry contains one of marks, and the files
+// matching paths (names or glob patterns).
+func Leftovers(marks []string, paths ...string) []string {
+	has := func(s string) bool {
+		for _, m := range marks {
+			if m != "" && strings.Contains(s, m) {
+				return true
+			}
+		}
+		return false
+	}
+	var left []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range cmdlines {
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		b, err := os.ReadFile(f)
+		cmd := strings.Fields(strings.ReplaceAll(string(b), "\x00", " "))
+		if err == nil && pid != os.Getpid() && len(cmd) > 0 && has(strings.Join(cmd, " ")) && ProcessRunning(pid) {
+			left = append(left, fmt.Sprintf("process %d (%s)", pid, cmd[0]))
+		}
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && has(l) {
+				left = append(left, "mount "+f[4])
+			}
+		}
+	}
+	for _, p := range paths {
+		found, _ := filepath.Glob(p)
+		left = append(left, found...)
+	}
+	return left
+}
+
 // DPDKRuntimeDir is where the DPDK EAL keeps the runtime files (config, mp
 // socket, fbarray) of a process started with --file-prefix=prefix. EAL never
 // removes it, so every Stop does.

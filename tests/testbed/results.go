@@ -3,6 +3,7 @@ package testbed
 import (
 	"errors"
 	"slices"
+	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -16,6 +17,19 @@ func CNIError(err error) *types.Error {
 		return e
 	}
 	return nil
+}
+
+// WantCNIError fails the test unless err is a CNI error, and returns it.
+func WantCNIError(t testing.TB, err error) *types.Error {
+	t.Helper()
+	if err == nil {
+		t.Fatal("expected an error, got success")
+	}
+	e := CNIError(err)
+	if e == nil {
+		t.Fatalf("expected a CNI error, got %T: %v", err, err)
+	}
+	return e
 }
 
 // Percentile is the p-th percentile of ds in milliseconds (nearest rank),

@@ -194,6 +194,30 @@ func (v *VPP) dial() (*core.Connection, api.Channel, error) {
 	return conn, ch, nil
 }
 
+// WaitMemifUp waits until the memif named name (any memif, when name is
+// empty) has its link up: its peer connected.
+func (v *VPP) WaitMemifUp(name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := v.State()
+		if err == nil {
+			for _, m := range st.Memifs {
+				if (name == "" || m.Name == name) && m.LinkUp {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			show, serr := v.Vppctl("show", "memif")
+			if serr != nil {
+				show = serr.Error()
+			}
+			return fmt.Errorf("memif %q of %s not connected after %v (%v):\n%s", name, v.Dir, timeout, err, show)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // ByTag is the interface with the tag, if any.
 func (s *VPPState) ByTag(tag string) (VPPInterface, bool) {
 	for _, i := range s.Interfaces {
