@@ -353,14 +353,11 @@ func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Recor
 			a.m.errors.WithLabelValues("restore").Inc()
 			a.log.Error("restoring an attachment failed; will retry", "containerID", k.containerID, "ifName", k.ifName, "error", r.err)
 		case r.res.Outcome == plugin.Restored:
-			since := s.backAt
-			if lostAt := a.lost[k]; since.IsZero() || lostAt.Before(since) {
-				since = lostAt
-			}
-			a.m.restores.WithLabelValues(s.key.engine, "restored").Inc()
-			a.m.restoreTime.WithLabelValues(s.key.engine).Observe(r.at.Sub(since).Seconds())
-			delete(a.lost, k)
-			a.event(ctx, r.rec, "Normal", ReasonRestored, fmt.Sprintf("interface %s restored on switch %s (same socket %s)", r.rec.IfName, s.key, r.rec.Layout.SocketPath()))
+			a.restored(ctx, s, r.rec, k, r.at)
+		case r.res.Outcome == plugin.Intact && !a.lost[k].IsZero():
+			// Found lost before, intact now: a restore that timed out
+			// (a switch executing requests late) completed after all.
+			a.restored(ctx, s, r.rec, k, r.at)
 		default:
 			delete(a.lost, k) // intact, or no longer to be restored
 		}
@@ -397,6 +394,20 @@ func (a *Agent) removeDeadSockets(k switchKey) {
 			a.log.Info("removed the socket a killed ovs-vswitchd left, before a restarted one creates its port", "containerID", r.ContainerID, "ifName", r.IfName, "socket", path)
 		}
 	}
+}
+
+// restored counts an attachment found lost as back and tells its pod.
+func (a *Agent) restored(ctx context.Context, s *switchState, rec *state.Record, k attKey, at time.Time) {
+	since := s.backAt
+	if lostAt := a.lost[k]; since.IsZero() || (!lostAt.IsZero() && lostAt.Before(since)) {
+		since = lostAt
+	}
+	a.m.restores.WithLabelValues(s.key.engine, "restored").Inc()
+	if !since.IsZero() {
+		a.m.restoreTime.WithLabelValues(s.key.engine).Observe(at.Sub(since).Seconds())
+	}
+	delete(a.lost, k)
+	a.event(ctx, rec, "Normal", ReasonRestored, fmt.Sprintf("interface %s restored on switch %s (same socket %s)", rec.IfName, s.key, rec.Layout.SocketPath()))
 }
 
 // event records an Event on the attachment's pod, when the agent has the
