@@ -224,6 +224,7 @@ func memifPair(t *testing.T) *chaosPair {
 	for _, mode := range []string{"txonly", "rxonly"} {
 		p := newPod(t)
 		rt := p.rt("net1")
+		purgeMemifLeak(t, memifSock(p, "net1"))
 		t.Cleanup(func() { assertVPPClean(t, p, "net1") }) // after the DEL
 		addForTest(t, list, rt)
 		cd := readConfigData(t, vppSharedDir, p.id, "net1")
