@@ -120,7 +120,8 @@ test: deps lint unit fuzz integration kube demo
 bench: deps
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp \
 	$(GO) test -run='^$$' -bench='AddDel|Version|Scale' -benchtime=$(BENCHTIME) -timeout 30m ./tests/bench/ && \
-	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Parallel' -benchtime=1x -timeout 30m ./tests/bench/
+	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Parallel' -benchtime=1x -timeout 30m ./tests/bench/ && \
+	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Restore' -benchtime=3x -timeout 30m ./tests/bench/
 	assets=$$(./hack/kube-assets.sh) && vpp=$(VPP_DIR) && KUBEBUILDER_ASSETS=$$assets USERSPACE_VPP_DIR=$$vpp \
 	$(GO) test -run='^$$' -bench='KubeAddDel' -benchtime=$(BENCHTIME) -timeout 30m ./tests/multus/
 

@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/userspace-cni/userspace/pkg/engine"
+	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/ovsdb"
 	"github.com/userspace-cni/userspace/pkg/plugin"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/state"
@@ -109,6 +111,8 @@ type switchState struct {
 	backAt   time.Time
 	dirty    bool
 	lastPass time.Time
+	// stopGuard stops the watcher of ovs-vswitchd's lock (OVS only).
+	stopGuard func()
 }
 
 // New returns an agent.
@@ -166,6 +170,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.mu.Unlock()
 		for _, s := range a.switches {
 			s.prober.close()
+			if s.stopGuard != nil {
+				s.stopGuard()
+			}
 		}
 	}()
 	a.lastStep.Store(time.Now().UnixNano())
@@ -236,11 +243,14 @@ func (a *Agent) group(pol *policy.Policy, records []*state.Record) map[switchKey
 		k := switchKey{eng, ep}
 		out[k] = append(out[k], r)
 		if a.switches[k] == nil {
-			var p prober = funcProber{k, a.cfg.Probe}
+			s := &switchState{key: k, prober: funcProber{k, a.cfg.Probe}, dirty: true}
 			if a.cfg.Probe == nil {
-				p = newProber(k, pol, a.log)
+				s.prober = newProber(k, pol, a.log)
+				if op, ok := s.prober.(*ovsProber); ok {
+					s.stopGuard = op.guard(func() { a.removeDeadSockets(k) })
+				}
 			}
-			a.switches[k] = &switchState{key: k, prober: p, dirty: true}
+			a.switches[k] = s
 		}
 	}
 	return out
@@ -343,19 +353,61 @@ func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Recor
 			a.m.errors.WithLabelValues("restore").Inc()
 			a.log.Error("restoring an attachment failed; will retry", "containerID", k.containerID, "ifName", k.ifName, "error", r.err)
 		case r.res.Outcome == plugin.Restored:
-			since := s.backAt
-			if lostAt := a.lost[k]; since.IsZero() || lostAt.Before(since) {
-				since = lostAt
-			}
-			a.m.restores.WithLabelValues(s.key.engine, "restored").Inc()
-			a.m.restoreTime.WithLabelValues(s.key.engine).Observe(r.at.Sub(since).Seconds())
-			delete(a.lost, k)
-			a.event(ctx, r.rec, "Normal", ReasonRestored, fmt.Sprintf("interface %s restored on switch %s (same socket %s)", r.rec.IfName, s.key, r.rec.Layout.SocketPath()))
+			a.restored(ctx, s, r.rec, k, r.at)
+		case r.res.Outcome == plugin.Intact && !a.lost[k].IsZero():
+			// Found lost before, intact now: a restore that timed out
+			// (a switch executing requests late) completed after all.
+			a.restored(ctx, s, r.rec, k, r.at)
 		default:
 			delete(a.lost, k) // intact, or no longer to be restored
 		}
 	}
 	return clean
+}
+
+// removeDeadSockets removes the sockets a killed ovs-vswitchd left in its
+// run directory for the server-mode attachments on switch k (see
+// ovsdb.WatchVswitchd), those of attachments being deleted included. It runs
+// while the watcher holds ovs-vswitchd's lock, which a restarted
+// ovs-vswitchd waits for, so it takes none of the agent's locks (a pass may
+// hold them for long) and reads the records itself.
+func (a *Agent) removeDeadSockets(k switchKey) {
+	pol, err := a.cfg.Plugin.Policy()
+	if err != nil {
+		a.log.Error("cannot load the node policy", "error", err)
+		return
+	}
+	records, _ := state.New(pol.StateDir).List() // unreadable ones are reported by Step
+	for _, r := range records {
+		if r.Engine != netconf.EngineOVSDPDK || len(r.EngineData) == 0 || len(r.NetConf) == 0 {
+			continue
+		}
+		if eng, ep, err := plugin.Switch(pol, r); err != nil || (switchKey{eng, ep}) != k {
+			continue
+		}
+		path, err := ovsdb.RemoveDeadServerSocket(r.EngineData)
+		switch {
+		case err != nil:
+			a.m.errors.WithLabelValues("dead_socket").Inc()
+			a.log.Warn("could not remove the socket a stopped ovs-vswitchd left", "containerID", r.ContainerID, "ifName", r.IfName, "error", err)
+		case path != "":
+			a.log.Info("removed the socket a killed ovs-vswitchd left, before a restarted one creates its port", "containerID", r.ContainerID, "ifName", r.IfName, "socket", path)
+		}
+	}
+}
+
+// restored counts an attachment found lost as back and tells its pod.
+func (a *Agent) restored(ctx context.Context, s *switchState, rec *state.Record, k attKey, at time.Time) {
+	since := s.backAt
+	if lostAt := a.lost[k]; since.IsZero() || (!lostAt.IsZero() && lostAt.Before(since)) {
+		since = lostAt
+	}
+	a.m.restores.WithLabelValues(s.key.engine, "restored").Inc()
+	if !since.IsZero() {
+		a.m.restoreTime.WithLabelValues(s.key.engine).Observe(at.Sub(since).Seconds())
+	}
+	delete(a.lost, k)
+	a.event(ctx, rec, "Normal", ReasonRestored, fmt.Sprintf("interface %s restored on switch %s (same socket %s)", rec.IfName, s.key, rec.Layout.SocketPath()))
 }
 
 // event records an Event on the attachment's pod, when the agent has the

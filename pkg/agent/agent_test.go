@@ -31,6 +31,9 @@ type fakeSwitch struct {
 	ports    map[string]bool
 	restores int
 	down     error
+	// late makes Restore put the port back but answer as a switch whose
+	// reply did not come in time (it executed the request late).
+	late bool
 }
 
 func (s *fakeSwitch) open(context.Context, *netconf.NetConf, *policy.Policy, *slog.Logger) (engine.Engine, error) {
@@ -84,6 +87,9 @@ func (c *fakeConn) Restore(_ context.Context, a *engine.Attachment, _ json.RawMe
 	defer c.s.mu.Unlock()
 	c.s.ports[a.ContainerID] = true
 	c.s.restores++
+	if c.s.late {
+		return nil, fmt.Errorf("%w: no reply in time", engine.ErrUnavailable)
+	}
 	return json.RawMessage(`{"port":2}`), nil
 }
 
@@ -249,6 +255,40 @@ func TestSwitchNotReadyIsRetried(t *testing.T) {
 	e.a.Step(ctx)
 	if !e.sw.has(a) {
 		t.Fatal("not restored once the switch answered")
+	}
+}
+
+// A restore whose reply did not come in time but that the switch carried
+// out is counted, and told to the pod, when the attachment is found intact.
+func TestLateRestoreCounted(t *testing.T) {
+	e := newEnv(t)
+	a := e.add("alpha")
+	ctx := context.Background()
+	e.a.Step(ctx)
+	e.sw.lose()
+	e.sw.late = true
+	e.identity = "run2"
+	e.a.Step(ctx)
+	if !e.sw.has(a) {
+		t.Fatal("the late restore did not put the port back")
+	}
+	if n := testutil.ToFloat64(e.a.m.restores.WithLabelValues("ovs-dpdk", "restored")); n != 0 {
+		t.Fatalf("restores_total{restored} = %v before the attachment was seen back", n)
+	}
+	e.a.Step(ctx)
+	if n := testutil.ToFloat64(e.a.m.restores.WithLabelValues("ovs-dpdk", "restored")); n != 1 {
+		t.Fatalf("restores_total{restored} = %v, want 1", n)
+	}
+	if e.sw.restores != 1 {
+		t.Fatalf("restored %d times, want once", e.sw.restores)
+	}
+	want := []string{"ns/pod-alpha Warning " + ReasonLost, "ns/pod-alpha Normal " + ReasonRestored}
+	if strings.Join(e.kube.events, ",") != strings.Join(want, ",") {
+		t.Fatalf("events %v, want %v", e.kube.events, want)
+	}
+	e.a.Step(ctx)
+	if n := testutil.ToFloat64(e.a.m.restores.WithLabelValues("ovs-dpdk", "restored")); n != 1 {
+		t.Fatalf("a quiet step counted again: %v", n)
 	}
 }
 

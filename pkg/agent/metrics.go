@@ -59,7 +59,7 @@ func newMetrics() *metrics {
 		}, []string{"engine"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userspace_cni_agent_errors_total",
-			Help: "Errors of the agent, by operation (read_record, restore, probe, orphan, event, list_pods).",
+			Help: "Errors of the agent, by operation (read_record, restore, probe, orphan, event, list_pods, dead_socket).",
 		}, []string{"op"}),
 		reconciles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "userspace_cni_reconciles_total",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/userspace-cni/userspace/pkg/netconf"
@@ -41,6 +42,37 @@ func newProber(k switchKey, pol *policy.Policy, log *slog.Logger) prober {
 	return &ovsProber{endpoint: k.endpoint, runDir: runDir, log: log}
 }
 
+// guardInterval is how soon the watcher of ovs-vswitchd's lock asks for it
+// again after releasing it while no ovs-vswitchd runs.
+const guardInterval = 50 * time.Millisecond
+
+// guard starts the watcher of ovs-vswitchd's lock (ovsdb.WatchVswitchd):
+// each time ovs-vswitchd is gone, the sockets it left for server-mode ports
+// are removed by clean before a restarted one can create its ports, and
+// each death changes the identity the prober reports, however quickly the
+// switch came back. It returns once the watcher is queued (or after
+// probeTimeout), with the function that stops the watcher.
+func (p *ovsProber) guard(clean func()) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done, asked := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		ovsdb.WatchVswitchd(ctx, p.endpoint, guardInterval, func(died bool) {
+			if died {
+				p.deaths.Add(1)
+			}
+			clean()
+		}, func() { close(asked) })
+	}()
+	// In the queue before the first probe, so that a restart from then on
+	// is seen; a switch not answering is no reason to wait longer.
+	select {
+	case <-asked:
+	case <-time.After(probeTimeout):
+	}
+	return func() { cancel(); <-done }
+}
+
 // ovsProber keeps an OVSDB connection: a new connection (ovsdb-server
 // restarted), a new Open_vSwitch row (an empty database) and ovs-vswitchd
 // losing its lock (restarted) each change the identity.
@@ -49,9 +81,11 @@ type ovsProber struct {
 	log              *slog.Logger
 	e                *ovsdb.Engine
 	conns            int
-	// vswitchdGone counts the probes that found ovs-vswitchd not running:
-	// a restart in between makes the identity differ.
+	// vswitchdGone counts the probes that found ovs-vswitchd not running,
+	// deaths the times the lock watcher saw it die: a restart in between
+	// makes the identity differ.
 	vswitchdGone int
+	deaths       atomic.Int64
 	wasRunning   bool
 }
 
@@ -84,7 +118,7 @@ func (p *ovsProber) probe(ctx context.Context) (string, error) {
 	// next_cfg is left out: every ovs-vsctl change bumps it, and a change
 	// is no restart. The connection count is in: a new connection means
 	// ovsdb-server restarted (or stopped answering) meanwhile.
-	return fmt.Sprintf("conn %d root %s vswitchd %d", p.conns, id.Root, p.vswitchdGone), nil
+	return fmt.Sprintf("conn %d root %s vswitchd %d/%d", p.conns, id.Root, p.vswitchdGone, p.deaths.Load()), nil
 }
 
 func (p *ovsProber) close() {

@@ -436,6 +436,12 @@ func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.Ra
 			if old := a.Layout.Socket; old != nil && sameFile(rec.SwitchSocket, *old) && e.checkExposed(a, rec) == nil {
 				return nil, fmt.Errorf("%w: ovs-vswitchd has not re-created socket %s yet", engine.ErrUnavailable, rec.SwitchSocket)
 			}
+			// The database's ofport is the last run's until the restarted
+			// switch has gone over its ports: no socket yet means it has
+			// not, and the pod's name is left as it is until it has.
+			if fi, err := os.Lstat(rec.SwitchSocket); err != nil || fi.Mode()&fs.ModeSocket == 0 {
+				return nil, fmt.Errorf("%w: ovs-vswitchd has not created socket %s yet", engine.ErrUnavailable, rec.SwitchSocket)
+			}
 			if err := e.unexposeServerSocket(a, rec); err != nil {
 				return nil, err
 			}

@@ -179,3 +179,47 @@ func (c *conn) lock(ctx context.Context, name string) (bool, error) {
 	}
 	return res.Locked, nil
 }
+
+// unlock releases a named OVSDB lock (or withdraws a queued request).
+func (c *conn) unlock(ctx context.Context, name string) error {
+	return c.call(ctx, "unlock", []any{name}, nil)
+}
+
+// waitLocked waits for the server's "locked" notification of a lock
+// requested earlier and not granted at once, answering echo requests
+// meanwhile. Only ctx bounds the wait.
+func (c *conn) waitLocked(ctx context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken {
+		return errors.New("OVSDB connection broken")
+	}
+	deadline, _ := ctx.Deadline()
+	if err := c.c.SetDeadline(deadline); err != nil {
+		return err
+	}
+	nc := c.c
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for {
+		var msg struct {
+			ID     any             `json:"id"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if err := c.dec.Decode(&msg); err != nil {
+			return c.ioError(ctx, err)
+		}
+		switch msg.Method {
+		case "echo":
+			if err := c.enc.Encode(map[string]any{"result": msg.Params, "error": nil, "id": msg.ID}); err != nil {
+				return c.ioError(ctx, err)
+			}
+		case "locked":
+			var p []string
+			if json.Unmarshal(msg.Params, &p) == nil && len(p) == 1 && p[0] == name {
+				return nil
+			}
+		}
+	}
+}

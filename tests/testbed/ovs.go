@@ -135,15 +135,32 @@ func StartOVS(opts OVSOptions) (*OVS, error) {
 }
 
 func (o *OVS) start() error {
-	t := o.opts.ReadyTimeout
 	var err error
 	if o.ns, err = NewNetNS(o.FilePrefix); err != nil {
 		return err
 	}
 	o.NetNS = o.ns.Path()
-	db := filepath.Join(o.Dir, "conf.db")
-	if _, err := o.runEcho(t, "ovsdb-tool", "create", db, ovsSchema); err != nil {
+	if err := o.startDB(true); err != nil {
 		return err
+	}
+	if o.opts.NoVswitchd {
+		return nil
+	}
+	return o.startVswitchd()
+}
+
+// startDB starts ovsdb-server, on a new database initialised as a node's
+// start-up scripts would (DPDK settings, no bridge) when fresh is set.
+func (o *OVS) startDB(fresh bool) error {
+	t := o.opts.ReadyTimeout
+	db := filepath.Join(o.Dir, "conf.db")
+	if fresh {
+		if err := os.Remove(db); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if _, err := o.runEcho(t, "ovsdb-tool", "create", db, ovsSchema); err != nil {
+			return err
+		}
 	}
 	// --detach returns once the server listens, so no polling is needed.
 	if _, err := o.runEcho(t, "ovsdb-server", db,
@@ -154,15 +171,19 @@ func (o *OVS) start() error {
 		"--detach"); err != nil {
 		return err
 	}
+	var err error
 	if o.db, err = o.pidOf("ovsdb-server.pid"); err != nil {
 		return err
+	}
+	if !fresh {
+		return nil
 	}
 	dpdkInit := "true"
 	if o.opts.NoDPDK {
 		dpdkInit = "false"
 	}
 	// --no-wait: no vswitchd is running yet to acknowledge the change.
-	if _, err := o.runEcho(t, "ovs-vsctl", "--timeout=10", "--db="+o.DBEndpoint(), "--no-wait", "init", "--", "set", "Open_vSwitch", ".",
+	_, err = o.runEcho(t, "ovs-vsctl", "--timeout=10", "--db="+o.DBEndpoint(), "--no-wait", "init", "--", "set", "Open_vSwitch", ".",
 		"other_config:dpdk-init="+dpdkInit,
 		fmt.Sprintf("other_config:dpdk-extra=--no-huge -m %d --legacy-mem --no-pci --file-prefix=%s",
 			o.opts.MemoryMB, o.FilePrefix),
@@ -171,13 +192,25 @@ func (o *OVS) start() error {
 		"other_config:pmd-cpu-mask="+o.opts.PMDCPUMask,
 		// Let idle PMDs sleep up to 10 ms: idle switch CPU drops from a
 		// whole core to ~1%, leaving CPU for the testpmd "pods".
-		"other_config:pmd-maxsleep=10000"); err != nil {
+		"other_config:pmd-maxsleep=10000")
+	return err
+}
+
+// RestartDB stops ovsdb-server (SIGTERM) and starts it again, on a new
+// database initialised as at start (no bridge, no port) when empty is set,
+// as a containerized OVS that keeps no conf.db does. ovs-vswitchd keeps
+// running and reconnects by itself.
+func (o *OVS) RestartDB(empty bool) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.stopped {
+		return errors.New("OVS already stopped")
+	}
+	if err := o.db.terminate(5 * time.Second); err != nil {
 		return err
 	}
-	if o.opts.NoVswitchd {
-		return nil
-	}
-	return o.startVswitchd()
+	o.db = proc{}
+	return o.startDB(empty)
 }
 
 // StartVswitchd (re)starts ovs-vswitchd-dpdk on the existing database and

@@ -20,6 +20,8 @@ var Binaries = map[string]string{
 	"dpdk-args":  "github.com/userspace-cni/userspace/cmd/dpdk-args",
 	"vpp-app":    "github.com/userspace-cni/userspace/cmd/vpp-app",
 	"host-local": "github.com/containernetworking/plugins/plugins/ipam/host-local",
+	// Built on demand only (BuildBinary): the node agent's fault tests.
+	"userspace-agent": "github.com/userspace-cni/userspace/cmd/userspace-agent",
 }
 
 // BinaryNames are the names of Binaries, in the order the demo builds them.

@@ -70,6 +70,28 @@ func (p proc) running() bool {
 	return err == nil && state != 'Z' && state != 'X' && start == p.start
 }
 
+// threadsAlive reports whether a thread of the process has not exited yet.
+func (p proc) threadsAlive() bool {
+	if p.pid <= 0 {
+		return false
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.pid))
+	if err != nil {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", p.pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if f := strings.Fields(string(b[i+1:])); i >= 0 && len(f) > 0 && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
+}
+
 // terminate sends SIGTERM, waits up to grace, then SIGKILLs and waits again.
 func (p proc) terminate(grace time.Duration) error {
 	if !p.running() {
@@ -86,9 +108,13 @@ func (p proc) terminate(grace time.Duration) error {
 	return fmt.Errorf("pid %d did not exit after SIGKILL", p.pid)
 }
 
+// waitGone waits until the process is gone or a zombie whose threads have
+// all exited: a killed process's leader is a zombie while its other threads
+// still exit, and only then are its files (and the locks on them, such as
+// an OVS daemon's pidfile) released.
 func (p proc) waitGone(d time.Duration) bool {
 	deadline := time.Now().Add(d)
-	for p.running() {
+	for p.running() || p.threadsAlive() {
 		if time.Now().After(deadline) {
 			return false
 		}
