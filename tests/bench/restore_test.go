@@ -12,8 +12,8 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/agent"
 	cniplugin "github.com/userspace-cni/userspace/pkg/plugin"
-	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/state"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 // restoreAttachments is how many attachments the switch loses at once.
@@ -54,12 +54,7 @@ func BenchmarkRestore(b *testing.B) {
 		}
 		sockets = append(sockets, rec.Layout.ConnectPath())
 	}
-	getenv := func(k string) string {
-		if k == policy.PathEnv {
-			return bed.policy
-		}
-		return os.Getenv(k)
-	}
+	getenv := testbed.PolicyGetenv(bed.policy)
 	a := agent.New(agent.Config{
 		Plugin:        &cniplugin.Plugin{Getenv: getenv, Stderr: io.Discard, OpenEngine: cniplugin.OpenEngine},
 		Log:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),

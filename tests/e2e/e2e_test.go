@@ -305,12 +305,7 @@ func testDaemonSet(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 	t.Logf("DaemonSet applied to files installed: %v", time.Since(start).Round(time.Millisecond))
 	c.checkAgent(t, start)
-	got, err := policy.Load(func(k string) string {
-		if k == policy.PathEnv {
-			return c.policyFile
-		}
-		return ""
-	})
+	got, err := policy.Load(testbed.PolicyGetenv(c.policyFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/userspace-cni/userspace/pkg/agent"
 	"github.com/userspace-cni/userspace/pkg/ovsdb"
 	"github.com/userspace-cni/userspace/pkg/plugin"
-	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/state"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 // chaosRounds is how many times each switch restart is repeated:
@@ -45,12 +45,7 @@ func chaosRounds(t *testing.T) int {
 // attachments are deleted). It returns its HTTP handler's server.
 func startAgent(t *testing.T) *httptest.Server {
 	t.Helper()
-	getenv := func(k string) string {
-		if k == policy.PathEnv {
-			return h.policy
-		}
-		return os.Getenv(k)
-	}
+	getenv := testbed.PolicyGetenv(h.policy)
 	a := agent.New(agent.Config{
 		Plugin:        &plugin.Plugin{Getenv: getenv, Stderr: io.Discard, OpenEngine: plugin.OpenEngine},
 		Log:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -87,6 +82,12 @@ func metricValue(t *testing.T, srv *httptest.Server, series string) float64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return seriesValue(body, series)
+}
+
+// seriesValue is the value of series in a Prometheus text exposition, 0 if
+// it is absent.
+func seriesValue(body []byte, series string) float64 {
 	for _, l := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(l, series+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
+
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/state"
 	"github.com/userspace-cni/userspace/pkg/vpp"
@@ -82,13 +84,7 @@ func (a *agentProc) metric(series string) float64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return seriesValue(body, series)
 }
 
 // serverAttachments adds n server-mode OVS-DPDK attachments, deleted when
@@ -250,15 +246,21 @@ func memifAttachments(t *testing.T, n int) []live {
 	list := confList(t, "1.0.0", "memif-network", vppExample())
 	var alive []live
 	for range n {
-		p := newPod(t)
-		rt := p.rt("net1")
-		purgeMemifLeak(t, memifSock(p, "net1"))
-		t.Cleanup(func() { assertVPPClean(t, p, "net1") }) // after the DEL
-		addForTest(t, list, rt)
-		cd := readConfigData(t, vppSharedDir, p.id, "net1")
-		alive = append(alive, live{list: list, rt: rt, connect: filepath.Join(vppSharedDir, cd.Config.Memif.Socketfile), network: "unixpacket"})
+		alive = append(alive, attachMemif(t, list, newPod(t)))
 	}
 	return alive
+}
+
+// attachMemif adds p's net1 to list, deleted when the test ends and then
+// checked gone from VPP, and returns it with the socket its app connects to.
+func attachMemif(t *testing.T, list *libcni.NetworkConfigList, p *pod) live {
+	t.Helper()
+	rt := p.rt("net1")
+	purgeMemifLeak(t, memifSock(p, "net1"))
+	t.Cleanup(func() { assertVPPClean(t, p, "net1") }) // after the DEL
+	addForTest(t, list, rt)
+	cd := readConfigData(t, vppSharedDir, p.id, "net1")
+	return live{list: list, rt: rt, connect: filepath.Join(vppSharedDir, cd.Config.Memif.Socketfile), network: "unixpacket"}
 }
 
 // TestAgentVPPFlapping restarts VPP again and again while the agent

@@ -233,13 +233,7 @@ func memifPair(t *testing.T) *chaosPair {
 	var apps []*testbed.TestPMD
 	for _, mode := range []string{"txonly", "rxonly"} {
 		p := newPod(t)
-		rt := p.rt("net1")
-		purgeMemifLeak(t, memifSock(p, "net1"))
-		t.Cleanup(func() { assertVPPClean(t, p, "net1") }) // after the DEL
-		addForTest(t, list, rt)
-		cd := readConfigData(t, vppSharedDir, p.id, "net1")
-		pair.alive = append(pair.alive, live{list: list, rt: rt,
-			connect: filepath.Join(vppSharedDir, cd.Config.Memif.Socketfile), network: "unixpacket"})
+		pair.alive = append(pair.alive, attachMemif(t, list, p))
 		vdevs, err := testbed.DPDKArgs(h.binDir, "-notes-dir", filepath.Join(vppBase, p.id), "-notes-socket-dir", vppSharedDir)
 		if err != nil {
 			t.Fatal(err)

@@ -32,6 +32,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/kubetest"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 const clientTimeout = 5 * time.Second
@@ -816,12 +817,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 		}
 	}
 	pf := host + "/etc/cni/userspace/policy.json"
-	pol, err := policy.Load(func(k string) string {
-		if k == policy.PathEnv {
-			return pf
-		}
-		return ""
-	})
+	pol, err := policy.Load(testbed.PolicyGetenv(pf))
 	if err != nil {
 		t.Fatal(err)
 	}

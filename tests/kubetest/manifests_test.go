@@ -17,6 +17,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/kubetest"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 // strict decodes an object into a typed struct, refusing unknown fields (a
@@ -169,12 +170,7 @@ func TestManifestsParse(t *testing.T) {
 	if err := os.WriteFile(pf, []byte(cm.Data["policy.json"]), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.Load(func(k string) string {
-		if k == policy.PathEnv {
-			return pf
-		}
-		return ""
-	})
+	pol, err := policy.Load(testbed.PolicyGetenv(pf))
 	if err != nil {
 		t.Fatalf("ConfigMap %s policy.json: %v", cm.Name, err)
 	}

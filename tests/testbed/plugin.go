@@ -176,3 +176,15 @@ func DPDKArgs(binDir string, args ...string) ([]string, error) {
 	}
 	return strings.Fields(string(out)), nil
 }
+
+// PolicyGetenv is os.Getenv with the plugin's policy variable
+// (policy.PathEnv) set to path: the environment of a plugin or agent run in
+// the test process on that policy.
+func PolicyGetenv(path string) func(string) string {
+	return func(k string) string {
+		if k == policy.PathEnv {
+			return path
+		}
+		return os.Getenv(k)
+	}
+}

@@ -276,7 +276,7 @@ func (t *TestPMD) Exited() bool {
 }
 
 // Stop terminates testpmd (SIGTERM, which it handles by closing its ports,
-// then SIGKILL after 5 s), waits for it, and removes its DPDK runtime dir
+// then SIGKILL after 5 s), waits for it (30 s at most), and removes its DPDK runtime dir
 // and private temp dir. It is safe to call twice.
 func (t *TestPMD) Stop() error {
 	t.stopOnce.Do(func() {
@@ -285,9 +285,12 @@ func (t *TestPMD) Stop() error {
 		case <-t.done:
 		case <-time.After(5 * time.Second):
 			_ = t.cmd.Process.Kill()
+			// Exiting unmaps its DPDK memory: with page faults as dear as
+			// on these machines and other DPDK apps busy-polling both
+			// cores, one took over 5 s after SIGKILL.
 			select {
 			case <-t.done:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.stopErr = fmt.Errorf("testpmd pid %d did not exit after SIGKILL", t.PID())
 				return // keep the runtime dir: it is still in use
 			}
