@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -37,13 +38,17 @@ import (
 // runs once the first request is answered (granted or queued). A lost
 // connection is dialled again after retry.
 func WatchVswitchd(ctx context.Context, endpoint string, retry time.Duration, down func(died bool), asked func()) {
+	if asked == nil {
+		asked = func() {}
+	}
+	asked = sync.OnceFunc(asked)
 	for ctx.Err() == nil {
-		_ = watchVswitchd(ctx, endpoint, retry, down, &asked)
+		_ = watchVswitchd(ctx, endpoint, retry, down, asked)
 		sleepCtx(ctx, retry)
 	}
 }
 
-func watchVswitchd(ctx context.Context, endpoint string, retry time.Duration, down func(died bool), asked *func()) error {
+func watchVswitchd(ctx context.Context, endpoint string, retry time.Duration, down func(died bool), asked func()) error {
 	c, err := dial(ctx, endpoint)
 	if err != nil {
 		return err
@@ -63,10 +68,7 @@ func watchVswitchd(ctx context.Context, endpoint string, retry time.Duration, do
 		}); err != nil {
 			return err
 		}
-		if *asked != nil {
-			(*asked)()
-			*asked = nil
-		}
+		asked()
 		if !granted {
 			if err := c.waitLocked(ctx, vswitchdLock); err != nil {
 				return err

@@ -88,40 +88,20 @@ func (c *conn) call(ctx context.Context, method string, params []any, result any
 	}
 	c.nextID++
 	id := c.nextID
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Time{}
-	}
-	if err := c.c.SetDeadline(deadline); err != nil {
+	stop, err := c.bound(ctx)
+	if err != nil {
 		return err
 	}
-	// A cancelled context interrupts a blocked read or write. The closure
-	// holds this connection, not c.c: it may run after a redial.
-	nc := c.c
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := c.enc.Encode(map[string]any{"method": method, "params": params, "id": id}); err != nil {
 		return c.ioError(ctx, err)
 	}
 	for {
-		var msg struct {
-			ID     any             `json:"id"`
-			Method string          `json:"method"`
-			Params json.RawMessage `json:"params"`
-			Result json.RawMessage `json:"result"`
-			Error  any             `json:"error"`
+		msg, err := c.next(ctx)
+		if err != nil {
+			return err
 		}
-		if err := c.dec.Decode(&msg); err != nil {
-			return c.ioError(ctx, err)
-		}
-		switch {
-		case msg.Method == "echo":
-			// Inactivity probe: echo the params back.
-			if err := c.enc.Encode(map[string]any{"result": msg.Params, "error": nil, "id": msg.ID}); err != nil {
-				return c.ioError(ctx, err)
-			}
-			continue
-		case msg.Method != "":
+		if msg.Method != "" {
 			continue // a notification (e.g. "locked"): not for a one-shot client
 		}
 		if n, ok := msg.ID.(float64); !ok || int(n) != id {
@@ -137,6 +117,46 @@ func (c *conn) call(ctx context.Context, method string, params []any, result any
 			return fmt.Errorf("OVSDB %s: decoding reply: %w", method, err)
 		}
 		return nil
+	}
+}
+
+// message is any JSON-RPC message from the server: a reply, a request or a
+// notification.
+type message struct {
+	ID     any             `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
+	Result json.RawMessage `json:"result"`
+	Error  any             `json:"error"`
+}
+
+// bound makes ctx bound every read and write on the connection until the
+// returned function is called.
+func (c *conn) bound(ctx context.Context) (stop func() bool, err error) {
+	deadline, _ := ctx.Deadline() // zero, no deadline, when ctx has none
+	if err := c.c.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	// A cancelled context interrupts a blocked read or write. The closure
+	// holds this connection, not c.c: it may run after a redial.
+	nc := c.c
+	return context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) }), nil
+}
+
+// next reads the server's next message other than an echo request, which
+// it answers (the server's inactivity probe: echo the params back).
+func (c *conn) next(ctx context.Context) (*message, error) {
+	for {
+		var msg message
+		if err := c.dec.Decode(&msg); err != nil {
+			return nil, c.ioError(ctx, err)
+		}
+		if msg.Method != "echo" {
+			return &msg, nil
+		}
+		if err := c.enc.Encode(map[string]any{"result": msg.Params, "error": nil, "id": msg.ID}); err != nil {
+			return nil, c.ioError(ctx, err)
+		}
 	}
 }
 
@@ -194,32 +214,19 @@ func (c *conn) waitLocked(ctx context.Context, name string) error {
 	if c.broken {
 		return errors.New("OVSDB connection broken")
 	}
-	deadline, _ := ctx.Deadline()
-	if err := c.c.SetDeadline(deadline); err != nil {
+	stop, err := c.bound(ctx)
+	if err != nil {
 		return err
 	}
-	nc := c.c
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	for {
-		var msg struct {
-			ID     any             `json:"id"`
-			Method string          `json:"method"`
-			Params json.RawMessage `json:"params"`
+		msg, err := c.next(ctx)
+		if err != nil {
+			return err
 		}
-		if err := c.dec.Decode(&msg); err != nil {
-			return c.ioError(ctx, err)
-		}
-		switch msg.Method {
-		case "echo":
-			if err := c.enc.Encode(map[string]any{"result": msg.Params, "error": nil, "id": msg.ID}); err != nil {
-				return c.ioError(ctx, err)
-			}
-		case "locked":
-			var p []string
-			if json.Unmarshal(msg.Params, &p) == nil && len(p) == 1 && p[0] == name {
-				return nil
-			}
+		var p []string
+		if msg.Method == "locked" && json.Unmarshal(msg.Params, &p) == nil && len(p) == 1 && p[0] == name {
+			return nil
 		}
 	}
 }
