@@ -66,3 +66,13 @@ type Engine interface {
 // ErrUnavailable marks errors meaning the switch cannot be reached or cannot
 // serve attachments (CNI error 50 in STATUS).
 var ErrUnavailable = errors.New("switch unavailable")
+
+// Settler is an engine whose requests the switch may still carry out after
+// a call of the engine timed out (VPP answers each client's requests in
+// order, late when loaded). Settle waits, within ctx, until the switch has
+// answered everything sent so far: once it returns nil, nothing this engine
+// sent can change the switch any more, so what the switch now shows is final.
+// pending is false when no call had timed out (nothing was waited for).
+type Settler interface {
+	Settle(ctx context.Context) (pending bool, err error)
+}

@@ -2,10 +2,12 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -130,6 +132,15 @@ func (p *Plugin) Restore(ctx context.Context, log *slog.Logger, containerID, ifN
 		return nil, lost
 	}
 	data, err := eng.Restore(ctx, att, rec.EngineData)
+	if err != nil && errors.Is(err, engine.ErrUnavailable) {
+		var again engine.Engine
+		var cancel context.CancelFunc
+		if ctx, cancel, again, data, err = p.reconcile(ctx, log, eng, inv, att, rec, err); again != nil {
+			defer cancel()
+			defer again.Close()
+			eng = again
+		}
+	}
 	if err != nil {
 		return &RestoreResult{Outcome: Skipped, Record: rec, Lost: lost}, fmt.Errorf("restoring: %w", err)
 	}
@@ -147,6 +158,54 @@ func (p *Plugin) Restore(ctx context.Context, log *slog.Logger, containerID, ifN
 	}
 	log.Info("attachment restored", "containerID", containerID, "ifName", ifName, "lost", lost.Error())
 	return &RestoreResult{Outcome: Restored, Record: rec, Lost: lost}, nil
+}
+
+// settleTimeout bounds how long a restore whose call timed out keeps the
+// sandbox's lock waiting for the switch to answer what it sent. A DEL
+// waiting for the lock could not reach that switch meanwhile either.
+const settleTimeout = 30 * time.Second
+
+// reconcile follows a restore whose call to the switch timed out (failed).
+// The switch may still carry out what it was sent, after this restore gave
+// up: a memif re-created on a new socket registration that the record does
+// not name, which a DEL trusting the record would leave behind. So, still
+// under the sandbox's lock, it waits until the switch has answered
+// everything sent (engine.Settler), then restores once more on a new
+// connection from what the switch now shows. It returns that connection
+// (nil if none), with a context for what is left to do on it (the
+// restore's own deadline may be spent), and that attempt's record. Without
+// an answer in time it gives up with failed's error, and a warning says a
+// late request may still land.
+func (p *Plugin) reconcile(ctx context.Context, log *slog.Logger, eng engine.Engine, inv *invocation, att *engine.Attachment, rec *state.Record, failed error) (context.Context, context.CancelFunc, engine.Engine, json.RawMessage, error) {
+	s, ok := eng.(engine.Settler)
+	if !ok {
+		return ctx, nil, nil, nil, failed
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer scancel()
+	start := time.Now()
+	pending, err := s.Settle(sctx)
+	switch {
+	case !pending:
+		return ctx, nil, nil, nil, failed // no call timed out: nothing can land late
+	case err != nil:
+		log.Warn("a restore timed out and the switch has not answered since: a request of it may still be carried out after the lock is released",
+			"containerID", rec.ContainerID, "ifName", rec.IfName, "error", err)
+		return ctx, nil, nil, nil, failed
+	}
+	log.Info("a restore timed out; the switch has answered everything it was sent since: restoring from what it now has",
+		"containerID", rec.ContainerID, "ifName", rec.IfName, "waited", time.Since(start).Round(time.Millisecond), "error", failed)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	again, err := p.OpenEngine(rctx, inv.conf, inv.pol, log)
+	if err != nil {
+		cancel()
+		return ctx, nil, nil, nil, fmt.Errorf("%w; then reconnecting: %w", failed, err)
+	}
+	data, err := again.Restore(rctx, att, rec.EngineData)
+	if err != nil {
+		err = fmt.Errorf("%w; then again: %w", failed, err)
+	}
+	return rctx, cancel, again, data, err
 }
 
 // Teardown removes an attachment exactly as DEL does, IPAM included, from

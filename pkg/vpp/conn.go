@@ -12,6 +12,7 @@ import (
 
 	"go.fd.io/govpp/adapter"
 	"go.fd.io/govpp/api"
+	"go.fd.io/govpp/binapi/memclnt"
 	"go.fd.io/govpp/core"
 
 	"github.com/userspace-cni/userspace/pkg/engine"
@@ -147,4 +148,27 @@ func (b *boundedDump) ReceiveReply(msg api.Message) (bool, error) {
 	}
 	last, err := b.req.ReceiveReply(msg)
 	return last, b.c.failed(err)
+}
+
+// settle waits, within ctx, for VPP to answer a control ping on this
+// connection after a batch timed out: VPP handles a client's requests in
+// order, so the answer means every request sent before it has been carried
+// out (or refused) and none is still waiting in VPP. Nothing is done
+// (pending is false) on a connection that never timed out.
+func (c *conn) settle(ctx context.Context) (pending bool, err error) {
+	if c.dead == nil {
+		return false, nil
+	}
+	wait := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		wait = max(time.Until(d), time.Millisecond)
+	}
+	c.trips++
+	req := c.ch.SendRequest(&memclnt.ControlPing{})
+	c.ch.SetReplyTimeout(wait)
+	if err := req.ReceiveReply(&memclnt.ControlPingReply{}); err != nil {
+		return true, fmt.Errorf("VPP at %s has not answered the requests sent before %s timed out (waited %v more): it may still carry them out: %w",
+			c.socket, c.what, wait.Round(time.Millisecond), err)
+	}
+	return true, nil
 }

@@ -116,6 +116,12 @@ func (e *Engine) Close() {
 	e.c.close()
 }
 
+// Settle waits, within ctx, until VPP has answered every request this
+// engine sent, when one of its calls timed out (engine.Settler).
+func (e *Engine) Settle(ctx context.Context) (pending bool, err error) { return e.c.settle(ctx) }
+
+var _ engine.Settler = (*Engine)(nil)
+
 // RoundTrips is the number of request/reply exchanges so far, connecting
 // included.
 func (e *Engine) RoundTrips() int { return e.c.trips }
@@ -556,7 +562,7 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 		// The domain ADD used, even if the configuration changed since.
 		bd = rec.BridgeDomain
 	}
-	s, err := e.hintedSnapshot(ctx, a.Host.IfType, bd, tag, rec)
+	s, err := e.hintedSnapshot(ctx, a, bd, tag, rec)
 	if err != nil {
 		return err
 	}
@@ -627,12 +633,16 @@ func (e *Engine) Detach(ctx context.Context, a *engine.Attachment, data json.Raw
 }
 
 // hintedSnapshot reads what Detach needs. When the record names the
-// interface ADD created, only that interface is read: if it still carries
-// the attachment's tag, VPP has not restarted since, so the recorded socket
-// id is still the attachment's too, and DEL's cost does not grow with the
-// number of interfaces. Otherwise (no record, VPP restarted, the index
-// reused) everything is read and the interface is found by its tag.
-func (e *Engine) hintedSnapshot(ctx context.Context, ifType string, bd uint32, tag string, rec record) (*snapshot, error) {
+// interface ADD created, only that interface is read (and the socket
+// registrations, a few bytes per attachment), so DEL's cost does not grow
+// with the number of interfaces. The recorded socket id is not trusted: a
+// restore whose call timed out, carried out by VPP afterwards, re-creates
+// the interface at the same index and tag on a new registration without
+// updating the record; every registration of the attachment's socket path
+// is removed with the interface. Otherwise (no record, VPP restarted, the
+// index reused) everything is read and the interface is found by its tag.
+func (e *Engine) hintedSnapshot(ctx context.Context, a *engine.Attachment, bd uint32, tag string, rec record) (*snapshot, error) {
+	ifType := a.Host.IfType
 	if rec.Tag != tag || rec.SwIfIndex == 0 || ifType == netconf.IfTypeMemif && rec.SocketID == 0 {
 		return e.snapshot(ctx, ifType, bd)
 	}
@@ -642,21 +652,28 @@ func (e *Engine) hintedSnapshot(ctx context.Context, ifType string, bd uint32, t
 	}
 	idx := interface_types.InterfaceIndex(rec.SwIfIndex)
 	ifReq := c.dump(ch.SendMultiRequest(&interfaces.SwInterfaceDump{SwIfIndex: idx}))
-	var bdReq api.MultiRequestCtx
+	var bdReq, sockReq api.MultiRequestCtx
 	if bd != 0 {
 		bdReq = c.dump(ch.SendMultiRequest(&l2.BridgeDomainDump{BdID: bd, SwIfIndex: allInterfaces}))
 	}
+	if ifType == netconf.IfTypeMemif && a.Layout != nil {
+		sockReq = c.dump(ch.SendMultiRequest(&vppmemif.MemifSocketFilenameDump{}))
+	}
 	ifs, err := readInterfaces(ifReq)
 	var b *bridge
-	var berr error
+	var berr, serr error
 	if bdReq != nil {
 		b, berr = readBridge(bdReq)
 	}
-	if err != nil || berr != nil {
+	var sockets map[uint32]string
+	if sockReq != nil {
+		sockets, serr = memif.ReadSockets(sockReq)
+	}
+	if err != nil || berr != nil || serr != nil {
 		if c.dead != nil {
 			return nil, c.dead
 		}
-		return nil, fmt.Errorf("reading VPP state: %w", errors.Join(err, berr))
+		return nil, fmt.Errorf("reading VPP state: %w", errors.Join(err, berr, serr))
 	}
 	if len(ifs) != 1 || ifs[0].index != idx || ifs[0].tag != tag {
 		// The bridge domain just read stands: only the rest is read again.
@@ -667,9 +684,16 @@ func (e *Engine) hintedSnapshot(ctx context.Context, ifType string, bd uint32, t
 		full.bridge = b
 		return full, nil
 	}
-	s := &snapshot{ifs: ifs, bridge: b}
+	s := &snapshot{ifs: ifs, bridge: b, sockets: sockets}
 	if ifType == netconf.IfTypeMemif {
-		s.memifs = map[interface_types.InterfaceIndex]memif.Interface{idx: {SwIfIndex: idx, SocketID: rec.SocketID}}
+		// The recorded id only if VPP has it on the attachment's path
+		// (ownSockets finds the others by their path): VPP hands out the
+		// same sequence of ids after each restart, to other attachments.
+		id := rec.SocketID
+		if path, ok := sockets[id]; sockets != nil && (!ok || path != a.Layout.ConnectPath() && path != a.Layout.SocketPath()) {
+			id = 0
+		}
+		s.memifs = map[interface_types.InterfaceIndex]memif.Interface{idx: {SwIfIndex: idx, SocketID: id}}
 	}
 	return s, nil
 }
@@ -709,16 +733,27 @@ func (e *Engine) ownSockets(s *snapshot, a *engine.Attachment, doomed map[interf
 // Check verifies the tagged interface exists, is up, uses the attachment's
 // socket with the configured role and mode, and is in its bridge domain.
 func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawMessage) error {
+	_, _, err := e.check(ctx, a)
+	return err
+}
+
+// check is Check, with what it read.
+func (e *Engine) check(ctx context.Context, a *engine.Attachment) (*snapshot, vppInterface, error) {
 	tag := OwnerTag(a.ContainerID, a.IfName)
 	bd := bridgeDomain(a)
 	s, err := e.snapshot(ctx, a.Host.IfType, bd)
 	if err != nil {
-		return err
+		return nil, vppInterface{}, err
 	}
 	iface, ok := s.find(tag)
 	if !ok {
-		return fmt.Errorf("VPP has no interface tagged %s (was VPP restarted?)", tag)
+		return nil, vppInterface{}, fmt.Errorf("VPP has no interface tagged %s (was VPP restarted?)", tag)
 	}
+	return s, iface, checkInterface(s, a, iface, bd)
+}
+
+// checkInterface checks the attachment's interface as VPP reported it.
+func checkInterface(s *snapshot, a *engine.Attachment, iface vppInterface, bd uint32) error {
 	if !iface.adminUp {
 		return fmt.Errorf("VPP interface %s is administratively down", iface.name)
 	}
@@ -767,8 +802,19 @@ func (e *Engine) Check(ctx context.Context, a *engine.Attachment, data json.RawM
 // attempt cut short) is removed, then it is created as ADD creates it: the
 // same socket, role, mode, tag, bridge domain and addresses, up.
 func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.RawMessage) (json.RawMessage, error) {
-	if e.Check(ctx, a, data) == nil {
-		return data, nil
+	if s, iface, err := e.check(ctx, a); err == nil {
+		// In place, maybe re-created by an earlier attempt that VPP carried
+		// out after its call timed out: the record names what VPP has.
+		var old record
+		_ = json.Unmarshal(data, &old) // unreadable: nothing to keep of it
+		rec := record{Tag: iface.tag, SwIfIndex: uint32(iface.index), BridgeDomain: bridgeDomain(a), CreatedBridge: old.CreatedBridge}
+		if m, ok := s.memifs[iface.index]; ok {
+			rec.SocketID = m.SocketID
+		}
+		if old == rec {
+			return data, nil
+		}
+		return json.Marshal(rec)
 	}
 	if err := e.Detach(ctx, a, data); err != nil {
 		return nil, fmt.Errorf("removing what is left of the attachment: %w", err)

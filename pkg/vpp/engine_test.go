@@ -278,7 +278,7 @@ func TestAttachNetTypes(t *testing.T) {
 		if err := e.Detach(context.Background(), a, data); err != nil {
 			t.Fatal(err)
 		}
-		wantRequests(t, v.f, reqIfDump, reqMemifDel, reqSockAddDel)
+		wantRequests(t, v.f, reqIfDump, reqSockDump, reqMemifDel, reqSockAddDel)
 		if l := v.leftovers(); l != "" {
 			t.Errorf("left behind: %s", l)
 		}
@@ -386,7 +386,7 @@ func TestDetachSharedBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The record's interface still carries b's tag: only it is read.
-	wantRequests(t, v.f, reqIfDump, reqBDDump, reqMemifDel, reqSockAddDel, reqBDAddDel)
+	wantRequests(t, v.f, reqIfDump, reqBDDump, reqSockDump, reqMemifDel, reqSockAddDel, reqBDAddDel)
 	if l := v.leftovers(); l != "" {
 		t.Errorf("left behind: %s", l)
 	}
@@ -534,7 +534,7 @@ func TestDetach(t *testing.T) {
 	}
 	// One read of the recorded interface (its tag checked) and the bridge
 	// domain, one batch of deletes.
-	wantRequests(t, v.f, reqIfDump, reqBDDump, reqMemifDel, reqSockAddDel, reqBDAddDel)
+	wantRequests(t, v.f, reqIfDump, reqBDDump, reqSockDump, reqMemifDel, reqSockAddDel, reqBDAddDel)
 	wantTrips(t, e, 1+2)
 	if l := v.leftovers(); l != "" {
 		t.Errorf("left behind: %s", l)
@@ -547,7 +547,7 @@ func TestDetach(t *testing.T) {
 	if err := e.Detach(context.Background(), a, data); err != nil {
 		t.Errorf("second Detach: %v", err)
 	}
-	wantRequests(t, v.f, reqIfDump, reqBDDump, reqIfDump, reqMemifDump, reqSockDump)
+	wantRequests(t, v.f, reqIfDump, reqBDDump, reqSockDump, reqIfDump, reqMemifDump, reqSockDump)
 	wantTrips(t, e, 1+2+2)
 }
 
@@ -634,7 +634,7 @@ func TestDetachAfterRestart(t *testing.T) {
 	}
 	// The recorded index now holds b (another tag): everything is read;
 	// the plugin's bridge domain is asked to go, and VPP keeps it for b.
-	wantRequests(t, v.f, reqIfDump, reqBDDump, reqIfDump, reqMemifDump, reqSockDump, reqBDAddDel)
+	wantRequests(t, v.f, reqIfDump, reqBDDump, reqSockDump, reqIfDump, reqMemifDump, reqSockDump, reqBDAddDel)
 	if err := e.Check(context.Background(), b, dataB); err != nil {
 		t.Errorf("b after detaching a: %v", err)
 	}
