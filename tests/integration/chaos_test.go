@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +55,18 @@ type chaosPair struct {
 	// after the restore). For those the restored socket is checked (it
 	// connects, CHECK passes), not the apps' packets.
 	reconnects bool
+	// segvOnDisconnect says an app may die of SIGSEGV when the switch goes
+	// away under traffic: DPDK 22.11's memif PMD. Its interrupt thread,
+	// reading EOF on the control socket, runs memif_disconnect, which
+	// clears the connected flag and unmaps the shared regions, while the
+	// forwarding lcore may be inside eth_memif_tx/rx, which checks that
+	// flag only once per burst. Seen here: "rte-worker-1: segfault at
+	// ...9004 ... error 4 in librte_net_memif.so.23.0[b00c,...]", offset
+	// 0xb00c being eth_memif_tx's read of ring->flags (the ring's offset
+	// 4) right after it wrote ring->head. A pod would be restarted by its
+	// kubelet; the memif client does not reconnect anyway (above), so the
+	// app's crash takes nothing from what the test checks for that pair.
+	segvOnDisconnect bool
 }
 
 // TestAgentChaos attaches two pods per kind of attachment (OVS-DPDK client
@@ -168,9 +181,16 @@ func chaosRound(t *testing.T, srv *httptest.Server, pair *chaosPair, rk restartK
 		t.Errorf("%s, round %d: %s = %v", rk.name, round, failed, n)
 	}
 	for _, a := range []*testbed.TestPMD{pair.tx, pair.rx} {
-		if a.Exited() {
-			t.Fatalf("a pod's app exited: %s", a.Output())
+		if !a.Exited() {
+			continue
 		}
+		if sig, _ := a.ExitSignal(); pair.segvOnDisconnect && sig == syscall.SIGSEGV {
+			t.Logf("%s, round %d: a pod's app died of SIGSEGV when the switch went away (DPDK 22.11's memif PMD, see chaosPair)",
+				rk.name, round)
+			continue
+		}
+		sig, _ := a.ExitSignal()
+		t.Fatalf("a pod's app exited (signal %v): %s", sig, a.Output())
 	}
 	leakCheck(t, pair.alive...)
 }
@@ -238,7 +258,7 @@ func ovsPair(t *testing.T, mode string) *chaosPair {
 func memifPair(t *testing.T) *chaosPair {
 	t.Helper()
 	list := confList(t, "1.0.0", "chaos-memif", vppExample())
-	pair := &chaosPair{engine: "vpp"}
+	pair := &chaosPair{engine: "vpp", segvOnDisconnect: true}
 	var apps []*testbed.TestPMD
 	for _, mode := range []string{"txonly", "rxonly"} {
 		p := newPod(t)
