@@ -289,7 +289,7 @@ func ProcDiag(pid int) string {
 	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, l := range strings.Split(string(st), "\n") {
 			if k, _, ok := strings.Cut(l, ":"); ok && (k == "Name" || k == "State" || k == "PPid" ||
-				k == "Threads" || k == "SigPnd" || k == "ShdPnd" || k == "VmRSS") {
+				k == "Threads" || k == "SigPnd" || k == "ShdPnd" || k == "VmRSS" || k == "Cpus_allowed_list") {
 				b.WriteString(l + "\n")
 			}
 		}
@@ -310,8 +310,11 @@ func ProcDiag(pid int) string {
 		}
 		wchan, _ := os.ReadFile(dir + "wchan")
 		stack, _ := os.ReadFile(dir + "stack")
-		fmt.Fprintf(&b, "thread %s (%s) state %s wchan %s\n%s", task.Name(), strings.TrimSpace(string(comm)),
-			state, wchan, stack)
+		// Nanoseconds on a CPU and waiting for one, and timeslices: a
+		// runnable thread that waits and waits is starved, not stuck.
+		sched, _ := os.ReadFile(dir + "schedstat")
+		fmt.Fprintf(&b, "thread %s (%s) state %s wchan %s schedstat %s\n%s", task.Name(), strings.TrimSpace(string(comm)),
+			state, wchan, strings.TrimSpace(string(sched)), stack)
 	}
 	fmt.Fprintf(&b, "children: %v\n", ChildPIDs(pid))
 	return b.String()
