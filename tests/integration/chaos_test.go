@@ -1,5 +1,3 @@
-//go:build chaos
-
 package integration
 
 import (
@@ -79,15 +77,10 @@ type chaosPair struct {
 // same two apps, the agent counted the switch's restart and its restores,
 // and nothing leaked.
 //
-// Built only with -tags chaos (make chaos) until its known failures are
-// fixed: in the last suite run of the day it was written, the memif pair's
-// sender exited after VPP was killed. The OVS-DPDK pairs are opt-in
-// (USERSPACE_CHAOS_OVS=1) as well: in 2 of 3 suite runs on the day they were written, a
-// dpdk-testpmd of an OVS pair did not exit even 30 s after SIGKILL once the
-// restarts had passed. Killing ovs-vswitchd under traffic needs
-// USERSPACE_CHAOS_VSWITCHD=1 as well: a restarted ovs-vswitchd hung in
-// DPDK's initialisation (after "Selected IOVA mode 'VA'", over 30 s, once
-// over 120 s) in 3 of 6 restarts. The kill without traffic runs in
+// Killing ovs-vswitchd under traffic needs USERSPACE_CHAOS_VSWITCHD=1: a
+// restarted ovs-vswitchd hung in DPDK's initialisation (after "Selected
+// IOVA mode 'VA'", over 30 s, once over 120 s) in 3 of 6 restarts on the
+// day this test was written. The kill without traffic runs in
 // TestAgentRestoresAfterVswitchdKill and TestAgentUnderFaults.
 func TestAgentChaos(t *testing.T) {
 	rounds := chaosRounds(t)
@@ -101,11 +94,10 @@ func TestAgentChaos(t *testing.T) {
 		setup    func(t *testing.T) *chaosPair
 		restarts []restartKind
 	}
-	cases := []chaosCase{{"vpp-memif", memifPair, []restartKind{vppKill}}}
-	if os.Getenv("USERSPACE_CHAOS_OVS") == "1" {
-		cases = append(cases,
-			chaosCase{"ovs-client", func(t *testing.T) *chaosPair { return ovsPair(t, "client") }, clientRestarts},
-			chaosCase{"ovs-server", func(t *testing.T) *chaosPair { return ovsPair(t, "server") }, serverRestarts})
+	cases := []chaosCase{
+		{"vpp-memif", memifPair, []restartKind{vppKill}},
+		{"ovs-client", func(t *testing.T) *chaosPair { return ovsPair(t, "client") }, clientRestarts},
+		{"ovs-server", func(t *testing.T) *chaosPair { return ovsPair(t, "server") }, serverRestarts},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
