@@ -61,11 +61,14 @@ fuzz:
 integration:
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/integration/
 
-# The node agent's chaos test (tests/integration/chaos_test.go): switch
-# restarts under DPDK traffic. Not in `make test` until its known failures
-# are fixed (see the README's node agent section).
+# The node agent's chaos test (tests/integration/chaos_test.go) alone: switch
+# restarts under DPDK traffic. `make integration` runs it too, with its
+# default 2 rounds; here e.g. USERSPACE_CHAOS_ROUNDS=10 for the issue's
+# figure, USERSPACE_CHAOS_VPP=1 for the VPP memif pair and
+# USERSPACE_CHAOS_VSWITCHD=1 to kill ovs-vswitchd under traffic too (opt-in:
+# see the README's node agent section).
 chaos:
-	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -tags chaos -run '^TestAgentChaos$$' -v -count=1 -timeout 60m ./tests/integration/
+	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -run '^TestAgentChaos$$' -v -count=1 -timeout 60m ./tests/integration/
 
 # Kubernetes: a real kube-apiserver (built once from the Go module proxy by
 # hack/kube-assets.sh, cached by version outside the repo) and etcd (Debian).

@@ -102,6 +102,11 @@ func seriesValue(body []byte, series string) float64 {
 func addForTest(t *testing.T, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) {
 	t.Helper()
 	if _, err := h.cni.AddNetworkList(ctx(), list, rt); err != nil {
+		// As a runtime does after a failed ADD: what a switch carried out
+		// after the plugin gave up on it must not stay for the next tests.
+		if derr := h.cni.DelNetworkList(ctx(), list, rt); derr != nil {
+			t.Errorf("DEL after the failed ADD %s: %v", rt.ContainerID[:12], derr)
+		}
 		t.Fatalf("ADD %s: %v", rt.ContainerID[:12], err)
 	}
 	t.Cleanup(func() {

@@ -1,5 +1,3 @@
-//go:build chaos
-
 package integration
 
 import (
@@ -7,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +53,20 @@ type chaosPair struct {
 	// after the restore). For those the restored socket is checked (it
 	// connects, CHECK passes), not the apps' packets.
 	reconnects bool
+	// segvOnDisconnect says an app may die of SIGSEGV when the switch goes
+	// away under traffic: DPDK 22.11's memif PMD. Its interrupt thread,
+	// reading EOF on the control socket, runs memif_disconnect, which
+	// clears the connected flag and unmaps the shared regions, while the
+	// forwarding lcore may be inside eth_memif_tx/rx, which checks that
+	// flag only once per burst. Seen here: "rte-worker-1: segfault at
+	// ...9004 ... error 4 in librte_net_memif.so.23.0[b00c,...]", offset
+	// 0xb00c being eth_memif_tx's read of ring->flags (the ring's offset
+	// 4) right after it wrote ring->head; in another run at 0x87f5, a
+	// burst's read of ring->tail (offset 0x40). A pod would be restarted by its
+	// kubelet; the memif client does not reconnect anyway (above), so the
+	// app's crash takes nothing from what the test checks for that pair.
+	segvOnDisconnect bool
+	crashed          map[*testbed.TestPMD]bool // reported once
 }
 
 // TestAgentChaos attaches two pods per kind of attachment (OVS-DPDK client
@@ -66,15 +79,17 @@ type chaosPair struct {
 // same two apps, the agent counted the switch's restart and its restores,
 // and nothing leaked.
 //
-// Built only with -tags chaos (make chaos) until its known failures are
-// fixed: in the last suite run of the day it was written, the memif pair's
-// sender exited after VPP was killed. The OVS-DPDK pairs are opt-in
-// (USERSPACE_CHAOS_OVS=1) as well: in 2 of 3 suite runs on the day they were written, a
-// dpdk-testpmd of an OVS pair did not exit even 30 s after SIGKILL once the
-// restarts had passed. Killing ovs-vswitchd under traffic needs
-// USERSPACE_CHAOS_VSWITCHD=1 as well: a restarted ovs-vswitchd hung in
-// DPDK's initialisation (after "Selected IOVA mode 'VA'", over 30 s, once
-// over 120 s) in 3 of 6 restarts. The kill without traffic runs in
+// The VPP memif pair needs USERSPACE_CHAOS_VPP=1: at load ~20 on two cores,
+// the restarted VPP answered the agent's restore after the 3 s call bound
+// in 4 of 7 runs, the restore's rollback could not run on the timed-out
+// connection, and a memif socket file stayed after the pods' DEL (a leak
+// in the agent's restore, not in the test; VPP restarts without traffic
+// run in TestAgentVPPFlapping).
+//
+// Killing ovs-vswitchd under traffic needs USERSPACE_CHAOS_VSWITCHD=1: a
+// restarted ovs-vswitchd hung in DPDK's initialisation (after "Selected
+// IOVA mode 'VA'", over 30 s, once over 120 s) in 3 of 6 restarts on the
+// day this test was written. The kill without traffic runs in
 // TestAgentRestoresAfterVswitchdKill and TestAgentUnderFaults.
 func TestAgentChaos(t *testing.T) {
 	rounds := chaosRounds(t)
@@ -88,11 +103,12 @@ func TestAgentChaos(t *testing.T) {
 		setup    func(t *testing.T) *chaosPair
 		restarts []restartKind
 	}
-	cases := []chaosCase{{"vpp-memif", memifPair, []restartKind{vppKill}}}
-	if os.Getenv("USERSPACE_CHAOS_OVS") == "1" {
-		cases = append(cases,
-			chaosCase{"ovs-client", func(t *testing.T) *chaosPair { return ovsPair(t, "client") }, clientRestarts},
-			chaosCase{"ovs-server", func(t *testing.T) *chaosPair { return ovsPair(t, "server") }, serverRestarts})
+	cases := []chaosCase{
+		{"ovs-client", func(t *testing.T) *chaosPair { return ovsPair(t, "client") }, clientRestarts},
+		{"ovs-server", func(t *testing.T) *chaosPair { return ovsPair(t, "server") }, serverRestarts},
+	}
+	if os.Getenv("USERSPACE_CHAOS_VPP") == "1" {
+		cases = append(cases, chaosCase{"vpp-memif", memifPair, []restartKind{vppKill}})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,9 +184,20 @@ func chaosRound(t *testing.T, srv *httptest.Server, pair *chaosPair, rk restartK
 		t.Errorf("%s, round %d: %s = %v", rk.name, round, failed, n)
 	}
 	for _, a := range []*testbed.TestPMD{pair.tx, pair.rx} {
-		if a.Exited() {
-			t.Fatalf("a pod's app exited: %s", a.Output())
+		if !a.Exited() {
+			continue
 		}
+		if sig, _ := a.ExitSignal(); pair.segvOnDisconnect && sig == syscall.SIGSEGV {
+			if pair.crashed[a] {
+				continue
+			}
+			pair.crashed[a] = true
+			t.Logf("%s, round %d: a pod's app died of SIGSEGV when the switch went away (DPDK 22.11's memif PMD, see chaosPair)",
+				rk.name, round)
+			continue
+		}
+		sig, _ := a.ExitSignal()
+		t.Fatalf("a pod's app exited (signal %v): %s", sig, a.Output())
 	}
 	leakCheck(t, pair.alive...)
 }
@@ -238,7 +265,7 @@ func ovsPair(t *testing.T, mode string) *chaosPair {
 func memifPair(t *testing.T) *chaosPair {
 	t.Helper()
 	list := confList(t, "1.0.0", "chaos-memif", vppExample())
-	pair := &chaosPair{engine: "vpp"}
+	pair := &chaosPair{engine: "vpp", segvOnDisconnect: true, crashed: map[*testbed.TestPMD]bool{}}
 	var apps []*testbed.TestPMD
 	for _, mode := range []string{"txonly", "rxonly"} {
 		p := newPod(t)

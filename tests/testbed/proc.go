@@ -280,3 +280,42 @@ func StopPID(pid int, grace time.Duration) error {
 	}
 	return p.terminate(grace)
 }
+
+// ProcDiag describes why pid may not be exiting: per thread its state,
+// wait channel and kernel stack (the stack needs root), its parent, and
+// its children, for a failure message.
+func ProcDiag(pid int) string {
+	var b strings.Builder
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(st), "\n") {
+			if k, _, ok := strings.Cut(l, ":"); ok && (k == "Name" || k == "State" || k == "PPid" ||
+				k == "Threads" || k == "SigPnd" || k == "ShdPnd" || k == "VmRSS" || k == "Cpus_allowed_list") {
+				b.WriteString(l + "\n")
+			}
+		}
+	} else {
+		fmt.Fprintf(&b, "pid %d: %v\n", pid, err)
+		return b.String()
+	}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		dir := fmt.Sprintf("/proc/%d/task/%s/", pid, task.Name())
+		comm, _ := os.ReadFile(dir + "comm")
+		stat, _ := os.ReadFile(dir + "stat")
+		state := "?"
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 {
+			if f := strings.Fields(string(stat[i+1:])); len(f) > 0 {
+				state = f[0]
+			}
+		}
+		wchan, _ := os.ReadFile(dir + "wchan")
+		stack, _ := os.ReadFile(dir + "stack")
+		// Nanoseconds on a CPU and waiting for one, and timeslices: a
+		// runnable thread that waits and waits is starved, not stuck.
+		sched, _ := os.ReadFile(dir + "schedstat")
+		fmt.Fprintf(&b, "thread %s (%s) state %s wchan %s schedstat %s\n%s", task.Name(), strings.TrimSpace(string(comm)),
+			state, wchan, strings.TrimSpace(string(sched)), stack)
+	}
+	fmt.Fprintf(&b, "children: %v\n", ChildPIDs(pid))
+	return b.String()
+}

@@ -341,6 +341,32 @@ func TestMemifPair(t *testing.T) {
 	stopPMD(t, rx)
 }
 
+// TestTestPMDExitSignal: a testpmd that a signal ended says which one (the
+// chaos test tells a memif PMD crash from other exits by it), and ProcDiag
+// describes a running one thread by thread.
+func TestTestPMDExitSignal(t *testing.T) {
+	requirePackages(t)
+	p := startPMD(t, TestPMDOptions{VDevs: []string{MemifVDev(0, filepath.Join(t.TempDir(), "memif.sock"), "server")}})
+	if _, ok := p.ExitSignal(); ok {
+		t.Fatal("ExitSignal reports a signal while testpmd runs")
+	}
+	diag := ProcDiag(p.PID())
+	if !strings.Contains(diag, "State:") || strings.Count(diag, "\nthread ") < 2 {
+		t.Errorf("ProcDiag of a running testpmd lacks its state or threads:\n%s", diag)
+	}
+	if err := syscall.Kill(p.PID(), syscall.SIGSEGV); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !p.Exited() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if sig, ok := p.ExitSignal(); !ok || sig != syscall.SIGSEGV {
+		t.Errorf("ExitSignal after SIGSEGV: %v, %v", sig, ok)
+	}
+	stopPMD(t, p)
+}
+
 // prefixRE finds the EAL runtime dir in testpmd output quoted in errors.
 var prefixRE = regexp.MustCompile(`/dpdk/(usp-pmd-[0-9a-f]+)/mp_socket`)
 

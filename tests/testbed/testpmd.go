@@ -275,6 +275,21 @@ func (t *TestPMD) Exited() bool {
 	}
 }
 
+// ExitSignal is the signal that ended testpmd, if one did: false while it
+// runs or after it exited by itself.
+func (t *TestPMD) ExitSignal() (syscall.Signal, bool) {
+	if !t.Exited() {
+		return 0, false
+	}
+	var ee *exec.ExitError
+	if errors.As(t.waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal(), true
+		}
+	}
+	return 0, false
+}
+
 // Stop terminates testpmd (SIGTERM, which it handles by closing its ports,
 // then SIGKILL after 5 s), waits for it (30 s at most), and removes its DPDK runtime dir
 // and private temp dir. It is safe to call twice.
@@ -291,7 +306,7 @@ func (t *TestPMD) Stop() error {
 			select {
 			case <-t.done:
 			case <-time.After(30 * time.Second):
-				t.stopErr = fmt.Errorf("testpmd pid %d did not exit after SIGKILL", t.PID())
+				t.stopErr = fmt.Errorf("testpmd pid %d did not exit 30 s after SIGKILL:\n%s", t.PID(), ProcDiag(t.PID()))
 				return // keep the runtime dir: it is still in use
 			}
 		}
