@@ -335,13 +335,15 @@ func (e *Env) WaitAllowed(ctx context.Context, user string, groups []string, ver
 	}
 }
 
-// Allowed asks the authorizer whether user may verb resource (core group)
-// in namespace.
+// Allowed asks the authorizer whether user may verb resource (core group;
+// "resource/subresource" names a subresource) in namespace.
 func (e *Env) Allowed(ctx context.Context, user string, groups []string, verb, resource, namespace string) (bool, error) {
+	// "pods/log" is the subresource log of pods.
+	res, sub, _ := strings.Cut(resource, "/")
 	r, err := e.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
 		Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: user, Groups: groups,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: resource},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: res, Subresource: sub},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
