@@ -57,10 +57,13 @@ func (p *ovsProber) guard(clean func()) (stop func()) {
 	done, asked := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		ovsdb.WatchVswitchd(ctx, p.endpoint, guardInterval, func(died bool) {
-			if died {
-				p.deaths.Add(1)
-			}
+		// Every grant counts, not only a death seen while queued: a grant on
+		// a new connection (ovsdb-server restarted, or the watcher's own
+		// connection lost) says no ovs-vswitchd held the lock then, which
+		// is how a restart of the whole OVS (both daemons, the database
+		// kept) shows.
+		ovsdb.WatchVswitchd(ctx, p.endpoint, guardInterval, func(bool) {
+			p.deaths.Add(1)
 			clean()
 		}, func() { close(asked) })
 	}()
@@ -86,8 +89,8 @@ type ovsProber struct {
 	connect func(ctx context.Context) (ovsConn, error)
 	e       ovsConn
 	// vswitchdGone counts the probes that found ovs-vswitchd not running,
-	// deaths the times the lock watcher saw it die: a restart in between
-	// makes the identity differ.
+	// deaths the times the lock watcher got its lock (it died, or had not
+	// taken it yet): a restart in between makes the identity differ.
 	vswitchdGone int
 	deaths       atomic.Int64
 	wasRunning   bool

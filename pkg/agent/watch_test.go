@@ -3,7 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/userspace-cni/userspace/pkg/ovsdb"
 )
@@ -83,5 +86,36 @@ func TestOVSIdentityIgnoresOwnReconnects(t *testing.T) {
 	f.id.Root = "root-2"
 	if got := probe("after a new database"); got == third {
 		t.Errorf("a new database left the identity %q", got)
+	}
+}
+
+// TestProbeFailureIsNoRestart: a switch that misses a probe (ovsdb-server
+// slow under load) and answers again as the same run is not counted as
+// restarted and gets no pass over its attachments; a new identity is.
+func TestProbeFailureIsNoRestart(t *testing.T) {
+	e := newEnv(t)
+	e.add("alpha")
+	var probeErr error
+	e.a.cfg.Probe = func(context.Context, string, string) (string, error) { return e.identity, probeErr }
+	ctx := context.Background()
+	e.a.Step(ctx)
+	backs := func() float64 {
+		return testutil.ToFloat64(e.a.m.switchBacks.WithLabelValues("ovs-dpdk", "unix:"+filepath.Join(e.dir, "ovs", "db.sock")))
+	}
+	passes := testutil.ToFloat64(e.a.m.reconciles)
+	probeErr = context.DeadlineExceeded
+	e.a.Step(ctx)
+	probeErr = nil
+	e.a.Step(ctx)
+	if n := backs(); n != 0 {
+		t.Errorf("a missed probe counted as %v restarts", n)
+	}
+	if n := testutil.ToFloat64(e.a.m.reconciles) - passes; n != 0 {
+		t.Errorf("a missed probe caused %v passes", n)
+	}
+	e.identity = "run2"
+	e.a.Step(ctx)
+	if n := backs(); n != 1 {
+		t.Errorf("a new identity counted as %v restarts, want 1", n)
 	}
 }
