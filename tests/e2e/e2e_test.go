@@ -425,7 +425,7 @@ func (c *cluster) checkAgent(t *testing.T, start time.Time) {
 		}
 		return errors.New("no agent container status")
 	}); err != nil {
-		out, _ := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni-agent", "--tail=40")
+		out := c.agentLogs()
 		t.Fatalf("%v\nagent log:\n%s", err, out)
 	}
 	t.Logf("DaemonSet applied to agent Ready: %v", time.Since(start).Round(time.Millisecond))
@@ -442,6 +442,19 @@ func (c *cluster) checkAgent(t *testing.T, start time.Time) {
 	} else if !strings.Contains(m, "userspace_cni_reconciles_total") {
 		t.Errorf("agent /metrics lacks userspace_cni_reconciles_total:\n%s", m)
 	}
+}
+
+// agentLogs is the tail of the agent's log, of its previous run too when
+// its container was restarted (in one run on a loaded machine it was, with
+// the cause not in the current log), and its pod's status.
+func (c *cluster) agentLogs() string {
+	out, _ := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni-agent", "--tail=40")
+	if prev, err := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni-agent", "--previous", "--tail=40"); err == nil {
+		out = "previous run:\n" + prev + "\ncurrent run:\n" + out
+	}
+	status, _ := c.kubectl(nil, "-n", "kube-system", "get", "pods", "-l", "app.kubernetes.io/name=userspace-cni-agent",
+		"-o", "jsonpath={.items[*].status.containerStatuses}")
+	return out + "\ncontainer status: " + status
 }
 
 // agentGet GETs path from the node agent on the host's network.
@@ -756,7 +769,7 @@ func (c *cluster) restartVswitchd(t *testing.T, ovs *testbed.OVS, pods, sockets 
 		return nil
 	})
 	if err != nil {
-		out, _ := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni-agent", "--tail=40")
+		out := c.agentLogs()
 		t.Fatalf("%v\nagent log:\n%s", err, out)
 	}
 	t.Logf("kill -> restores counted and the pods' sockets connect: %v", time.Since(start).Round(time.Millisecond))
@@ -883,7 +896,7 @@ func testOrphan(t *testing.T, c *cluster, ovs *testbed.OVS) {
 		return nil
 	})
 	if err != nil {
-		out, _ := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni-agent", "--tail=40")
+		out := c.agentLogs()
 		t.Fatalf("%v\nagent log:\n%s", err, out)
 	}
 	t.Logf("orphan (port, record, IP) collected %v after its ADD", time.Since(start).Round(time.Millisecond))
