@@ -20,6 +20,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/agent"
 	"github.com/userspace-cni/userspace/pkg/plugin"
+	"github.com/userspace-cni/userspace/pkg/state"
 )
 
 func main() {
@@ -47,8 +48,14 @@ func run() error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	cfg := agent.Config{Plugin: plugin.New(), Log: log, ProbeInterval: *probe, Resync: *resync,
 		OrphanGrace: *grace, OrphanInterval: *orphanEvery}
-	if _, err := cfg.Plugin.Policy(); err != nil {
+	pol, err := cfg.Plugin.Policy()
+	if err != nil {
 		return fmt.Errorf("node policy: %w", err)
+	}
+	// The DaemonSet's hostPath volume creates the state directory 0755
+	// when the plugin has not run yet; the plugin makes it 0700.
+	if err := state.New(pol.StateDir).Secure(); err != nil {
+		return err
 	}
 	if *kubeconfig != "none" {
 		k, err := agent.NewKubeClient(*kubeconfig, *node)

@@ -270,7 +270,9 @@ func (a *Agent) serve(ctx context.Context, k switchKey, records []*state.Record)
 		return false
 	}
 	now := time.Now()
-	if s.identity != "" && (!s.up || id != s.identity) {
+	// Only a new identity is a restart: a switch that did not answer a probe
+	// (slow under load) and answers again as the same run lost nothing.
+	if s.identity != "" && id != s.identity {
 		a.log.Info("switch back", "switch", k.String(), "identity", id, "was", s.identity)
 		a.m.switchBacks.WithLabelValues(k.engine, k.endpoint).Inc()
 		s.backAt, s.dirty = now, true

@@ -57,10 +57,13 @@ func (p *ovsProber) guard(clean func()) (stop func()) {
 	done, asked := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		ovsdb.WatchVswitchd(ctx, p.endpoint, guardInterval, func(died bool) {
-			if died {
-				p.deaths.Add(1)
-			}
+		// Every grant counts, not only a death seen while queued: a grant on
+		// a new connection (ovsdb-server restarted, or the watcher's own
+		// connection lost) says no ovs-vswitchd held the lock then, which
+		// is how a restart of the whole OVS (both daemons, the database
+		// kept) shows.
+		ovsdb.WatchVswitchd(ctx, p.endpoint, guardInterval, func(bool) {
+			p.deaths.Add(1)
 			clean()
 		}, func() { close(asked) })
 	}()
@@ -73,31 +76,47 @@ func (p *ovsProber) guard(clean func()) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// ovsProber keeps an OVSDB connection: a new connection (ovsdb-server
-// restarted), a new Open_vSwitch row (an empty database) and ovs-vswitchd
-// losing its lock (restarted) each change the identity.
+// ovsProber keeps an OVSDB connection and reports the switch's own
+// identity: its database (the Open_vSwitch row's UUID, new in an empty
+// database) and the runs of ovs-vswitchd (its lock lost, as the lock
+// watcher and the probes see it). The agent's own connection is no part of
+// it: a probe that timed out under load and reconnected finds the same
+// switch, and that is no restart.
 type ovsProber struct {
 	endpoint, runDir string
 	log              *slog.Logger
-	e                *ovsdb.Engine
-	conns            int
+	// connect dials the switch (ovsdb.Connect; replaced in unit tests).
+	connect func(ctx context.Context) (ovsConn, error)
+	e       ovsConn
 	// vswitchdGone counts the probes that found ovs-vswitchd not running,
-	// deaths the times the lock watcher saw it die: a restart in between
-	// makes the identity differ.
+	// deaths the times the lock watcher got its lock (it died, or had not
+	// taken it yet): a restart in between makes the identity differ.
 	vswitchdGone int
 	deaths       atomic.Int64
 	wasRunning   bool
+}
+
+// ovsConn is what a probe asks of an OVSDB connection.
+type ovsConn interface {
+	Identity(ctx context.Context) (ovsdb.Identity, error)
+	Close()
 }
 
 func (p *ovsProber) probe(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	if p.e == nil {
-		e, err := ovsdb.Connect(ctx, ovsdb.Config{Endpoint: p.endpoint, RunDir: p.runDir, CallTimeout: probeTimeout, Logger: p.log})
+		connect := p.connect
+		if connect == nil {
+			connect = func(ctx context.Context) (ovsConn, error) {
+				return ovsdb.Connect(ctx, ovsdb.Config{Endpoint: p.endpoint, RunDir: p.runDir, CallTimeout: probeTimeout, Logger: p.log})
+			}
+		}
+		e, err := connect(ctx)
 		if err != nil {
 			return "", err
 		}
-		p.e, p.conns = e, p.conns+1
+		p.e = e
 	}
 	id, err := p.e.Identity(ctx)
 	if err != nil {
@@ -116,9 +135,10 @@ func (p *ovsProber) probe(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("the database at %s is not initialised", p.endpoint)
 	}
 	// next_cfg is left out: every ovs-vsctl change bumps it, and a change
-	// is no restart. The connection count is in: a new connection means
-	// ovsdb-server restarted (or stopped answering) meanwhile.
-	return fmt.Sprintf("conn %d root %s vswitchd %d/%d", p.conns, id.Root, p.vswitchdGone, p.deaths.Load()), nil
+	// is no restart. An ovsdb-server restarted on the same database loses
+	// nothing the plugin made (the ports are in the database, and
+	// ovs-vswitchd keeps running); one restarted empty has a new root.
+	return fmt.Sprintf("root %s vswitchd %d/%d", id.Root, p.vswitchdGone, p.deaths.Load()), nil
 }
 
 func (p *ovsProber) close() {

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,6 +39,7 @@ import (
 )
 
 const (
+	cniLibDir    = "/var/lib/cni"
 	vhostuserDir = "/var/lib/cni/vhostuser"
 	vppCNIDir    = "/var/run/vpp/cni"
 	devinfoTop   = "/var/run/k8s.cni.cncf.io"
@@ -71,7 +73,14 @@ func TestNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := os.MkdirTemp("/tmp", "usp-e2e-")
+	// Under /var/lib/cni, where the agent's DaemonSet mounts one host
+	// directory for the plugin's state, the notes' socket directory,
+	// host-local's allocations and (here) OVS's run directory: see
+	// deployManifest.
+	if err := os.MkdirAll(cniLibDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp(cniLibDir, "usp-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +164,7 @@ func TestNode(t *testing.T) {
 		return
 	}
 	t.Run("OVS-DPDK l3fwd and pktgen pods", func(t *testing.T) { testOVSPods(t, c, ovs) })
+	t.Run("agent collects an orphan", func(t *testing.T) { testOrphan(t, c, ovs) })
 	t.Run("VPP memif pods ping", func(t *testing.T) { testVPPPods(t, c, vpp) })
 	t.Run("deleting the DaemonSet", func(t *testing.T) { testDaemonSetDelete(t, c) })
 }
@@ -176,7 +186,7 @@ func demo(t *testing.T, c *cluster, ovs *testbed.OVS, dir string) {
 		out, _ := c.kubectl(nil, "describe", "pods")
 		t.Fatalf("%v\n%s", err, out)
 	}
-	cmds := fmt.Sprintf(`The node is up: the DaemonSet (installer and node agent), the notes' OVS-DPDK
+	cmds := fmt.Sprintf(`The node is up: the DaemonSets (installer, node agent), the notes' OVS-DPDK
 pods (dpdk-l3fwd, dpdk-pktgen) on the test bed's br0, and two VPP pods (vpp-app-1,
 vpp-app-2) on bridge domain 4 (their VPPs answer vppctl up to a minute later). Try:
 
@@ -186,7 +196,7 @@ vpp-app-2) on bridge domain 4 (their VPPs answer vppctl up to a minute later). T
   kubectl logs dpdk-pktgen --tail=20
   kubectl exec vpp-app-2 -- vppctl -s /run/vpp/cli.sock show interface addr
   kubectl exec vpp-app-1 -- vppctl -s /run/vpp/cli.sock ping <vpp-app-2's memif address>
-  kubectl -n kube-system logs daemonset/userspace-cni -c agent
+  kubectl -n kube-system logs daemonset/userspace-cni-agent
   curl -s http://127.0.0.1:%[3]d/metrics | grep ^userspace_cni
   ovs-appctl --target=%[4]s dpctl/dump-flows
 
@@ -218,13 +228,20 @@ func (c *cluster) nodePolicy(ovs *testbed.OVS) *policy.Policy {
 
 // deployManifest is deploy/userspace-cni.yaml with the test's adaptations:
 // the host paths of the CNI bin dir, the kubeconfig dir and the policy dir
-// moved under base; the node agent's host directories (state, the switches'
-// socket directories, the kubelet's pods) moved to the test bed's, at the
-// same paths in the container; the agent's port a free one; the policy
-// ConfigMap naming the test bed's switch; and the API server's address
-// (KUBERNETES_API_URL for the installer, KUBERNETES_SERVICE_HOST/PORT for
-// the agent's in-cluster client), since nothing here routes the kubernetes
-// Service's ClusterIP (no kube-proxy) to the API server.
+// moved under base; the node agent's host directories (VPP's socket
+// directory, the kubelet's pods, the CNI bin dir) moved to the test bed's,
+// at the same paths in the container; its /var/lib/cni mount kept, which
+// holds base, so the plugin's state and host-local's allocations under base
+// and the test bed's OVS run directory are reached through it; the
+// ovs-run-dir volume left out, as deploy/README.md says for an OVS whose
+// run directory is under /var/lib/cni (a mount of its own would keep the
+// agent from hard-linking its server-mode sockets into the notes' socket
+// directory); the orphan grace and pod listing shortened (3 s, 2 s) for
+// testOrphan; the agent's port a free one; the policy ConfigMap naming the
+// test bed's switch; and the API server's address (KUBERNETES_API_URL for
+// the installer, KUBERNETES_SERVICE_HOST/PORT for the agent's in-cluster
+// client), since nothing here routes the kubernetes Service's ClusterIP (no
+// kube-proxy) to the API server.
 func (c *cluster) deployManifest(t *testing.T, ovs *testbed.OVS) []byte {
 	data, err := os.ReadFile("../../deploy/userspace-cni.yaml")
 	if err != nil {
@@ -237,18 +254,27 @@ func (c *cluster) deployManifest(t *testing.T, ovs *testbed.OVS) []byte {
 	}
 	pol := c.nodePolicy(ovs)
 	agentPort := strconv.Itoa(c.agentPort)
+	for _, d := range []string{pol.StateDir, ovs.RunDir, c.path("var/lib/cni/networks")} {
+		if !strings.HasPrefix(d, cniLibDir+"/") {
+			t.Fatalf("the test bed's %s is not under %s, which the agent mounts", d, cniLibDir)
+		}
+	}
+	if n := strings.Count(s, "path: /opt/cni/bin\n"); n != 2 {
+		t.Fatalf("deploy/userspace-cni.yaml: %d volumes of /opt/cni/bin, want the installer's and the agent's", n)
+	}
+	s = strings.ReplaceAll(s, "path: /opt/cni/bin\n", "path: "+c.cniBin+"\n")
 	reps := [][2]string{
-		{"path: /opt/cni/bin\n", "path: " + c.cniBin + "\n"},
+		{"mountPath: /opt/cni/bin\n", "mountPath: " + c.cniBin + "\n"},
+		{"        - name: ovs-run-dir\n          mountPath: /var/run/openvswitch\n", ""},
+		{"      - name: ovs-run-dir\n        hostPath:\n          path: /var/run/openvswitch\n          type: DirectoryOrCreate\n", ""},
 		{"path: /etc/cni/net.d/userspace.d\n", "path: " + c.path("etc/cni/net.d/userspace.d") + "\n"},
 		{"path: /etc/cni/userspace\n", "path: " + c.path("etc/cni/userspace") + "\n"},
 		{"        env:\n", "        env:\n        - name: KUBERNETES_API_URL\n          value: " + c.apiURL + "\n"},
 		{"        - name: NODE_NAME\n", "        - name: KUBERNETES_SERVICE_HOST\n          value: " + api.Hostname() +
 			"\n        - name: KUBERNETES_SERVICE_PORT\n          value: \"" + api.Port() + "\"\n        - name: NODE_NAME\n"},
-		{"-listen=:9731", "-listen=:" + agentPort},
+		{`"-listen=:9731"`, `"-listen=:` + agentPort + `", "-orphan-grace=3s", "-orphan-interval=2s"`},
 	}
 	for _, d := range [][2]string{
-		{"/var/lib/cni/userspace", pol.StateDir},
-		{"/var/run/openvswitch", ovs.RunDir},
 		{"/run/vpp", filepath.Dir(c.vppSock)},
 		{"/var/lib/kubelet/pods", c.path("kubelet/pods")},
 	} {
@@ -282,13 +308,24 @@ func (c *cluster) deployManifest(t *testing.T, ovs *testbed.OVS) []byte {
 }
 
 func testDaemonSet(t *testing.T, c *cluster, ovs *testbed.OVS) {
+	// The plugin's state directory as a hostPath volume would create it
+	// before the plugin ever ran: the agent must leave it 0700.
+	stateDir := c.nodePolicy(ovs).StateDir
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	if _, err := c.kubectl(c.deployManifest(t, ovs), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.kubectl(nil, "-n", "kube-system", "rollout", "status", "daemonset/userspace-cni", "--timeout=180s"); err != nil {
-		out, _ := c.kubectl(nil, "-n", "kube-system", "describe", "pods")
-		t.Fatalf("%v\n%s", err, out)
+	for _, ds := range []string{"userspace-cni", "userspace-cni-agent"} {
+		if _, err := c.kubectl(nil, "-n", "kube-system", "rollout", "status", "daemonset/"+ds, "--timeout=180s"); err != nil {
+			out, _ := c.kubectl(nil, "-n", "kube-system", "describe", "pods")
+			t.Fatalf("%v\n%s", err, out)
+		}
 	}
 	// The installer's files on the node, as deploy/README.md lists them.
 	kc := c.path("etc/cni/net.d/userspace.d/userspace.kubeconfig")
@@ -305,6 +342,33 @@ func testDaemonSet(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 	t.Logf("DaemonSet applied to files installed: %v", time.Since(start).Round(time.Millisecond))
 	c.checkAgent(t, start)
+	if fi, err := os.Stat(stateDir); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("the plugin's state directory %s has mode %#o with the agent running, want 0700", stateDir, fi.Mode().Perm())
+	}
+	// Two identities: the plugin's kubeconfig on the node carries the
+	// installer's ServiceAccount, and the agent runs as its own.
+	for ds, sa := range map[string]string{"userspace-cni": "userspace-cni", "userspace-cni-agent": "userspace-cni-agent"} {
+		out, err := c.kubectl(nil, "-n", "kube-system", "get", "daemonset", ds, "-o", "jsonpath={.spec.template.spec.serviceAccountName}")
+		if err != nil || strings.TrimSpace(out) != sa {
+			t.Errorf("DaemonSet %s runs as %q (%v), want %s", ds, out, err, sa)
+		}
+	}
+	for _, check := range []struct {
+		verb, resource, sa string
+		want               string
+	}{
+		{"get", "pods", "userspace-cni", "yes"}, {"patch", "pods", "userspace-cni", "yes"},
+		{"list", "pods", "userspace-cni", "no"}, {"create", "events", "userspace-cni", "no"},
+		{"list", "pods", "userspace-cni-agent", "yes"}, {"create", "events", "userspace-cni-agent", "yes"},
+		{"get", "pods", "userspace-cni-agent", "no"}, {"patch", "pods", "userspace-cni-agent", "no"},
+	} {
+		out, _ := c.kubectl(nil, "auth", "can-i", check.verb, check.resource, "--as=system:serviceaccount:kube-system:"+check.sa)
+		if strings.TrimSpace(out) != check.want {
+			t.Errorf("can %s %s %s: %q, want %s", check.sa, check.verb, check.resource, out, check.want)
+		}
+	}
 	got, err := policy.Load(testbed.PolicyGetenv(c.policyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +389,7 @@ func testDaemonSet(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 }
 
-// checkAgent checks the DaemonSet's node agent container: Ready (its
+// checkAgent checks the agent DaemonSet's container: Ready (its
 // readiness probe is /readyz), /readyz and /healthz answer ok on the host
 // and /metrics carries the agent's metrics.
 func (c *cluster) checkAgent(t *testing.T, start time.Time) {
@@ -342,7 +406,7 @@ func (c *cluster) checkAgent(t *testing.T, start time.Time) {
 				} `json:"status"`
 			} `json:"items"`
 		}
-		if err := c.getJSON(&pods, "-n", "kube-system", "pods", "-l", "app.kubernetes.io/name=userspace-cni"); err != nil {
+		if err := c.getJSON(&pods, "-n", "kube-system", "pods", "-l", "app.kubernetes.io/name=userspace-cni-agent"); err != nil {
 			return err
 		}
 		if len(pods.Items) != 1 {
@@ -361,7 +425,7 @@ func (c *cluster) checkAgent(t *testing.T, start time.Time) {
 		}
 		return errors.New("no agent container status")
 	}); err != nil {
-		out, _ := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni", "-c", "agent", "--tail=40")
+		out := c.agentLogs()
 		t.Fatalf("%v\nagent log:\n%s", err, out)
 	}
 	t.Logf("DaemonSet applied to agent Ready: %v", time.Since(start).Round(time.Millisecond))
@@ -378,6 +442,19 @@ func (c *cluster) checkAgent(t *testing.T, start time.Time) {
 	} else if !strings.Contains(m, "userspace_cni_reconciles_total") {
 		t.Errorf("agent /metrics lacks userspace_cni_reconciles_total:\n%s", m)
 	}
+}
+
+// agentLogs is the tail of the agent's log, of its previous run too when
+// its container was restarted (in one run on a loaded machine it was, with
+// the cause not in the current log), and its pod's status.
+func (c *cluster) agentLogs() string {
+	out, _ := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni-agent", "--tail=40")
+	if prev, err := c.kubectl(nil, "-n", "kube-system", "logs", "daemonset/userspace-cni-agent", "--previous", "--tail=40"); err == nil {
+		out = "previous run:\n" + prev + "\ncurrent run:\n" + out
+	}
+	status, _ := c.kubectl(nil, "-n", "kube-system", "get", "pods", "-l", "app.kubernetes.io/name=userspace-cni-agent",
+		"-o", "jsonpath={.items[*].status.containerStatuses}")
+	return out + "\ncontainer status: " + status
 }
 
 // agentGet GETs path from the node agent on the host's network.
@@ -581,7 +658,7 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	}
 
 	// What Multus and the plugin published.
-	var sandboxDirs []string
+	var sandboxDirs, sockets []string
 	for _, name := range []string{"dpdk-l3fwd", "dpdk-pktgen"} {
 		var p pod
 		if err := c.getJSON(&p, "pod", name); err != nil {
@@ -607,6 +684,7 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 					t.Errorf("%s network-status entry: %+v", name, s)
 				} else {
 					sandboxDirs = append(sandboxDirs, filepath.Dir(s.DeviceInfo.VhostUser.Path))
+					sockets = append(sockets, s.DeviceInfo.VhostUser.Path)
 				}
 			}
 		}
@@ -635,6 +713,7 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 		t.Error(err)
 	} else {
 		t.Logf("agent saw both attachments ok %v after the packets", time.Since(agentStart).Round(time.Millisecond))
+		c.restartVswitchd(t, ovs, []string{"dpdk-l3fwd", "dpdk-pktgen"}, sockets)
 	}
 
 	// Deleting the pods leaves nothing of theirs.
@@ -644,6 +723,183 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 	if err := c.waitFor("pods' traces gone", 60*time.Second, func() error { return c.leftovers(ovs, sandboxDirs) }); err != nil {
 		t.Error(err)
 	}
+}
+
+// restartVswitchd kills the node's ovs-vswitchd (the test bed's, by PID)
+// as a crash would, starts it again, and checks the agent in its container
+// did its work: its metrics count the two restores, each pod got a
+// UserspaceAttachmentLost and a UserspaceAttachmentRestored Event (read
+// from the API server), and each pod's socket (the notes' server mode: a
+// hard link the agent made again to the restarted switch's socket)
+// connects. The pods' DPDK apps are not asked to reconnect: a virtio-user
+// client does not redial.
+func (c *cluster) restartVswitchd(t *testing.T, ovs *testbed.OVS, pods, sockets []string) {
+	t.Helper()
+	restored := `userspace_cni_restores_total{engine="ovs-dpdk",result="restored"}`
+	m, err := c.agentMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := metricValue(m, restored)
+	start := time.Now()
+	if err := ovs.KillVswitchd(); err != nil {
+		t.Fatal(err)
+	}
+	// The agent, queued for ovs-vswitchd's lock, removes the sockets the
+	// killed switch left before the restarted one can bind them.
+	if err := ovs.StartVswitchd(); err != nil {
+		t.Fatalf("restarting ovs-vswitchd: %v", err)
+	}
+	t.Logf("ovs-vswitchd killed and restarted in %v", time.Since(start).Round(time.Millisecond))
+	err = c.waitFor("the agent's restores after the restart", 60*time.Second, func() error {
+		m, err := c.agentMetrics()
+		if err != nil {
+			return err
+		}
+		if n := metricValue(m, restored); n < before+float64(len(pods)) {
+			return fmt.Errorf("%s = %v, was %v:\n%s", restored, n, before, grepLines(m, "userspace_cni_restores_total", "userspace_cni_attachments", "userspace_cni_agent_errors_total"))
+		}
+		for _, sock := range sockets {
+			conn, err := net.DialTimeout("unix", sock, time.Second)
+			if err != nil {
+				return fmt.Errorf("the pod's socket: %w", err)
+			}
+			_ = conn.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		out := c.agentLogs()
+		t.Fatalf("%v\nagent log:\n%s", err, out)
+	}
+	t.Logf("kill -> restores counted and the pods' sockets connect: %v", time.Since(start).Round(time.Millisecond))
+	err = c.waitFor("the pods' Events", 30*time.Second, func() error {
+		for _, pod := range pods {
+			for _, reason := range []string{"UserspaceAttachmentLost", "UserspaceAttachmentRestored"} {
+				out, err := c.kubectl(nil, "get", "events", "--field-selector",
+					"involvedObject.kind=Pod,involvedObject.name="+pod+",reason="+reason, "-o", "name")
+				if err != nil {
+					return err
+				}
+				if strings.TrimSpace(out) == "" {
+					return fmt.Errorf("no %s Event on pod %s", reason, pod)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		out, _ := c.kubectl(nil, "get", "events", "-A")
+		t.Errorf("%v\nevents:\n%s", err, out)
+	}
+}
+
+// metricValue is the value of the sample named by series (name and
+// labels, as /metrics prints them), 0 when absent.
+func metricValue(metrics, series string) float64 {
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// testOrphan adds an attachment the way a runtime would, with host-local
+// IPAM, for a pod that does not exist, and checks that the agent in its
+// container tears it down after its grace (3 s here): the switch port, the
+// record and the IP allocation go, and the metric counts it.
+func testOrphan(t *testing.T, c *cluster, ovs *testbed.OVS) {
+	ns, err := testbed.NewNetNS(testbed.UniqueName("usp-orphan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	dataDir := c.path("var/lib/cni/networks")
+	conf := map[string]any{"cniVersion": "1.0.0", "name": "orphan-net", "type": "userspace",
+		"host": map[string]any{"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge",
+			"vhost": map[string]any{"mode": "client"}, "bridge": map[string]any{"bridgeName": "br-orphan"}},
+		"container": map[string]any{"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface",
+			"vhost": map[string]any{"mode": "server"}},
+		"ipam": map[string]any{"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": dataDir}}
+	stdin, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid := fmt.Sprintf("%064x", time.Now().UnixNano())
+	run := func(command string) ([]byte, error) {
+		cmd := exec.Command(filepath.Join(c.cniBin, "userspace"))
+		cmd.Stdin = strings.NewReader(string(stdin))
+		cmd.Env = append(os.Environ(), "CNI_COMMAND="+command, "CNI_CONTAINERID="+cid, "CNI_NETNS="+ns.Path(), "CNI_IFNAME=net1",
+			"CNI_PATH="+c.cniBin, "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=ghost;K8S_POD_UID=00000000-0000-0000-0000-0000000000aa",
+			policy.PathEnv+"="+c.policyFile)
+		return cmd.Output()
+	}
+	// Whatever the agent left (nothing, when it passes): DEL is idempotent.
+	t.Cleanup(func() {
+		if out, err := run("DEL"); err != nil {
+			t.Errorf("DEL of the orphan in the cleanup: %v %s", err, out)
+		}
+	})
+	out, err := run("ADD")
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("ADD of the orphan: %v\n%s%s", err, out, stderr)
+	}
+	// host-local's allocations: one file per address, named by it.
+	allocated := func() []string {
+		var ips []string
+		ents, _ := os.ReadDir(filepath.Join(dataDir, "orphan-net"))
+		for _, e := range ents {
+			if e.Name() != "lock" && !strings.HasPrefix(e.Name(), "last_reserved_ip") {
+				ips = append(ips, e.Name())
+			}
+		}
+		return ips
+	}
+	if ips := allocated(); len(ips) != 1 {
+		t.Fatalf("host-local's allocations after ADD: %v (result %s)", ips, out)
+	}
+	orphanPorts := func() (string, error) {
+		brs, err := ovs.Vsctl("list-br")
+		if err != nil || !slices.Contains(strings.Fields(brs), "br-orphan") {
+			return "", err
+		}
+		ports, err := ovs.Vsctl("list-ports", "br-orphan")
+		return strings.TrimSpace(ports), err
+	}
+	if ports, err := orphanPorts(); err != nil || ports == "" {
+		t.Fatalf("br-orphan ports after ADD: %q %v", ports, err)
+	}
+	start := time.Now()
+	err = c.waitFor("the orphan collected", 60*time.Second, func() error {
+		if ips := allocated(); len(ips) != 0 {
+			return fmt.Errorf("host-local still holds %v", ips)
+		}
+		if recs, _ := filepath.Glob(c.nodePolicy(ovs).StateDir + "/attachments/" + cid + "*"); len(recs) > 0 {
+			return fmt.Errorf("records left: %v", recs)
+		}
+		if ports, err := orphanPorts(); err != nil || ports != "" {
+			return fmt.Errorf("br-orphan ports: %q %v", ports, err)
+		}
+		m, err := c.agentMetrics()
+		if err != nil {
+			return err
+		}
+		if n := metricValue(m, `userspace_cni_orphans_collected_total{engine="ovs-dpdk"}`); n != 1 {
+			return fmt.Errorf("orphans collected %v", n)
+		}
+		return nil
+	})
+	if err != nil {
+		out := c.agentLogs()
+		t.Fatalf("%v\nagent log:\n%s", err, out)
+	}
+	t.Logf("orphan (port, record, IP) collected %v after its ADD", time.Since(start).Round(time.Millisecond))
 }
 
 // leftovers names what a deleted pod might leave: switch ports, the given
@@ -822,7 +1078,7 @@ func testVPPPods(t *testing.T, c *cluster, vpp *testbed.VPP) {
 }
 
 func testDaemonSetDelete(t *testing.T, c *cluster) {
-	if _, err := c.kubectl(nil, "-n", "kube-system", "delete", "daemonset", "userspace-cni", "--wait=true", "--timeout=60s"); err != nil {
+	if _, err := c.kubectl(nil, "-n", "kube-system", "delete", "daemonset", "userspace-cni", "userspace-cni-agent", "--wait=true", "--timeout=60s"); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.waitFor("installer pod gone", 60*time.Second, func() error {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +24,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/userspace-cni/userspace/pkg/agent"
 	"github.com/userspace-cni/userspace/pkg/configdata"
@@ -225,36 +228,51 @@ func TestRBACDenied(t *testing.T) {
 	}
 }
 
+// TestLeastPrivilege asks the real authorizer what each of the manifests'
+// identities may do: the plugin's get and patch on pods, the node agent's
+// list on pods and create on events, and neither anything of the other's
+// or beyond.
 func TestLeastPrivilege(t *testing.T) {
 	e := needEnv(t)
 	ctx := testCtx(t)
-	sa := "system:serviceaccount:kube-system:userspace-cni"
-	saGroups := []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}
+	pluginSA, pluginGroups := kubetest.ServiceAccountUser(kubetest.PluginIdentity)
+	agentSA, agentGroups := kubetest.ServiceAccountUser(kubetest.AgentIdentity)
+	type verb [2]string
+	all := []verb{{"get", "pods"}, {"patch", "pods"}, {"list", "pods"}, {"create", "events"},
+		{"watch", "pods"}, {"update", "pods"}, {"delete", "pods"}, {"create", "pods"}, {"get", "pods/log"},
+		{"create", "pods/exec"}, {"patch", "pods/status"}, {"get", "secrets"}, {"list", "secrets"},
+		{"get", "nodes"}, {"list", "nodes"}, {"get", "events"}, {"list", "events"}, {"update", "events"},
+		{"patch", "events"}, {"delete", "events"}, {"create", "configmaps"}, {"get", "configmaps"},
+		{"create", "serviceaccounts/token"}}
 	for _, id := range []struct {
-		user   string
-		groups []string
-	}{{kubetest.PluginUser, []string{"system:authenticated"}}, {sa, saGroups}} {
-		// The plugin's get and patch; the node agent's list pods and
-		// create events (one identity: the DaemonSet's pod has one).
-		for _, allowed := range [][2]string{{"get", "pods"}, {"patch", "pods"}, {"list", "pods"}, {"create", "events"}} {
-			if ok, err := e.Allowed(ctx, id.user, id.groups, allowed[0], allowed[1], "any-namespace"); err != nil || !ok {
-				t.Errorf("%s may not %s %s: %v", id.user, allowed[0], allowed[1], err)
-			}
-		}
-		for _, denied := range [][2]string{{"watch", "pods"}, {"update", "pods"}, {"delete", "pods"}, {"create", "pods"},
-			{"get", "secrets"}, {"list", "secrets"}, {"get", "nodes"}, {"get", "events"}, {"list", "events"},
-			{"update", "events"}, {"delete", "events"}, {"create", "configmaps"}} {
-			if ok, err := e.Allowed(ctx, id.user, id.groups, denied[0], denied[1], "default"); err != nil || ok {
-				t.Errorf("%s may %s %s (err %v)", id.user, denied[0], denied[1], err)
+		user    string
+		groups  []string
+		allowed []verb
+	}{
+		{kubetest.PluginUser, []string{"system:authenticated"}, []verb{{"get", "pods"}, {"patch", "pods"}}},
+		{pluginSA, pluginGroups, []verb{{"get", "pods"}, {"patch", "pods"}}},
+		{agentSA, agentGroups, []verb{{"list", "pods"}, {"create", "events"}}},
+	} {
+		for _, v := range all {
+			want := slices.Contains(id.allowed, v)
+			for _, ns := range []string{"default", "any-namespace"} {
+				ok, err := e.Allowed(ctx, id.user, id.groups, v[0], v[1], ns)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok != want {
+					t.Errorf("%s may %s %s in %s: %v, want %v", id.user, v[0], v[1], ns, ok, want)
+				}
 			}
 		}
 	}
 }
 
 // TestAgentIdentity runs the node agent's own Kubernetes client
-// (pkg/agent) with the DaemonSet's ServiceAccount token, as the agent
+// (pkg/agent) with its DaemonSet's ServiceAccount token, as the agent
 // container gets it: it lists this node's pods and records an Event, and
-// the same token cannot delete a pod or read a secret.
+// the same token cannot delete a pod, read a secret, list events, or do
+// the plugin's get and patch on a pod.
 func TestAgentIdentity(t *testing.T) {
 	e := needEnv(t)
 	ctx := testCtx(t)
@@ -268,11 +286,11 @@ func TestAgentIdentity(t *testing.T) {
 	}
 
 	// The authorizer's cache lags behind the manifests' binding.
-	saGroups := []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}
-	if err := e.WaitAllowed(ctx, "system:serviceaccount:kube-system:userspace-cni", saGroups, "list", "pods", ns); err != nil {
+	agentSA, agentGroups := kubetest.ServiceAccountUser(kubetest.AgentIdentity)
+	if err := e.WaitAllowed(ctx, agentSA, agentGroups, "list", "pods", ns); err != nil {
 		t.Fatal(err)
 	}
-	token, err := e.ServiceAccountToken(ctx, "kube-system", "userspace-cni")
+	token, err := e.ServiceAccountToken(ctx, kubetest.IdentityNamespace, kubetest.AgentIdentity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,8 +336,12 @@ func TestAgentIdentity(t *testing.T) {
 	if _, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the agent's identity lists events: %v", err)
 	}
-	if _, err := cs.CoreV1().Pods(ns).Get(ctx, mine.Name, metav1.GetOptions{}); err != nil {
-		t.Errorf("the plugin's get with the same identity: %v", err)
+	if _, err := cs.CoreV1().Pods(ns).Get(ctx, mine.Name, metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agent's identity gets a pod (the plugin's verb): %v", err)
+	}
+	patch := []byte(`{"metadata":{"annotations":{"x":"y"}}}`)
+	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, mine.Name, types.MergePatchType, patch, metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agent's identity patches a pod (the plugin's verb): %v", err)
 	}
 }
 
@@ -780,7 +802,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	token, err := e.ServiceAccountToken(ctx, "kube-system", "userspace-cni")
+	token, err := e.ServiceAccountToken(ctx, kubetest.IdentityNamespace, kubetest.PluginIdentity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -846,9 +868,27 @@ func TestInstallerKubeconfig(t *testing.T) {
 	}
 	use()
 
+	// The node's kubeconfig carries the plugin's identity only: the node
+	// agent's verbs are refused.
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the plugin's kubeconfig lists pods: %v", err)
+	}
+	ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: "x."}, InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod.Name}}
+	if _, err := cs.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the plugin's kubeconfig creates events: %v", err)
+	}
+
 	// The kubelet rotates the token: the installer's next pass installs
 	// the new one, and it works.
-	token2, err := e.ServiceAccountToken(ctx, "kube-system", "userspace-cni")
+	token2, err := e.ServiceAccountToken(ctx, kubetest.IdentityNamespace, kubetest.PluginIdentity)
 	if err != nil {
 		t.Fatal(err)
 	}

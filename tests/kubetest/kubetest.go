@@ -1,11 +1,11 @@
 // Package kubetest runs a real kube-apiserver and etcd (controller-runtime's
 // envtest) for tests of the plugin's Kubernetes side, set up as the deploy/
 // manifests set up a cluster: the NetworkAttachmentDefinition CRD from
-// deploy/crd-network-attachment-definition.yaml, and the ServiceAccount,
-// ClusterRole and ClusterRoleBinding from deploy/userspace-cni.yaml, applied
-// as they are. The plugin's identity in tests is a user bound to that
-// ClusterRole and nothing else, so tests prove the manifests' permissions
-// are enough.
+// deploy/crd-network-attachment-definition.yaml, and the ServiceAccounts,
+// ClusterRoles and ClusterRoleBindings (the plugin's and the node agent's)
+// from deploy/userspace-cni.yaml, applied as they are. The plugin's identity
+// in tests is a user bound to the plugin's ClusterRole and nothing else, so
+// tests prove the manifests' permissions are enough.
 //
 // The binaries come from KUBEBUILDER_ASSETS, or else from
 // hack/kube-assets.sh (the first run builds kube-apiserver: minutes).
@@ -52,6 +52,23 @@ const (
 	pluginUserBinding = "userspace-cni-test-user"
 )
 
+// The manifests' identities: the plugin's (the installer's DaemonSet, whose
+// token the plugin's kubeconfig carries) and the node agent's, each a
+// ServiceAccount in kube-system bound to the ClusterRole of the same name.
+const (
+	PluginIdentity = "userspace-cni"
+	AgentIdentity  = "userspace-cni-agent"
+	// IdentityNamespace is the namespace of both ServiceAccounts.
+	IdentityNamespace = "kube-system"
+)
+
+// ServiceAccountUser is the user name and groups a ServiceAccount of
+// IdentityNamespace authenticates as.
+func ServiceAccountUser(name string) (string, []string) {
+	return "system:serviceaccount:" + IdentityNamespace + ":" + name,
+		[]string{"system:serviceaccounts", "system:serviceaccounts:" + IdentityNamespace, "system:authenticated"}
+}
+
 // Manifest files under deploy/.
 const (
 	ManifestFile = "deploy/userspace-cni.yaml"
@@ -74,7 +91,7 @@ type Env struct {
 	Dynamic   dynamic.Interface
 	// PluginKubeconfig is a kubeconfig file for PluginUser.
 	PluginKubeconfig string
-	// ClusterRole is the manifests' ClusterRole name.
+	// ClusterRole is the manifests' ClusterRole of the plugin.
 	ClusterRole string
 
 	env *envtest.Environment
@@ -248,8 +265,8 @@ func rbacResource(kind string) (schema.GroupVersionResource, bool) {
 	return schema.GroupVersionResource{}, false
 }
 
-// applyRBAC creates the manifests' ServiceAccount, ClusterRole and
-// ClusterRoleBinding unchanged.
+// applyRBAC creates the manifests' ServiceAccounts, ClusterRoles and
+// ClusterRoleBindings unchanged.
 func (e *Env) applyRBAC(ctx context.Context) error {
 	objs, err := LoadManifests(filepath.Join(e.RepoRoot, ManifestFile))
 	if err != nil {
@@ -267,12 +284,12 @@ func (e *Env) applyRBAC(ctx context.Context) error {
 		if _, err := ri.Create(ctx, o, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating %s %s from %s: %w", o.GetKind(), o.GetName(), ManifestFile, err)
 		}
-		if o.GetKind() == "ClusterRole" {
+		if o.GetKind() == "ClusterRole" && o.GetName() == PluginIdentity {
 			e.ClusterRole = o.GetName()
 		}
 	}
 	if e.ClusterRole == "" {
-		return fmt.Errorf("%s has no ClusterRole", ManifestFile)
+		return fmt.Errorf("%s has no ClusterRole %s", ManifestFile, PluginIdentity)
 	}
 	return nil
 }
@@ -318,13 +335,15 @@ func (e *Env) WaitAllowed(ctx context.Context, user string, groups []string, ver
 	}
 }
 
-// Allowed asks the authorizer whether user may verb resource (core group)
-// in namespace.
+// Allowed asks the authorizer whether user may verb resource (core group;
+// "resource/subresource" names a subresource) in namespace.
 func (e *Env) Allowed(ctx context.Context, user string, groups []string, verb, resource, namespace string) (bool, error) {
+	// "pods/log" is the subresource log of pods.
+	res, sub, _ := strings.Cut(resource, "/")
 	r, err := e.Clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
 		Spec: authorizationv1.SubjectAccessReviewSpec{
 			User: user, Groups: groups,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: resource},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: res, Subresource: sub},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {

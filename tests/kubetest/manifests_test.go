@@ -60,9 +60,9 @@ func TestManifestsParse(t *testing.T) {
 			kinds[o.GetKind()] = append(kinds[o.GetKind()], o)
 		}
 	}
-	for _, k := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "CustomResourceDefinition"} {
-		if len(kinds[k]) != 1 {
-			t.Fatalf("want exactly one %s under deploy/, found %d", k, len(kinds[k]))
+	for k, n := range map[string]int{"ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2, "ConfigMap": 1, "DaemonSet": 2, "CustomResourceDefinition": 1} {
+		if len(kinds[k]) != n {
+			t.Fatalf("want %d %s under deploy/, found %d", n, k, len(kinds[k]))
 		}
 	}
 	for k := range kinds {
@@ -72,59 +72,80 @@ func TestManifestsParse(t *testing.T) {
 			t.Errorf("unexpected kind %s under deploy/", k)
 		}
 	}
-
-	var sa corev1.ServiceAccount
-	strict(t, kinds["ServiceAccount"][0], &sa)
-	if sa.Namespace != "kube-system" {
-		t.Errorf("ServiceAccount in namespace %q, want kube-system", sa.Namespace)
-	}
-
-	// Least privilege: the plugin's get and patch on pods, the node
-	// agent's list on pods and create on events, nothing else.
-	var role rbacv1.ClusterRole
-	strict(t, kinds["ClusterRole"][0], &role)
-	if role.AggregationRule != nil {
-		t.Fatalf("ClusterRole %s aggregates %v", role.Name, role.AggregationRule)
-	}
-	granted := map[string][]string{} // resource -> verbs
-	for _, r := range role.Rules {
-		if !slices.Equal(r.APIGroups, []string{""}) || len(r.Resources) != 1 || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
-			t.Errorf("ClusterRole %s rule %+v: want core-group rules on one resource each", role.Name, r)
-			continue
+	named := func(kind, name string) *unstructured.Unstructured {
+		t.Helper()
+		for _, o := range kinds[kind] {
+			if o.GetName() == name {
+				return o
+			}
 		}
-		granted[r.Resources[0]] = append(granted[r.Resources[0]], r.Verbs...)
+		t.Fatalf("no %s %s under deploy/", kind, name)
+		return nil
 	}
-	for res, want := range map[string][]string{"pods": {"get", "list", "patch"}, "events": {"create"}} {
-		if got := slices.Sorted(slices.Values(granted[res])); !slices.Equal(got, want) {
-			t.Errorf("ClusterRole %s grants %v on %s, want %v", role.Name, got, res, want)
+
+	// Two identities, each with least privilege: the plugin's get and
+	// patch on pods; the node agent's list on pods and create on events.
+	// Each ServiceAccount is bound to its own ClusterRole and nothing else.
+	for id, want := range map[string]map[string][]string{
+		kubetest.PluginIdentity: {"pods": {"get", "patch"}},
+		kubetest.AgentIdentity:  {"pods": {"list"}, "events": {"create"}},
+	} {
+		var sa corev1.ServiceAccount
+		strict(t, named("ServiceAccount", id), &sa)
+		if sa.Namespace != kubetest.IdentityNamespace {
+			t.Errorf("ServiceAccount %s in namespace %q, want %s", id, sa.Namespace, kubetest.IdentityNamespace)
 		}
-		delete(granted, res)
-	}
-	if len(granted) != 0 {
-		t.Errorf("ClusterRole %s grants more: %v", role.Name, granted)
+		var role rbacv1.ClusterRole
+		strict(t, named("ClusterRole", id), &role)
+		if role.AggregationRule != nil {
+			t.Fatalf("ClusterRole %s aggregates %v", role.Name, role.AggregationRule)
+		}
+		granted := map[string][]string{} // resource -> verbs
+		for _, r := range role.Rules {
+			if !slices.Equal(r.APIGroups, []string{""}) || len(r.Resources) != 1 || len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
+				t.Errorf("ClusterRole %s rule %+v: want core-group rules on one resource each", role.Name, r)
+				continue
+			}
+			granted[r.Resources[0]] = append(granted[r.Resources[0]], r.Verbs...)
+		}
+		for res, verbs := range want {
+			if got := slices.Sorted(slices.Values(granted[res])); !slices.Equal(got, verbs) {
+				t.Errorf("ClusterRole %s grants %v on %s, want %v", role.Name, got, res, verbs)
+			}
+			delete(granted, res)
+		}
+		if len(granted) != 0 {
+			t.Errorf("ClusterRole %s grants more: %v", role.Name, granted)
+		}
+		var binding rbacv1.ClusterRoleBinding
+		strict(t, named("ClusterRoleBinding", id), &binding)
+		if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name || binding.RoleRef.APIGroup != rbacv1.GroupName {
+			t.Errorf("ClusterRoleBinding %s refers to %+v, want ClusterRole %s", binding.Name, binding.RoleRef, role.Name)
+		}
+		if len(binding.Subjects) != 1 || binding.Subjects[0].Kind != rbacv1.ServiceAccountKind ||
+			binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
+			t.Errorf("ClusterRoleBinding %s subjects %+v, want only the ServiceAccount %s/%s", binding.Name, binding.Subjects, sa.Namespace, sa.Name)
+		}
 	}
 
-	var binding rbacv1.ClusterRoleBinding
-	strict(t, kinds["ClusterRoleBinding"][0], &binding)
-	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name || binding.RoleRef.APIGroup != rbacv1.GroupName {
-		t.Errorf("ClusterRoleBinding refers to %+v, want ClusterRole %s", binding.RoleRef, role.Name)
-	}
-	if len(binding.Subjects) != 1 || binding.Subjects[0].Kind != rbacv1.ServiceAccountKind ||
-		binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
-		t.Errorf("ClusterRoleBinding subjects %+v, want only the ServiceAccount %s/%s", binding.Subjects, sa.Namespace, sa.Name)
-	}
-
-	var ds appsv1.DaemonSet
-	strict(t, kinds["DaemonSet"][0], &ds)
+	var ds, ads appsv1.DaemonSet
+	strict(t, named("DaemonSet", kubetest.PluginIdentity), &ds)
+	strict(t, named("DaemonSet", kubetest.AgentIdentity), &ads)
 	spec := ds.Spec.Template.Spec
-	if spec.ServiceAccountName != sa.Name || ds.Namespace != sa.Namespace {
-		t.Errorf("DaemonSet %s/%s runs as %q, want the ServiceAccount %s/%s", ds.Namespace, ds.Name, spec.ServiceAccountName, sa.Namespace, sa.Name)
+	if spec.ServiceAccountName != kubetest.PluginIdentity || ds.Namespace != kubetest.IdentityNamespace {
+		t.Errorf("DaemonSet %s/%s runs as %q, want the plugin's ServiceAccount %s", ds.Namespace, ds.Name, spec.ServiceAccountName, kubetest.PluginIdentity)
 	}
-	if len(spec.Containers) != 2 || spec.Containers[0].Name != "install" || spec.Containers[1].Name != "agent" {
-		t.Fatalf("DaemonSet: containers %d, want install and agent", len(spec.Containers))
+	if as := ads.Spec.Template.Spec; as.ServiceAccountName != kubetest.AgentIdentity || ads.Namespace != kubetest.IdentityNamespace {
+		t.Errorf("DaemonSet %s/%s runs as %q, want the agent's ServiceAccount %s", ads.Namespace, ads.Name, as.ServiceAccountName, kubetest.AgentIdentity)
+	}
+	if len(spec.Containers) != 1 || spec.Containers[0].Name != "install" {
+		t.Fatalf("DaemonSet %s: %d containers, want the installer alone", ds.Name, len(spec.Containers))
+	}
+	if as := ads.Spec.Template.Spec; len(as.Containers) != 1 || as.Containers[0].Name != "agent" {
+		t.Fatalf("DaemonSet %s: %d containers, want the agent alone", ads.Name, len(as.Containers))
 	}
 	c := spec.Containers[0]
-	checkAgent(t, spec, spec.Containers[1])
+	checkAgent(t, ads.Spec.Template.Spec, c.Image)
 	if c.Image != "userspace-cni:latest" {
 		t.Errorf("DaemonSet image %q", c.Image)
 	}
@@ -213,14 +234,17 @@ func TestManifestsParse(t *testing.T) {
 	}
 }
 
-// checkAgent checks the DaemonSet's node agent container: the installer's
-// image and command userspace-agent, unprivileged, ready when /readyz says
-// so, its node's name, the policy ConfigMap where USERSPACE_CNI_POLICY
-// points, and the default policy's host directories at their host paths
-// (the plugin's records name those paths).
-func checkAgent(t *testing.T, spec corev1.PodSpec, c corev1.Container) {
+// checkAgent checks the agent DaemonSet's node agent container: the
+// installer's image and command userspace-agent, unprivileged, ready when
+// /readyz says so, its node's name, the policy ConfigMap where
+// USERSPACE_CNI_POLICY points, the default policy's host directories at
+// their host paths (the plugin's records name those paths), and what an
+// orphan's IPAM DEL needs: the CNI plugins read-only, host-local's
+// allocations read-write.
+func checkAgent(t *testing.T, spec corev1.PodSpec, image string) {
 	t.Helper()
-	if c.Image != spec.Containers[0].Image || len(c.Command) == 0 || filepath.Base(c.Command[0]) != "userspace-agent" {
+	c := spec.Containers[0]
+	if c.Image != image || len(c.Command) == 0 || filepath.Base(c.Command[0]) != "userspace-agent" {
 		t.Errorf("agent container image %q command %v, want the installer's image and userspace-agent", c.Image, c.Command)
 	}
 	if sc := c.SecurityContext; sc == nil || sc.Privileged == nil || *sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
@@ -246,7 +270,9 @@ func checkAgent(t *testing.T, spec corev1.PodSpec, c corev1.Container) {
 	}
 	var policyMounted bool
 	hostMounts := map[string]bool{}
+	readOnly := map[string]bool{}
 	for _, m := range c.VolumeMounts {
+		readOnly[m.MountPath] = m.ReadOnly
 		v := volumes[m.Name]
 		switch {
 		case v.ConfigMap != nil:
@@ -261,11 +287,34 @@ func checkAgent(t *testing.T, spec corev1.PodSpec, c corev1.Container) {
 	if !policyMounted {
 		t.Errorf("agent: the policy ConfigMap is not where %s (%q) points", policy.PathEnv, env[policy.PathEnv].Value)
 	}
+	// mountOf is the mount a directory is reached through: itself or its
+	// nearest mounted ancestor.
+	mountOf := func(dir string) string {
+		for d := dir; ; d = filepath.Dir(d) {
+			if hostMounts[d] {
+				return d
+			}
+			if d == "/" {
+				return ""
+			}
+		}
+	}
 	def := policy.Default()
 	for _, dir := range []string{def.StateDir, filepath.Dir(strings.TrimPrefix(def.OVSDBSocket, "unix:")), filepath.Dir(def.VPPAPISocket),
-		"/var/lib/cni/vhostuser", filepath.Join(def.KubeletRoot, "pods")} {
-		if !hostMounts[dir] {
+		"/var/lib/cni/vhostuser", filepath.Join(def.KubeletRoot, "pods"), "/opt/cni/bin", "/var/lib/cni/networks"} {
+		m := mountOf(dir)
+		if m == "" {
 			t.Errorf("agent: host directory %s not mounted (mounted: %v)", dir, hostMounts)
+			continue
 		}
+		if want := dir == "/opt/cni/bin"; readOnly[m] != want {
+			t.Errorf("agent: host directory %s mounted read-only %v, want %v", dir, readOnly[m], want)
+		}
+	}
+	// A server-mode socket is re-exposed by a hard link, which cannot
+	// cross mounts: the notes' socket directory and an OVS run directory
+	// under /var/lib/cni must be reached through one mount.
+	if a, b := mountOf("/var/lib/cni/vhostuser"), mountOf("/var/lib/cni/openvswitch"); a != b {
+		t.Errorf("agent: /var/lib/cni/vhostuser (mount %s) and /var/lib/cni/openvswitch (mount %s) are on different mounts", a, b)
 	}
 }
