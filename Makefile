@@ -71,11 +71,14 @@ chaos:
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -run '^TestAgentChaos$$' -v -count=1 -timeout 60m ./tests/integration/
 
 # Kubernetes: a real kube-apiserver (built once from the Go module proxy by
-# hack/kube-assets.sh, cached by version outside the repo) and etcd (Debian).
+# hack/kube-assets.sh, cached by version outside the repo) and etcd (Debian);
+# tests/multus also runs the real Multus thin plugin and the bridge and
+# host-local reference plugins (hack/node-assets.sh --multus, cached likewise).
+MULTUS_ASSETS = $$(./hack/node-assets.sh --multus)
 kube:
-	assets=$$(./hack/kube-assets.sh) && vpp=$(VPP_DIR) && \
+	assets=$$(./hack/kube-assets.sh) && multus=$(MULTUS_ASSETS) && vpp=$(VPP_DIR) && \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test -race -count=1 -timeout 20m ./tests/kubetest/ && \
-	KUBEBUILDER_ASSETS=$$assets USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/multus/
+	KUBEBUILDER_ASSETS=$$assets USERSPACE_MULTUS_ASSETS=$$multus USERSPACE_VPP_DIR=$$vpp $(GO) test -count=1 -timeout 20m ./tests/multus/
 
 # A real single-node cluster (kubelet, containerd, runc, the real Multus, the
 # DaemonSet of deploy/) running the notes' pods: binaries from
@@ -131,7 +134,8 @@ bench: deps
 	$(GO) test -run='^$$' -bench='AddDel|Version|Scale' -benchtime=$(BENCHTIME) -timeout 30m ./tests/bench/ && \
 	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Parallel' -benchtime=1x -timeout 30m ./tests/bench/ && \
 	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Restore' -benchtime=3x -timeout 30m ./tests/bench/
-	assets=$$(./hack/kube-assets.sh) && vpp=$(VPP_DIR) && KUBEBUILDER_ASSETS=$$assets USERSPACE_VPP_DIR=$$vpp \
+	assets=$$(./hack/kube-assets.sh) && multus=$(MULTUS_ASSETS) && vpp=$(VPP_DIR) && \
+	KUBEBUILDER_ASSETS=$$assets USERSPACE_MULTUS_ASSETS=$$multus USERSPACE_VPP_DIR=$$vpp \
 	$(GO) test -run='^$$' -bench='KubeAddDel' -benchtime=$(BENCHTIME) -timeout 30m ./tests/multus/
 
 clean:

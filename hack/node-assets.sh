@@ -8,7 +8,16 @@
 # ${USERSPACE_CNI_CACHE:-$XDG_CACHE_HOME/userspace-cni}; etcd and runc are
 # Debian's. The CNI plugins go to bin/cni/, the test's private CNI bin dir
 # source (the machine's /opt/cni/bin is never touched).
+#
+# With --multus it provides only what tests/multus runs (make kube): the Multus
+# thin plugin and the bridge and host-local reference plugins, and prints a
+# folder holding just those three (no kubelet, containerd or runc).
 set -euo pipefail
+
+multus_only=false
+if [[ ${1:-} == --multus ]]; then
+	multus_only=true
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${USERSPACE_CNI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/userspace-cni}
@@ -44,6 +53,36 @@ build() {
 	exec 9>&-
 }
 
+multus_v=$(modver multus gopkg.in/k8snetworkplumbingwg/multus-cni.v4)
+multus=$cache/multus-$multus_v
+build "$multus" multus "-X gopkg.in/k8snetworkplumbingwg/multus-cni.v4/pkg/multus.version=$multus_v" \
+	gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus
+
+cni_v=$(modver cni-plugins github.com/containernetworking/plugins)
+cni=$cache/cni-plugins-$cni_v
+build "$cni" cni-plugins "" \
+	github.com/containernetworking/plugins/plugins/ipam/host-local \
+	github.com/containernetworking/plugins/plugins/main/bridge
+
+if $multus_only; then
+	# Links named by both versions, so two checkouts pinning different
+	# versions never share the folder.
+	out=$cache/multus-test-$multus_v-cni-$cni_v
+	mkdir -p "$out"
+	exec 9>"$out.lock"
+	flock 9
+	ln -sfn "$multus/multus" "$out/multus"
+	for b in bridge host-local; do ln -sfn "$cni/$b" "$out/$b"; done
+	echo "$out"
+	exit 0
+fi
+
+# The rest only for the node: the CNI plugins a node's pods use besides, runc
+# and containerd.
+build "$cni" cni-plugins "" \
+	github.com/containernetworking/plugins/plugins/main/loopback \
+	github.com/containernetworking/plugins/plugins/meta/portmap
+
 # runc, containerd's runtime, is Debian's.
 if ! dpkg-query -W -f='${Status}' runc 2>/dev/null | grep -q "ok installed"; then
 	say "installing runc"
@@ -57,19 +96,6 @@ build "$ctrd" containerd "-X github.com/containerd/containerd/v2/version.Version
 	github.com/containerd/containerd/v2/cmd/containerd \
 	github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
 	github.com/containerd/containerd/v2/cmd/ctr
-
-multus_v=$(modver multus gopkg.in/k8snetworkplumbingwg/multus-cni.v4)
-multus=$cache/multus-$multus_v
-build "$multus" multus "-X gopkg.in/k8snetworkplumbingwg/multus-cni.v4/pkg/multus.version=$multus_v" \
-	gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus
-
-cni_v=$(modver cni-plugins github.com/containernetworking/plugins)
-cni=$cache/cni-plugins-$cni_v
-build "$cni" cni-plugins "" \
-	github.com/containernetworking/plugins/plugins/ipam/host-local \
-	github.com/containernetworking/plugins/plugins/main/bridge \
-	github.com/containernetworking/plugins/plugins/main/loopback \
-	github.com/containernetworking/plugins/plugins/meta/portmap
 
 # Last: the longest build, and another run of kube-assets.sh may hold its lock.
 kube=$("$root/hack/kube-assets.sh" --node)

@@ -30,11 +30,12 @@ func runPlugin(verb string, s *sandbox, stdin []byte) (time.Duration, int, error
 	return d, n, nil
 }
 
-// BenchmarkKubeAddDel measures what the Kubernetes steps add to one
+// BenchmarkKubeAddDel calls the plugin directly, as Multus delegates to it,
+// to time the plugin alone: what the Kubernetes steps add to one
 // attachment's ADD and DEL (pod lookup, shared-dir volume, annotation
-// patch, device-info) against the real API server: the published OVS-DPDK
-// example with and without a kubeconfig, alternating, and the API requests
-// per ADD and DEL (target: one GET and one PATCH per ADD).
+// patch, device-info) against the real API server, with the published
+// OVS-DPDK example with and without a kubeconfig, alternating, and the API
+// requests per ADD and DEL (target: one GET and one PATCH per ADD).
 //
 //	go test -run '^$' -bench KubeAddDel -benchtime 50x ./tests/multus/
 func BenchmarkKubeAddDel(b *testing.B) {
@@ -79,4 +80,37 @@ func BenchmarkKubeAddDel(b *testing.B) {
 	b.ReportMetric(testbed.Percentile(lat["kube-del"], 50)-testbed.Percentile(lat["nokube-del"], 50), "added-del-p50-ms")
 	b.ReportMetric(float64(addReq)/float64(n), "api-requests/add")
 	b.ReportMetric(float64(delReq)/float64(n), "api-requests/del")
+}
+
+// BenchmarkKubeAddDelMultus is a pod's ADD and DEL as the runtime sees them
+// through the real Multus: Multus reads the pod and the NAD, runs the
+// bridge + host-local cluster network, then the plugin with the published
+// OVS-DPDK example (kubeconfig, device-info), and writes network-status.
+// Beside BenchmarkKubeAddDel, it shows what the plugin's share is of a pod's
+// networking time.
+//
+//	go test -run '^$' -bench KubeAddDelMultus -benchtime 20x ./tests/multus/
+func BenchmarkKubeAddDelMultus(b *testing.B) {
+	if err := bed.kube.CreateNAD(ctx(), "default", "bench-multus", ovsNAD(bed.kube.PluginKubeconfig, "br-bm")); err != nil {
+		b.Fatal(err)
+	}
+	s := newPod(b, "default", `[{"name": "bench-multus", "deviceID": "vhu-net1"}]`, "hostPath", mapped)
+	var adds, dels []time.Duration
+	for b.Loop() {
+		s.id = randomID()
+		start := time.Now()
+		if _, err := s.tryMultusAdd(); err != nil {
+			b.Fatal(multusErr("ADD", err))
+		}
+		adds = append(adds, time.Since(start))
+		start = time.Now()
+		if err := bed.runtime.DelNetwork(ctx(), bed.multusConf, s.multusRT()); err != nil {
+			b.Fatal(multusErr("DEL", err))
+		}
+		dels = append(dels, time.Since(start))
+	}
+	b.ReportMetric(testbed.Percentile(adds, 50), "multus-add-p50-ms")
+	b.ReportMetric(testbed.Percentile(adds, 99), "multus-add-p99-ms")
+	b.ReportMetric(testbed.Percentile(dels, 50), "multus-del-p50-ms")
+	b.ReportMetric(testbed.Percentile(dels, 99), "multus-del-p99-ms")
 }

@@ -1,10 +1,16 @@
-// Package multus drives the real plugin binary the way Multus delegates to
-// it (NADs read from a real kube-apiserver, the selection in the pod's
-// k8s.v1.cni.cncf.io/networks annotation, Multus's CNI_ARGS, interface
-// names, cni-args, runtimeConfig capabilities, DEL in reverse order with
-// prevResult), on real network namespaces against the real OVS-DPDK test bed
-// and a real VPP. The plugin uses an RBAC-limited identity bound to
-// the deploy/ manifests' ClusterRole. Multus itself is not available here.
+// Package multus runs the plugin under the real Multus thin plugin (v4,
+// built from the module proxy by hack/node-assets.sh --multus) against a
+// real kube-apiserver, on real network namespaces, the real OVS-DPDK test bed
+// and a real VPP: the test calls Multus as the runtime would (ADD, CHECK,
+// DEL for a sandbox), Multus reads the pod's k8s.v1.cni.cncf.io/networks
+// selection and the NADs, runs its bridge + host-local cluster network and
+// delegates to the plugin, and writes the pod's network-status. The plugin
+// uses an RBAC-limited identity bound to the deploy/ manifests' ClusterRole,
+// Multus one with the rules of Multus's own ClusterRole.
+//
+// Some tests call the plugin directly, imitating Multus's delegate call
+// (delegates, below), where Multus cannot express the case or hides what
+// the test asserts; each says why.
 package multus
 
 import (
@@ -19,7 +25,6 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -39,7 +44,16 @@ var bed struct {
 	vpp               *testbed.VPP
 	vppSock           string
 	kube              *kubetest.Env
-	cni               *libcni.CNIConfig
+	cni               *libcni.CNIConfig // direct delegate calls
+
+	// The real Multus (multusbin_test.go).
+	multusBin     string // Multus and the cluster network's plugins
+	multusConf    *libcni.NetworkConfig
+	multusCache   string // Multus's cniDir
+	multusLog     string
+	clusterBridge string
+	clusterIPAM   string            // the cluster network's host-local dataDir
+	runtime       *libcni.CNIConfig // the runtime calling Multus
 }
 
 func TestMain(m *testing.M) {
@@ -82,6 +96,11 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	bed.cni = libcni.NewCNIConfigWithCacheDir([]string{bed.bin}, filepath.Join(root, "cache"), nil)
+	undo, err := setupMultus()
+	if err != nil {
+		return 0, err
+	}
+	defer undo()
 	return m.Run(), nil
 }
 
@@ -89,7 +108,7 @@ func writePolicy(mutate func(*policy.Policy)) error {
 	p := bed.ovs.NodePolicy(bed.root, bed.vppSock, bed.shared, filepath.Join(bed.kubeletRoot, "pods"))
 	p.KubeconfigDirs = []string{bed.kube.Dir(), filepath.Join(bed.root, "kc")}
 	p.KubeletRoot = bed.kubeletRoot
-	p.DeviceInfoDirs = []string{bed.devInfoDir}
+	p.DeviceInfoDirs = []string{bed.devInfoDir, multusDevInfoDir}
 	bed.policy = filepath.Join(bed.root, "policy.json")
 	return testbed.WritePolicy(p, mutate, bed.policy)
 }
@@ -175,7 +194,8 @@ type delegate struct {
 	rt  *libcni.RuntimeConf
 }
 
-// delegates builds the calls Multus makes for a pod: the selections from
+// delegates imitates the calls Multus makes for a pod, for the tests that
+// call the plugin directly: the selections from
 // its annotation, each NAD's config from the API server (its name injected
 // when missing), Multus's CNI_ARGS, net<N> interface names (net0 is the
 // cluster network), cni-args and the capabilities the NAD declares.
@@ -237,20 +257,6 @@ func (s *sandbox) runtimeConf(ifName string, caps map[string]any) *libcni.Runtim
 			{"K8S_POD_INFRA_CONTAINER_ID", s.id},
 		},
 	}
-}
-
-// add runs every delegate's ADD in order, as Multus does.
-func (s *sandbox) add(t *testing.T) []types.Result {
-	t.Helper()
-	var res []types.Result
-	for _, d := range s.delegates(t) {
-		r, err := bed.cni.AddNetwork(ctx(), d.net, d.rt)
-		if err != nil {
-			t.Fatalf("ADD %s: %v", d.rt.IfName, err)
-		}
-		res = append(res, r)
-	}
-	return res
 }
 
 // del runs every delegate's DEL in reverse order (libcni passes the cached

@@ -10,11 +10,9 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
-	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
-	"github.com/userspace-cni/userspace/pkg/deviceinfo"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/vpp"
@@ -26,21 +24,18 @@ const mapped = "/var/lib/cni/usrspcni"
 
 // TestOVSExampleAnnotations: the published OVS-DPDK example as a NAD
 // (no name: Multus injects the NAD's), a pod with a hostPath shared-dir
-// volume and a MAC in its selection. The pod gets its config data in the
-// annotations, Multus its device-info, and DEL takes back exactly that.
+// volume and a MAC in its selection, networked by the real Multus. The pod
+// gets the plugin's config data in its annotations, and Multus's
+// network-status the device-info the plugin published; CHECK passes; DEL
+// through Multus takes back exactly that.
 func TestOVSExampleAnnotations(t *testing.T) {
 	if err := bed.kube.CreateNAD(ctx(), "default", "userspace-ovs", ovsNAD(bed.kube.PluginKubeconfig, "br-mt")); err != nil {
 		t.Fatal(err)
 	}
-	s := newPod(t, "default", `[{"name": "userspace-ovs", "mac": "02:00:00:00:00:42"}]`, "hostPath", mapped)
-	res := s.add(t)
-	r, err := types100.NewResultFromResult(res[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "net1" || r.Interfaces[0].Mac != "02:00:00:00:00:42" || r.Interfaces[0].Sandbox != s.ns.Path() {
-		t.Errorf("result interfaces %+v: want net1 in the sandbox with the selection's MAC", r.Interfaces)
-	}
+	// A deviceID in the selection is what makes Multus name a
+	// CNIDeviceInfoFile for a delegate (it does so only for a device).
+	s := newPod(t, "default", `[{"name": "userspace-ovs", "mac": "02:00:00:00:00:42", "deviceID": "vhu-net1"}]`, "hostPath", mapped)
+	s.multusAdd(t)
 	volume := filepath.Join(bed.shared, s.pod.Name)
 	sockName := s.id[:12] + "-net1"
 	if ovsPorts(t, s.id) != 1 {
@@ -63,45 +58,59 @@ func TestOVSExampleAnnotations(t *testing.T) {
 		e.Config.Vhost.Mode != "server" || e.Config.Vhost.Socketfile != sockName || e.Config.Engine != "ovs-dpdk" {
 		t.Errorf("config-data entry %+v", e)
 	}
-	if e.IPResult == nil || len(e.IPResult.Interfaces) != 1 || e.IPResult.Interfaces[0].Mac != "02:00:00:00:00:42" {
-		t.Errorf("config-data ipResult %+v", e.IPResult)
+	if e.IPResult == nil || len(e.IPResult.Interfaces) != 1 || e.IPResult.Interfaces[0].Mac != "02:00:00:00:00:42" ||
+		e.IPResult.Interfaces[0].Sandbox != s.ns.Path() {
+		t.Errorf("config-data ipResult %+v: want net1 in the sandbox with the selection's MAC", e.IPResult)
 	}
 	if _, err := os.Stat(filepath.Join(volume, configdata.FileName(s.id, "net1"))); err != nil {
 		t.Errorf("config-data file in the volume: %v", err)
 	}
 
-	devPath := filepath.Join(bed.devInfoDir, "userspace-ovs-"+s.id+"_net1")
-	di, err := deviceinfo.Read(&policy.Policy{DeviceInfoDirs: []string{bed.devInfoDir}}, devPath)
-	if err != nil {
-		t.Fatalf("device-info: %v", err)
+	// What only the real Multus shows: its network-status for the pod, the
+	// cluster network first, then net1 with the MAC from the selection and
+	// the plugin's device-info, read from the file Multus named.
+	st := s.networkStatus(t)
+	checkCluster(t, st)
+	n, ok := st["default/userspace-ovs"]
+	if !ok || n.Interface != "net1" || n.MAC != "02:00:00:00:00:42" || n.Default {
+		t.Errorf("network-status entry of default/userspace-ovs %+v, want net1 with the selection's MAC (all: %+v)", n, st)
 	}
-	if di.Type != "vhost-user" || di.Version != "1.1.0" || di.VhostUser == nil || di.VhostUser.Mode != "server" ||
+	di := n.DeviceInfo
+	if di == nil || di.Type != "vhost-user" || di.Version != "1.1.0" || di.VhostUser == nil || di.VhostUser.Mode != "server" ||
 		di.VhostUser.Path != filepath.Join(mapped, sockName) {
-		t.Errorf("device-info %+v (%+v), want vhost-user server at %s", di, di.VhostUser, filepath.Join(mapped, sockName))
+		t.Errorf("network-status device-info %+v, want vhost-user server at %s", di, filepath.Join(mapped, sockName))
 	}
+	// Multus names it by "<namespace>/<NAD>", the slash made a dash.
+	devPath := filepath.Join(multusDevInfoDir, "default-userspace-ovs-"+s.id+"_net1")
+	if _, err := os.Stat(devPath); err != nil {
+		t.Errorf("the device-info file Multus named: %v", err)
+	}
+	if !multusCacheEntry(s.id) {
+		t.Errorf("Multus cached no delegates for the sandbox in %s", bed.multusCache)
+	}
+	s.multusCheck(t)
 
-	s.del(t)
+	s.multusDel(t)
 	if entries, _ := s.annotation(t); len(entries) != 0 {
 		t.Errorf("DEL left config-data entries %+v", entries)
 	}
-	if _, err := os.Stat(devPath); !os.IsNotExist(err) {
-		t.Errorf("DEL left the device-info file: %v", err)
+	if _, err := os.Stat(filepath.Join(volume, configdata.FileName(s.id, "net1"))); !os.IsNotExist(err) {
+		t.Errorf("DEL left the config-data file: %v", err)
 	}
-	if ovsPorts(t, s.id) != 0 || len(records(t, s.id)) != 0 {
-		t.Errorf("DEL left a port or a record")
-	}
+	checkMultusDelClean(t, s, devPath)
 }
 
-// TestVPPExampleAnnotations: the published VPP example as a NAD; the memif
-// socket lands in the pod's volume, the annotation carries the slave side
-// and the IPAM address, device-info the memif role, path and mode.
+// TestVPPExampleAnnotations: the published VPP example as a NAD, through
+// the real Multus; the memif socket lands in the pod's volume, the
+// annotation carries the slave side and the IPAM address, Multus's
+// network-status the address and the memif role, path and mode. DEL
+// through Multus releases the address and leaves nothing.
 func TestVPPExampleAnnotations(t *testing.T) {
 	if err := bed.kube.CreateNAD(ctx(), "default", "memif-network", vppNAD(bed.kube.PluginKubeconfig)); err != nil {
 		t.Fatal(err)
 	}
-	s := newPod(t, "default", "memif-network", "hostPath", mapped)
-	res := s.add(t)
-	r, _ := types100.NewResultFromResult(res[0])
+	s := newPod(t, "default", `[{"name": "memif-network", "deviceID": "memif-net1"}]`, "hostPath", mapped)
+	s.multusAdd(t)
 	sockName := "memif-" + s.id[:12] + "-net1.sock"
 	sock := filepath.Join(bed.shared, s.pod.Name, sockName)
 	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
@@ -114,6 +123,10 @@ func TestVPPExampleAnnotations(t *testing.T) {
 	if i, ok := st.ByTag(vpp.OwnerTag(s.id, "net1")); !ok || i.BridgeDomain != 4 || i.DevType != "memif" {
 		t.Errorf("no tagged memif in bridge domain 4 (%+v):\n%s", i, st)
 	}
+	leases := allocations(filepath.Join(bed.root, "ipam"), "memif-network")
+	if len(leases) != 1 || !strings.HasPrefix(leases[0], "172.22.0.") {
+		t.Fatalf("host-local leases %v, want one address of 172.22.0.0/24", leases)
+	}
 	entries, mappedDir := s.annotation(t)
 	if len(entries) != 1 || mappedDir != mapped {
 		t.Fatalf("entries %+v, mapped dir %q", entries, mappedDir)
@@ -123,29 +136,43 @@ func TestVPPExampleAnnotations(t *testing.T) {
 		e.Config.Memif.Socketfile != sockName || e.Config.NetType != "interface" {
 		t.Errorf("config-data entry config %+v", e.Config)
 	}
-	if e.IPResult == nil || len(e.IPResult.IPs) != 1 || e.IPResult.IPs[0].Address.String() != r.IPs[0].Address.String() ||
-		!strings.HasPrefix(r.IPs[0].Address.String(), "172.22.0.") {
-		t.Errorf("config-data ipResult %+v, result IPs %v", e.IPResult, r.IPs)
+	if e.IPResult == nil || len(e.IPResult.IPs) != 1 || e.IPResult.IPs[0].Address.IP.String() != leases[0] {
+		t.Errorf("config-data ipResult %+v, want the leased address %s", e.IPResult, leases[0])
 	}
-	di, err := deviceinfo.Read(&policy.Policy{DeviceInfoDirs: []string{bed.devInfoDir}}, filepath.Join(bed.devInfoDir, "memif-network-"+s.id+"_net1"))
-	if err != nil || di.Memif == nil || di.Memif.Role != "slave" || di.Memif.Mode != "ethernet" || di.Memif.Path != filepath.Join(mapped, sockName) {
-		t.Errorf("device-info %+v (%v)", di, err)
+	ns := s.networkStatus(t)
+	checkCluster(t, ns)
+	n := ns["default/memif-network"]
+	if n.Interface != "net1" || len(n.IPs) != 1 || n.IPs[0] != leases[0] {
+		t.Errorf("network-status entry %+v, want net1 with the leased address %s (all: %+v)", n, leases[0], ns)
 	}
-	s.del(t)
+	if di := n.DeviceInfo; di == nil || di.Type != "memif" || di.Memif == nil || di.Memif.Role != "slave" || di.Memif.Mode != "ethernet" ||
+		di.Memif.Path != filepath.Join(mapped, sockName) {
+		t.Errorf("network-status device-info %+v, want the memif slave at %s", di, filepath.Join(mapped, sockName))
+	}
+	s.multusCheck(t)
+	s.multusDel(t)
 	if entries, _ := s.annotation(t); len(entries) != 0 {
 		t.Errorf("DEL left config-data entries %+v", entries)
 	}
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("DEL left the memif socket: %v", err)
 	}
-	if len(records(t, s.id)) != 0 {
-		t.Errorf("DEL left a record")
+	if a := allocations(filepath.Join(bed.root, "ipam"), "memif-network"); len(a) != 0 {
+		t.Errorf("DEL left host-local leases %v", a)
 	}
+	if st, err := bed.vpp.State(); err != nil {
+		t.Fatal(err)
+	} else if i, ok := st.ByTag(vpp.OwnerTag(s.id, "net1")); ok {
+		t.Errorf("DEL left the memif in VPP: %+v", i)
+	}
+	checkMultusDelClean(t, s, filepath.Join(multusDevInfoDir, "default-memif-network-"+s.id+"_net1"))
 }
 
 // TestTenConcurrentAttachments: ten attachments of one pod added at once
 // from ten plugin processes all end up in the annotation (no lost
-// updates); DEL of one removes exactly its entry.
+// updates); DEL of one removes exactly its entry. Direct calls: Multus
+// runs a pod's delegates one after another, so it cannot make the plugin
+// processes race each other for the pod's annotation.
 func TestTenConcurrentAttachments(t *testing.T) {
 	if err := bed.kube.CreateNAD(ctx(), "default", "userspace-ten", ovsNAD(bed.kube.PluginKubeconfig, "br-ten")); err != nil {
 		t.Fatal(err)
@@ -204,46 +231,54 @@ func TestTenConcurrentAttachments(t *testing.T) {
 }
 
 // TestStaleSandboxEntryReplaced: a pod's sandbox is recreated (new
-// container id, same interface) without the old DEL reaching the API: the
-// new ADD replaces the old entry instead of adding a second one.
+// container id and network namespace, same interface) and the old DEL has
+// not run yet: the new ADD through Multus replaces the old entry instead of
+// adding a second one, and the old sandbox's DEL, coming late, leaves the
+// new one's entry.
 func TestStaleSandboxEntryReplaced(t *testing.T) {
 	if err := bed.kube.CreateNAD(ctx(), "default", "userspace-stale", ovsNAD(bed.kube.PluginKubeconfig, "br-stale")); err != nil {
 		t.Fatal(err)
 	}
-	s := newPod(t, "default", "userspace-stale", "hostPath", mapped)
-	s.add(t)
-	old := *s
-	s.id = randomID()
-	s.add(t)
+	old := newPod(t, "default", "userspace-stale", "hostPath", mapped)
+	old.multusAdd(t)
+	s := old.newSandbox(t)
+	s.multusAdd(t)
 	entries, _ := s.annotation(t)
 	if len(entries) != 1 || entries[0].ContainerID != s.id {
 		t.Errorf("entries %+v: want only the new sandbox's", entries)
 	}
-	s.del(t)
-	old.del(t)
-	if ovsPorts(t, old.id)+ovsPorts(t, s.id) != 0 {
-		t.Errorf("ports left")
+	old.multusDel(t)
+	if entries, _ := s.annotation(t); len(entries) != 1 || entries[0].ContainerID != s.id {
+		t.Errorf("the old sandbox's DEL changed the new one's entry: %+v", entries)
 	}
+	if ovsPorts(t, old.id) != 0 || ovsPorts(t, s.id) != 1 {
+		t.Errorf("after the old sandbox's DEL: %d ports of the old, %d of the new, want 0 and 1", ovsPorts(t, old.id), ovsPorts(t, s.id))
+	}
+	s.multusDel(t)
+	if entries, _ := s.annotation(t); len(entries) != 0 {
+		t.Errorf("entries left: %+v", entries)
+	}
+	checkMultusDelClean(t, old)
+	checkMultusDelClean(t, s)
 }
 
 // TestDelAfterPodDeleted: the pod object is gone before DEL (the usual
-// order on a node); DEL still removes everything on the node.
+// order on a node); Multus finds no pod, deletes from its cache and the
+// plugin still removes everything on the node.
 func TestDelAfterPodDeleted(t *testing.T) {
 	if err := bed.kube.CreateNAD(ctx(), "default", "userspace-gone", ovsNAD(bed.kube.PluginKubeconfig, "br-gone")); err != nil {
 		t.Fatal(err)
 	}
-	s := newPod(t, "default", "userspace-gone", "hostPath", mapped)
-	ds := s.delegates(t)
-	s.add(t)
+	s := newPod(t, "default", `[{"name": "userspace-gone", "deviceID": "vhu-net1"}]`, "hostPath", mapped)
+	s.multusAdd(t)
+	if ovsPorts(t, s.id) != 1 {
+		t.Fatalf("want one port after ADD")
+	}
 	if err := bed.kube.DeletePod(ctx(), "default", s.pod.Name); err != nil {
 		t.Fatal(err)
 	}
-	if err := bed.cni.DelNetwork(ctx(), ds[0].net, ds[0].rt); err != nil {
-		t.Fatalf("DEL after the pod was deleted: %v", err)
-	}
-	if ovsPorts(t, s.id) != 0 || len(records(t, s.id)) != 0 {
-		t.Errorf("DEL left a port or record")
-	}
+	s.multusDel(t)
+	checkMultusDelClean(t, s, filepath.Join(multusDevInfoDir, "default-userspace-gone-"+s.id+"_net1"))
 }
 
 // deadKubeconfig is the plugin's kubeconfig pointing at a port where no
@@ -269,12 +304,32 @@ func deadKubeconfig(t *testing.T) string {
 }
 
 // TestAPIUnreachable: ADD fails clearly (CNI 11, try again later) and
-// leaves nothing; DEL does not need the API.
+// leaves nothing; DEL does not need the API. Direct calls: Multus reports
+// a delegate's failure under its own error code, and it caches the NAD's
+// config at ADD, so it cannot delete with another kubeconfig than it
+// added with. Through Multus, the plugin's message reaches the runtime
+// and Multus's rollback leaves nothing either.
 func TestAPIUnreachable(t *testing.T) {
 	dead := deadKubeconfig(t)
 	if err := bed.kube.CreateNAD(ctx(), "default", "userspace-dead", ovsNAD(dead, "br-dead")); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("through Multus", func(t *testing.T) {
+		s := newPod(t, "default", "userspace-dead", "hostPath", mapped)
+		_, err := s.tryMultusAdd()
+		if err == nil || !strings.Contains(err.Error(), "unreachable") || !strings.Contains(err.Error(), s.pod.Name) {
+			t.Errorf("Multus ADD with the plugin's API down: %v, want the plugin's error naming the pod and the API", err)
+		}
+		if ovsPorts(t, s.id) != 0 || len(records(t, s.id)) != 0 {
+			t.Errorf("failed ADD left a port or record")
+		}
+		if a := allocations(bed.clusterIPAM, "cluster"); len(a) != 0 {
+			t.Errorf("Multus's rollback left cluster-network leases %v", a)
+		}
+		// The runtime deletes a sandbox whose ADD failed.
+		s.multusDel(t)
+		checkMultusDelClean(t, s)
+	})
 	s := newPod(t, "default", "userspace-dead", "hostPath", mapped)
 	ds := s.delegates(t)
 	_, err := bed.cni.AddNetwork(ctx(), ds[0].net, ds[0].rt)
@@ -308,11 +363,26 @@ func TestAPIUnreachable(t *testing.T) {
 }
 
 // TestUIDMismatch: the runtime's K8S_POD_UID names another pod than the
-// one by that name now: ADD refuses, naming both.
+// one by that name now: ADD refuses, naming both. Direct call: Multus
+// makes the same check before it calls any delegate (shown first), so the
+// plugin's own check, for other runtimes and for a pod replaced between
+// Multus's read and the plugin's, is reached only directly.
 func TestUIDMismatch(t *testing.T) {
 	if err := bed.kube.CreateNAD(ctx(), "default", "userspace-uid", ovsNAD(bed.kube.PluginKubeconfig, "br-uid")); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("Multus refuses first", func(t *testing.T) {
+		s := newPod(t, "default", "userspace-uid", "hostPath", mapped)
+		s.uid = "00000000-1111-2222-3333-444444444444"
+		_, err := s.tryMultusAdd()
+		if err == nil || !strings.Contains(err.Error(), "expected pod UID") {
+			t.Errorf("Multus ADD with another pod's UID: %v, want Multus's UID error", err)
+		}
+		if ovsPorts(t, s.id) != 0 || len(allocations(bed.clusterIPAM, "cluster")) != 0 {
+			t.Errorf("Multus called a delegate despite the UID mismatch")
+		}
+		s.multusDel(t)
+	})
 	s := newPod(t, "default", "userspace-uid", "hostPath", mapped)
 	s.uid = "00000000-1111-2222-3333-444444444444"
 	ds := s.delegates(t)
@@ -326,7 +396,8 @@ func TestUIDMismatch(t *testing.T) {
 	}
 }
 
-// TestRBACDenied: an identity without the ClusterRole gets a clear error.
+// TestRBACDenied: an identity without the ClusterRole gets a clear error
+// (its CNI code, which Multus would replace, hence a direct call).
 func TestRBACDenied(t *testing.T) {
 	kc, err := bed.kube.UserKubeconfig("no-permissions")
 	if err != nil {
@@ -349,13 +420,13 @@ func TestRBACDenied(t *testing.T) {
 
 // TestEmptyDirVolume: an emptyDir shared-dir lives under the kubelet's pod
 // directory, too long for a unix socket address: the socket is reached
-// through a short link, removed with the attachment.
+// through a short link, removed with the attachment by DEL through Multus.
 func TestEmptyDirVolume(t *testing.T) {
 	if err := bed.kube.CreateNAD(ctx(), "default", "userspace-empty", ovsNAD(bed.kube.PluginKubeconfig, "br-empty")); err != nil {
 		t.Fatal(err)
 	}
 	s := newPod(t, "default", "userspace-empty", "emptyDir", "/vhu")
-	s.add(t)
+	s.multusAdd(t)
 	dir := filepath.Join(bed.kubeletRoot, "pods", string(s.pod.UID), "volumes", "kubernetes.io~empty-dir", "shared-dir")
 	full := filepath.Join(dir, s.id[:12]+"-net1")
 	if len(full) <= 107 {
@@ -377,10 +448,11 @@ func TestEmptyDirVolume(t *testing.T) {
 	if _, mappedDir := s.annotation(t); mappedDir != "/vhu" {
 		t.Errorf("mapped dir %q, want /vhu", mappedDir)
 	}
-	s.del(t)
+	s.multusDel(t)
 	if _, err := os.Lstat(filepath.Dir(path)); !os.IsNotExist(err) {
 		t.Errorf("DEL left the short link %s", filepath.Dir(path))
 	}
+	checkMultusDelClean(t, s)
 }
 
 // TestExampleNADs: every NetworkAttachmentDefinition under examples/ is
