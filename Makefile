@@ -126,7 +126,7 @@ demo:
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(BIN)/demo
 
 # The README's test command: everything, on a fresh machine.
-test: deps lint unit fuzz integration kube demo
+test: deps lint unit fuzz integration kube e2e demo
 
 # Each command gets its own switch: the scale benchmark leaves 1000 ports.
 bench: deps

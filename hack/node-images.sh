@@ -146,6 +146,11 @@ for spec in installer:docker.io/library/userspace-cni:latest dpdk-app:docker.io/
 	archive=$node/$name-$key.tar
 	if have "$ref" "$archive"; then continue; fi
 	say "building $ref from docker/$name/Dockerfile"
+	# The Dockerfile's `go mod download` fetches every module of go.mod; the
+	# host may hold only those its builds used, and inside the build the
+	# module proxy's certificate authority (this machine's) is unknown: a
+	# fresh machine's first build failed there. Fill the mounted cache first.
+	(cd "$root" && go mod download) >&2
 	# The host's module and build caches save the go mod download's network
 	# round trips and recompiling (same content: go.sum and build IDs check it).
 	build "$name" "$root" "docker/$name/Dockerfile" "$ref"
