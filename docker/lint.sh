@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Lints the image Dockerfiles (docker/*/Dockerfile) with tools/dockerlint:
 # BuildKit's own Dockerfile checks (those of `docker build --check`, from the
-# BuildKit version in tools/dockerlint/go.mod) plus the project's rules
-# (pinned base images, a non-root final stage unless
+# BuildKit version in tools/dockerlint/go.mod) plus the project's rules that
+# a build does not enforce (pinned base images, a non-root final stage unless
 # `# lint:root-required <reason>`, apt-get install with
-# --no-install-recommends, -y and cleaned lists). Needs no Docker engine.
+# --no-install-recommends and cleaned lists; docker/README.md says why these
+# and no others). Needs no Docker engine.
 #
 #   docker/lint.sh               lint docker/*/Dockerfile (and sh -n docker/*/*.sh)
 #   docker/lint.sh FILE...       lint these Dockerfiles

@@ -2,7 +2,7 @@
 // (the rules `docker build --check` applies, run through the same BuildKit
 // code) plus the project's rules (see rules.go): pinned base images, a
 // non-root final stage unless `# lint:root-required <reason>` says why not,
-// and apt-get installs with --no-install-recommends, -y and cleaned lists.
+// and apt-get installs with --no-install-recommends and cleaned lists.
 //
 // Usage: dockerlint [-json] [-version] Dockerfile...
 //
