@@ -1,6 +1,6 @@
 # expect: none
 # Passes: pinned tags (also through a global ARG), a digest, a later stage
-# built FROM an earlier one that sets a non-root USER, apt with all three
+# built FROM an earlier one that sets a non-root USER, apt with both
 # habits (also with a cache mount instead of removing the lists).
 ARG GO_IMAGE=golang:1.26.8-bookworm
 FROM ${GO_IMAGE} AS build

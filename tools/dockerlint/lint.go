@@ -19,11 +19,11 @@ import (
 
 // Finding is one lint violation.
 type Finding struct {
-	File    string `json:"file"`
-	Line    int    `json:"line"` // 1-based; 0 when the rule has no location
-	Rule    string `json:"rule"`
-	Message string `json:"message"`
-	URL     string `json:"url,omitempty"`
+	File    string
+	Line    int // 1-based; 0 when the rule has no location
+	Rule    string
+	Message string
+	URL     string
 }
 
 func (f Finding) String() string {

@@ -115,10 +115,10 @@ func TestAptRules(t *testing.T) {
 		"RUN apt-get -o Dpkg::Options::=--force-confnew install -y --no-install-recommends a && rm -r /var/lib/apt/lists/*": nil,
 		"RUN apt-get update && apt-get upgrade -y":                                                                          nil, // not an install
 		"RUN echo apt-get install is documented here":                                                                       nil,
-		"RUN apt-get install a && rm -rf /var/lib/apt/lists/*":                                                              {RuleAptNoInstallRecommends, RuleAptAssumeYes},
+		"RUN apt-get install -y a && rm -rf /var/lib/apt/lists/*":                                                           {RuleAptNoInstallRecommends},
 		"RUN apt-get install -y --no-install-recommends a":                                                                  {RuleAptListsCleaned},
 		"RUN /usr/bin/apt-get --yes install b && rm -fr /var/lib/apt/lists/*":                                               {RuleAptNoInstallRecommends},
-		"RUN apt-get install --no-install-recommends -y a && apt-get install a && rm -rf /var/lib/apt/lists/*":              {RuleAptNoInstallRecommends, RuleAptAssumeYes},
+		"RUN apt-get install --no-install-recommends -y a && apt-get install -y a && rm -rf /var/lib/apt/lists/*":           {RuleAptNoInstallRecommends},
 	} {
 		dt := "FROM debian:bookworm-20260824-slim\n" + run + "\nUSER 1\n"
 		var got []string

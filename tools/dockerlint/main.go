@@ -2,16 +2,15 @@
 // (the rules `docker build --check` applies, run through the same BuildKit
 // code) plus the project's rules (see rules.go): pinned base images, a
 // non-root final stage unless `# lint:root-required <reason>` says why not,
-// and apt-get installs with --no-install-recommends, -y and cleaned lists.
+// and apt-get installs with --no-install-recommends and cleaned lists.
 //
-// Usage: dockerlint [-json] [-version] Dockerfile...
+// Usage: dockerlint [-version] Dockerfile...
 //
 // It prints one line per finding, `file:line: Rule: message`, and exits 1 if
 // there was any finding, 2 if a file could not be read or on a usage error.
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -19,10 +18,9 @@ import (
 )
 
 func main() {
-	asJSON := flag.Bool("json", false, "print findings as a JSON array")
 	version := flag.Bool("version", false, "print the BuildKit version the checks come from and exit")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: dockerlint [-json] [-version] Dockerfile...")
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: dockerlint [-version] Dockerfile...")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -44,19 +42,11 @@ func main() {
 		}
 		all = append(all, Lint(name, dt)...)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(all)
-	} else {
-		for _, f := range all {
-			fmt.Println(f)
-		}
+	for _, f := range all {
+		fmt.Println(f)
 	}
 	if len(all) > 0 {
-		if !*asJSON {
-			fmt.Fprintf(os.Stderr, "dockerlint: %d finding(s) in %d file(s)\n", len(all), flag.NArg())
-		}
+		fmt.Fprintf(os.Stderr, "dockerlint: %d finding(s) in %d file(s)\n", len(all), flag.NArg())
 		os.Exit(1)
 	}
 }
