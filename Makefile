@@ -64,9 +64,7 @@ integration:
 # The node agent's chaos test (tests/integration/chaos_test.go) alone: switch
 # restarts under DPDK traffic. `make integration` runs it too, with its
 # default 2 rounds; here e.g. USERSPACE_CHAOS_ROUNDS=10 for the issue's
-# figure, USERSPACE_CHAOS_VPP=1 for the VPP memif pair and
-# USERSPACE_CHAOS_VSWITCHD=1 to kill ovs-vswitchd under traffic too (opt-in:
-# see the README's node agent section).
+# figure.
 chaos:
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp $(GO) test -run '^TestAgentChaos$$' -v -count=1 -timeout 60m ./tests/integration/
 

@@ -454,9 +454,18 @@ func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.Ra
 		// A switch killed (not stopped) leaves its socket file behind, and
 		// the restarted one cannot bind that name ("Address already in
 		// use"): the file exposed at ADD, still there, is the dead one's.
+		// Only if nothing listens on it: once the dead file was removed
+		// (and the pod's link to it gone), the restarted switch's socket
+		// may have been given the same inode number, and is live.
 		if old := a.Layout.Socket; old != nil && rec.SwitchSocket != "" && sameFile(rec.SwitchSocket, *old) {
-			if err := os.Remove(rec.SwitchSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("removing the dead switch's socket %s: %w", rec.SwitchSocket, err)
+			dead, err := deadSocket(rec.SwitchSocket)
+			if err != nil {
+				return nil, err
+			}
+			if dead {
+				if err := os.Remove(rec.SwitchSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, fmt.Errorf("removing the dead switch's socket %s: %w", rec.SwitchSocket, err)
+				}
 			}
 		}
 		// The name still holds the old switch's socket (removed only if it

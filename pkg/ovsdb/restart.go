@@ -117,18 +117,29 @@ func RemoveDeadServerSocket(data json.RawMessage) (string, error) {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return "", nil // not a socket: not the switch's, left alone
 	}
-	// A bare connection sends no vhost-user message: a live switch only
-	// sees it open and close.
-	c, err := net.DialTimeout("unix", rec.SwitchSocket, time.Second)
-	if err == nil {
-		_ = c.Close()
-		return "", nil
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return "", fmt.Errorf("probing %s: %w", rec.SwitchSocket, err)
+	if dead, err := deadSocket(rec.SwitchSocket); err != nil || !dead {
+		return "", err
 	}
 	if err := os.Remove(rec.SwitchSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("removing the dead switch socket %s: %w", rec.SwitchSocket, err)
 	}
 	return rec.SwitchSocket, nil
+}
+
+// deadSocket reports whether nothing listens on the unix socket at path
+// any more: connecting is refused. A bare connection sends no vhost-user
+// message: a live switch only sees it open and close.
+func deadSocket(path string) (bool, error) {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		_ = c.Close()
+		return false, nil
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // gone meanwhile: nothing to remove
+	}
+	return false, fmt.Errorf("probing %s: %w", path, err)
 }

@@ -49,3 +49,22 @@ func TestRemoveDeadServerSocket(t *testing.T) {
 		t.Fatal("an unreadable record: no error")
 	}
 }
+
+func TestDeadSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sock")
+	if dead, err := deadSocket(path); err != nil || dead {
+		t.Fatalf("no file: dead %v, %v", dead, err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	if dead, err := deadSocket(path); err != nil || dead {
+		t.Fatalf("a listening socket: dead %v, %v", dead, err)
+	}
+	_ = l.Close()
+	if dead, err := deadSocket(path); err != nil || !dead {
+		t.Fatalf("a socket nothing listens on: dead %v, %v", dead, err)
+	}
+}

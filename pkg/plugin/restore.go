@@ -14,6 +14,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
 )
 
@@ -126,6 +127,18 @@ func (p *Plugin) Restore(ctx context.Context, log *slog.Logger, containerID, ifN
 	defer eng.Close()
 	lost := eng.Check(ctx, att, rec.EngineData)
 	if lost == nil {
+		// Intact, but perhaps restored by an earlier run whose record
+		// could not be saved, or re-exposed by the engine: the socket
+		// exposed now is the one a later restore and DEL must recognise.
+		before := rec.Layout.Socket
+		if err := rec.Layout.RememberSocket(); err != nil {
+			return nil, fmt.Errorf("reading socket %s: %w", rec.Layout.SocketPath(), err)
+		}
+		if !sameID(before, rec.Layout.Socket) {
+			if err := store.Save(rec); err != nil {
+				return nil, err
+			}
+		}
 		return &RestoreResult{Outcome: Intact, Record: rec}, nil
 	}
 	if errors.Is(lost, engine.ErrUnavailable) {
@@ -216,4 +229,12 @@ func (p *Plugin) Teardown(rec *state.Record) error {
 	}
 	return p.Del(&skel.CmdArgs{ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns,
 		Args: rec.Args, Path: rec.CNIPath, StdinData: rec.NetConf})
+}
+
+// sameID reports whether two recorded socket identities name one file.
+func sameID(a, b *sockdir.FileID) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }

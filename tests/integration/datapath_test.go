@@ -78,6 +78,13 @@ func attach(t *testing.T, list *libcni.NetworkConfigList, p *pod, ifName string)
 // directory, so a wrong argument from the helper fails the data path.
 func startApp(t *testing.T, p *pod, mode string) *testbed.TestPMD {
 	t.Helper()
+	return startAppOn(t, p, mode, "")
+}
+
+// startAppOn is startApp with the EAL --lcores map given (empty: the test
+// bed's default).
+func startAppOn(t *testing.T, p *pod, mode, lcores string) *testbed.TestPMD {
+	t.Helper()
 	dir := filepath.Join("/var/lib/cni/vhostuser", p.id)
 	vdevs, err := testbed.DPDKArgs(h.binDir, "-dir", dir, "-if", "net1")
 	if err != nil {
@@ -87,6 +94,7 @@ func startApp(t *testing.T, p *pod, mode string) *testbed.TestPMD {
 		VDevs:       vdevs,
 		ForwardMode: mode,
 		NetNS:       p.ns.Path(),
+		Lcores:      lcores,
 	})
 	if err != nil {
 		t.Fatalf("starting testpmd (%s) with %q: %v", mode, vdevs, err)

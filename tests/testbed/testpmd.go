@@ -46,6 +46,14 @@ type TestPMDOptions struct {
 	NoWait bool
 }
 
+// AppLcores puts a testpmd's lcores on CPU 1, beside the switch's PMD
+// (OVS) and away from the switch's main thread on CPU 0 (OVS and VPP). Two
+// busy-polling lcores on CPU 0 starve a restarting switch there: seen here,
+// a restarted ovs-vswitchd hung over 30 s (once over 120 s) in DPDK's
+// initialisation in 3 of 6 restarts under traffic, and a restarted VPP
+// answered its first requests after the agent's 3 s call bound.
+const AppLcores = "0@1,1@1"
+
 // VhostUserVDev returns a virtio_user vdev for a vhost-user socket. With
 // server=true testpmd creates the socket (for an OVS dpdkvhostuserclient
 // port); otherwise it connects to a socket OVS created (dpdkvhostuser).
