@@ -129,7 +129,7 @@ test: deps lint unit fuzz integration kube e2e demo
 # Each command gets its own switch: the scale benchmark leaves 1000 ports.
 bench: deps
 	vpp=$(VPP_DIR) && USERSPACE_VPP_DIR=$$vpp \
-	$(GO) test -run='^$$' -bench='AddDel|Version|Scale' -benchtime=$(BENCHTIME) -timeout 30m ./tests/bench/ && \
+	$(GO) test -run='^$$' -bench='AddDel|Version|Startup|Scale' -benchtime=$(BENCHTIME) -timeout 30m ./tests/bench/ && \
 	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Parallel' -benchtime=1x -timeout 30m ./tests/bench/ && \
 	USERSPACE_VPP_DIR=$$vpp $(GO) test -run='^$$' -bench='Restore' -benchtime=3x -timeout 30m ./tests/bench/
 	assets=$$(./hack/kube-assets.sh) && multus=$(MULTUS_ASSETS) && vpp=$(VPP_DIR) && \
