@@ -1,10 +1,13 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -73,7 +76,13 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 				}
 			}
 		}
-		for k, rec := range stale {
+		// In a fixed order, so that an incomplete GC's error lists the
+		// attachments alike on every run.
+		keys := slices.SortedFunc(maps.Keys(stale), func(a, b attachmentKey) int {
+			return cmp.Or(cmp.Compare(a.containerID, b.containerID), cmp.Compare(a.ifName, b.ifName))
+		})
+		for _, k := range keys {
+			rec := stale[k]
 			err := p.collect(ctx, inv, eng, k, rec, sockets[k])
 			if err != nil {
 				errs = append(errs, fmt.Errorf("collecting container %s interface %s: %w", k.containerID, k.ifName, err))
