@@ -54,7 +54,7 @@ func decodeRecord(t *testing.T, data json.RawMessage) record {
 	return rec
 }
 
-// ownedNames lists the plugin's Ports (by their ownership keys).
+// pluginPorts lists the plugin's Ports (by their ownership keys).
 func (h *harness) pluginPorts() []string {
 	var names []string
 	for name, p := range h.ports() {
