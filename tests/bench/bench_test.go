@@ -11,8 +11,6 @@
 package bench
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,12 +71,6 @@ func setup(m *testing.M) (int, error) {
 
 func writePolicy(mutate func(*policy.Policy)) error {
 	return testbed.WritePolicy(bed.ovs.NodePolicy(bed.root, bed.vppSock, filepath.Join(bed.root, "shared")), mutate, bed.policy)
-}
-
-func newID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // conf is the published OVS-DPDK example (OVS as vhost-user client) with
@@ -154,7 +146,7 @@ func benchPlugin(b *testing.B, bridge, mode string) {
 func addDel(b *testing.B, stdin []byte) samples {
 	s := samples{}
 	for b.Loop() {
-		id := newID()
+		id := testbed.SandboxID()
 		d, _, err := plugin("ADD", id, stdin)
 		if err != nil {
 			b.Fatal(err)
@@ -180,7 +172,7 @@ func benchOriginal(b *testing.B, bridge string) {
 	}
 	s := samples{}
 	for b.Loop() {
-		name := newID()[:12] + "-net1"
+		name := testbed.SandboxID()[:12] + "-net1"
 		start := time.Now()
 		steps := [][]string{
 			{"--bare", "--columns=name", "find", "bridge", "name=" + bridge},
@@ -209,7 +201,7 @@ func benchOriginal(b *testing.B, bridge string) {
 func BenchmarkVersion(b *testing.B) {
 	s := samples{}
 	for b.Loop() {
-		d, _, err := plugin("VERSION", newID(), nil)
+		d, _, err := plugin("VERSION", testbed.SandboxID(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -229,7 +221,7 @@ func BenchmarkParallel(b *testing.B) {
 	for range b.N {
 		ids := make([]string, total)
 		for i := range ids {
-			ids[i] = newID()
+			ids[i] = testbed.SandboxID()
 		}
 		for _, verb := range []string{"ADD", "DEL"} {
 			start := time.Now()

@@ -64,7 +64,7 @@ func BenchmarkRestore(b *testing.B) {
 	store := state.New(filepath.Join(bed.root, "state"))
 	var sockets []string
 	for range restoreAttachments {
-		id := newID()
+		id := testbed.SandboxID()
 		if _, log, err := plugin("ADD", id, stdin); err != nil {
 			b.Fatalf("%v\n%s", err, log)
 		}
@@ -161,7 +161,7 @@ func startPair(b *testing.B) *pair {
 	store := state.New(filepath.Join(bed.root, "state"))
 	p := &pair{}
 	for i, mode := range []string{"txonly", "rxonly"} {
-		id := newID()
+		id := testbed.SandboxID()
 		if _, log, err := plugin("ADD", id, stdin); err != nil {
 			b.Fatalf("%v\n%s", err, log)
 		}

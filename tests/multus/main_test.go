@@ -15,8 +15,6 @@ package multus
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -115,12 +113,6 @@ func writePolicy(mutate func(*policy.Policy)) error {
 
 func ctx() context.Context { return context.Background() }
 
-func randomID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // The published examples as NADs, with the kubeconfig the plugin uses.
 func ovsNAD(kubeconfig, bridge string) string {
 	return fmt.Sprintf(`{"cniVersion": "0.3.1", "type": "userspace", "kubeconfig": %q, "capabilities": {"mac": true, "CNIDeviceInfoFile": true},
@@ -149,7 +141,7 @@ type sandbox struct {
 // "", a shared-dir volume ("hostPath" or "emptyDir") mounted at mount.
 func newPod(t testing.TB, namespace, networks, volume, mount string) *sandbox {
 	t.Helper()
-	name := "pod-" + randomID()[:10]
+	name := "pod-" + testbed.SandboxID()[:10]
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
 		Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": networks}}}
 	c := corev1.Container{Name: "app", Image: "dpdk-app:latest"}
@@ -176,7 +168,7 @@ func newPod(t testing.TB, namespace, networks, volume, mount string) *sandbox {
 		_ = ns.Close()
 		_ = bed.kube.DeletePod(ctx(), namespace, name)
 	})
-	return &sandbox{pod: p, id: randomID(), ns: ns, uid: string(p.UID)}
+	return &sandbox{pod: p, id: testbed.SandboxID(), ns: ns, uid: string(p.UID)}
 }
 
 // selection is one element of k8s.v1.cni.cncf.io/networks.
