@@ -31,14 +31,7 @@ var bed struct {
 	vppSock string
 }
 
-func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench test bed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbed.Main(m, "bench", setup) }
 
 func setup(m *testing.M) (int, error) {
 	root, cleanup, err := testbed.Prepare("usp-bench-")
@@ -50,18 +43,12 @@ func setup(m *testing.M) (int, error) {
 	bed.bin = filepath.Join(root, "bin", "userspace")
 	// Shared mempools (OVS's default) with enough memory that a thousand
 	// vhost-user ports fit: per-port mempools would need ~50 MB each.
-	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root, MemoryMB: 1536, SharedMempool: true})
+	o, v, stop, err := testbed.StartSwitches(root, testbed.OVSOptions{MemoryMB: 1536, SharedMempool: true})
 	if err != nil {
 		return 0, err
 	}
-	defer o.Stop()
-	bed.ovs = o
-	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
-	if err != nil {
-		return 0, err
-	}
-	defer v.Stop()
-	bed.vpp, bed.vppSock = v, v.APISocket
+	defer stop()
+	bed.ovs, bed.vpp, bed.vppSock = o, v, v.APISocket
 	bed.policy = filepath.Join(root, "policy.json")
 	if err := writePolicy(nil); err != nil {
 		return 0, err

@@ -54,14 +54,7 @@ var bed struct {
 	runtime       *libcni.CNIConfig // the runtime calling Multus
 }
 
-func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "multus test bed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbed.Main(m, "multus", setup) }
 
 func setup(m *testing.M) (int, error) {
 	root, cleanup, err := testbed.Prepare("usp-mt-")
@@ -72,18 +65,12 @@ func setup(m *testing.M) (int, error) {
 	bed.root, bed.bin = root, filepath.Join(root, "bin")
 	bed.shared, bed.kubeletRoot, bed.devInfoDir = filepath.Join(root, "vol"), filepath.Join(root, "kubelet"), filepath.Join(root, "devinfo")
 	bed.stateDir = filepath.Join(root, "state")
-	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root})
+	o, v, stop, err := testbed.StartSwitches(root, testbed.OVSOptions{})
 	if err != nil {
 		return 0, err
 	}
-	defer o.Stop()
-	bed.ovs = o
-	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
-	if err != nil {
-		return 0, err
-	}
-	defer v.Stop()
-	bed.vpp, bed.vppSock = v, v.APISocket
+	defer stop()
+	bed.ovs, bed.vpp, bed.vppSock = o, v, v.APISocket
 	k, err := kubetest.Start()
 	if err != nil {
 		return 0, err
