@@ -58,7 +58,8 @@ func (f *fakeAPI) pod(ns, name string) *corev1.Pod {
 	return f.pods[ns+"/"+name].DeepCopy()
 }
 
-// bump changes the pod (as another writer would), moving its version on.
+// bumpLocked changes the pod (as another writer would), moving its version
+// on. The caller holds f.mu.
 func (f *fakeAPI) bumpLocked(key, annKey, annValue string) {
 	p := f.pods[key]
 	if p.Annotations == nil {

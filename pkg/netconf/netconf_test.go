@@ -2,6 +2,7 @@ package netconf
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -786,6 +787,25 @@ func TestParseGID(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), "4294967294") {
 			t.Errorf("ParseGID(%q): error %q does not give the range", tt.in, err)
+		}
+	}
+}
+
+// TestParseErrorNamesFieldDeterministically: a configuration with two
+// invalid fields that validateCommon checks in one loop names the same one
+// on every run (the vhost socketfile, checked first). Ranging over a map,
+// as the loop once did, named either at random.
+func TestParseErrorNamesFieldDeterministically(t *testing.T) {
+	conf := []byte(ovsConf(`,"vhost":{"socketfile":"a/b"},"memif":{"socketfile":"c/d"}`, ``))
+	const runs = 200
+	for i := range runs {
+		_, err := Parse(conf)
+		var e *types.Error
+		if !errors.As(err, &e) {
+			t.Fatalf("run %d: Parse = %v, want a CNI error", i, err)
+		}
+		if !strings.Contains(e.Msg, "host.vhost.socketfile") || strings.Contains(e.Msg, "memif") {
+			t.Fatalf("run %d of %d: the error names another field: %s", i+1, runs, e.Msg)
 		}
 	}
 }

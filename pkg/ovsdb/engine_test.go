@@ -1,11 +1,13 @@
 package ovsdb
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -52,7 +54,7 @@ func decodeRecord(t *testing.T, data json.RawMessage) record {
 	return rec
 }
 
-// ownedNames lists the plugin's Ports (by their ownership keys).
+// pluginPorts lists the plugin's Ports (by their ownership keys).
 func (h *harness) pluginPorts() []string {
 	var names []string
 	for name, p := range h.ports() {
@@ -544,6 +546,35 @@ func TestServerMode(t *testing.T) {
 			})
 		})
 	}
+
+	t.Run("a file in the exposed socket's place is left and logged", func(t *testing.T) {
+		h := newHarness(t)
+		var logs bytes.Buffer
+		e, err := Connect(ctxT(t), Config{Endpoint: h.endpoint, RunDir: h.runDir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Close)
+		a := h.attachment(cidA, "net1", netconf.VhostServer)
+		data := attachOK(t, e, a)
+		pod := a.Layout.SocketPath()
+		if err := os.Remove(pod); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pod, []byte("the pod's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Detach(ctxT(t), a, data); err != nil {
+			t.Fatalf("Detach: %v", err)
+		}
+		if b, err := os.ReadFile(pod); err != nil || string(b) != "the pod's" {
+			t.Errorf("the pod's file at %s: %q, %v", pod, b, err)
+		}
+		if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "left alone") {
+			t.Errorf("leaving the file is not logged: %q", logs.String())
+		}
+		h.assertNoPort(PortName(cidA, "net1"))
+	})
 
 	t.Run("bind mount across file systems", func(t *testing.T) {
 		h := newHarness(t)

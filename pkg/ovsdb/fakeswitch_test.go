@@ -268,7 +268,7 @@ func (d *waitDB) projectAll(table string, columns []string, rows []ovs.Row) (map
 	return out, nil
 }
 
-// canonical renders a model field so that equal OVSDB values render alike
+// canonicalValue renders a model field so that equal OVSDB values render alike
 // (sets in any order, absent optional values as "-").
 func canonicalValue(v reflect.Value) string {
 	switch v.Kind() {
@@ -584,7 +584,7 @@ type LockReply struct {
 	Locked bool `json:"locked"`
 }
 
-// serve serves the in-memory server's methods on a unix socket, plus lock,
+// serveFakeOVSDB serves the in-memory server's methods on a unix socket, plus lock,
 // steal and unlock. It does what OvsdbServer.Serve does, with its own
 // JSON-RPC dispatcher so it can add the lock methods.
 func serveFakeOVSDB(t *testing.T, o *server.OvsdbServer, sock string) *lockTable {

@@ -169,13 +169,18 @@ func (e *Engine) unexposeServerSocket(a *engine.Attachment, rec *record) error {
 		return fmt.Errorf("looking at %s: %w", a.Layout.SocketPath(), err)
 	}
 	if id := a.Layout.Socket; id != nil && (uint64(st.Dev) != id.Dev || st.Ino != id.Ino) {
-		return nil // not the socket this attachment exposed: a pod's file now
+		// Not the socket this attachment exposed: a pod's file now.
+		e.log.Warn("the exposed switch socket was replaced: the file now at its path is left alone", "path", a.Layout.SocketPath())
+		return nil
 	}
 	// Only the link or the (now unmounted, empty) mount point is ours.
-	if st.Mode&unix.S_IFMT == unix.S_IFSOCK || (rec.Mounted && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0) {
-		if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("removing %s: %w", a.Layout.SocketPath(), err)
-		}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK && (!rec.Mounted || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0) {
+		e.log.Warn("the file at the exposed switch socket's path is not the socket or its mount point: left alone",
+			"path", a.Layout.SocketPath(), "mode", fmt.Sprintf("%#o", st.Mode))
+		return nil
+	}
+	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s: %w", a.Layout.SocketPath(), err)
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func (p *Plugin) prepare(ctx context.Context, a *adding) error {
 	if err := claimAll(inv.store, ps, args.ContainerID, args.IfName); err != nil {
 		return err
 	}
-	t.AfterCleanRollback(func() error { return releaseAll(inv.store, ps, args.ContainerID, args.IfName) })
+	t.AfterCleanRollback(func() error { return releaseAll(inv.log, inv.store, ps, args.ContainerID, args.IfName) })
 	a.rec = newRecord(inv, ps, pc)
 	if err := inv.store.Save(a.rec); err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
@@ -132,7 +132,7 @@ func (p *Plugin) prepare(ctx context.Context, a *adding) error {
 	a.ipam = startIPAM(ctx, inv, a.ph)
 	t.Undo(a.ipam.release)
 	t.Undo(func() error {
-		own := ownership(inv.store, ps, a.rec, args.ContainerID, args.IfName)
+		own := ownership(inv.log, inv.store, ps, a.rec, args.ContainerID, args.IfName)
 		own.cdFile = false // its own undo, once written: the path may hold a file not the plugin's
 		return removeFiles(inv.log, ps, own, args.IfName)
 	})
@@ -306,7 +306,7 @@ func (p *Plugin) replaceEarlier(ctx context.Context, inv *invocation, ph *phases
 		err = inv.store.Delete(inv.args.ContainerID, inv.args.IfName)
 	}
 	if err == nil {
-		err = releaseAll(inv.store, ps, inv.args.ContainerID, inv.args.IfName)
+		err = releaseAll(inv.log, inv.store, ps, inv.args.ContainerID, inv.args.IfName)
 	}
 	if err != nil {
 		return asCNIError(err, "replacing the earlier attachment")

@@ -78,7 +78,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err := inv.store.Delete(args.ContainerID, args.IfName); err != nil {
 		return asCNIError(err, "DEL")
 	}
-	if err := releaseAll(inv.store, ps, args.ContainerID, args.IfName); err != nil {
+	if err := releaseAll(inv.log, inv.store, ps, args.ContainerID, args.IfName); err != nil {
 		return asCNIError(err, "DEL")
 	}
 	inv.log.Info("detached")
@@ -131,7 +131,7 @@ func (p *Plugin) teardown(ctx context.Context, inv *invocation, rec *state.Recor
 		defer eng.Close()
 	}
 	ph.mark("connect")
-	own := ownership(inv.store, ps, rec, inv.args.ContainerID, inv.args.IfName)
+	own := ownership(inv.log, inv.store, ps, rec, inv.args.ContainerID, inv.args.IfName)
 	if err := removeAttachment(ctx, inv.log, eng, attachment(inv, ps.layout), rec, ps, own); err != nil {
 		errs = append(errs, err)
 	}

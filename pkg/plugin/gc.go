@@ -1,10 +1,14 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -73,7 +77,13 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 				}
 			}
 		}
-		for k, rec := range stale {
+		// In a fixed order, so that an incomplete GC's error lists the
+		// attachments alike on every run.
+		keys := slices.SortedFunc(maps.Keys(stale), func(a, b attachmentKey) int {
+			return cmp.Or(cmp.Compare(a.containerID, b.containerID), cmp.Compare(a.ifName, b.ifName))
+		})
+		for _, k := range keys {
+			rec := stale[k]
 			err := p.collect(ctx, inv, eng, k, rec, sockets[k])
 			if err != nil {
 				errs = append(errs, fmt.Errorf("collecting container %s interface %s: %w", k.containerID, k.ifName, err))
@@ -127,13 +137,13 @@ func (p *Plugin) collect(ctx context.Context, inv *invocation, eng engine.Engine
 		}
 	}
 	att := &engine.Attachment{ContainerID: k.containerID, IfName: k.ifName, Network: inv.conf.Name, Host: inv.conf.Host}
-	own := ownership(inv.store, ps, rec, k.containerID, k.ifName)
+	own := ownership(inv.log, inv.store, ps, rec, k.containerID, k.ifName)
 	if rec == nil && ps.layout != nil {
 		// The switch, not a configuration, says where this attachment's
 		// socket is (the plugin wrote it there at ADD): its files go unless
 		// another attachment claims them.
-		own.socket = !claimedByOther(inv.store, ps.layout.SocketPath(), k)
-		own.cdFile = !claimedByOther(inv.store, filepath.Join(ps.layout.Dir, ps.cdFile), k)
+		own.socket = !claimedByOther(inv.log, inv.store, ps.layout.SocketPath(), k)
+		own.cdFile = !claimedByOther(inv.log, inv.store, filepath.Join(ps.layout.Dir, ps.cdFile), k)
 	}
 	errs := []error{removeAttachment(ctx, inv.log, eng, att, rec, ps, own)}
 	if inv.conf.IPAM.Type != "" {
@@ -148,7 +158,7 @@ func (p *Plugin) collect(ctx context.Context, inv *invocation, eng engine.Engine
 	if err := inv.store.Delete(k.containerID, k.ifName); err != nil {
 		return err
 	}
-	if err := releaseAll(inv.store, ps, k.containerID, k.ifName); err != nil {
+	if err := releaseAll(inv.log, inv.store, ps, k.containerID, k.ifName); err != nil {
 		return err
 	}
 	inv.log.Info("collected stale attachment", "staleContainerID", k.containerID, "staleIfName", k.ifName)
@@ -157,7 +167,12 @@ func (p *Plugin) collect(ctx context.Context, inv *invocation, eng engine.Engine
 
 // claimedByOther reports whether another attachment claims path (an
 // unreadable claim counts as another's).
-func claimedByOther(store *state.Store, path string, k attachmentKey) bool {
+func claimedByOther(log *slog.Logger, store *state.Store, path string, k attachmentKey) bool {
 	c, err := store.Owner(path)
-	return err != nil || c != nil && (c.ContainerID != k.containerID || c.IfName != k.ifName)
+	if err != nil {
+		log.Warn("cannot read the claim on a stale attachment's path: it is left as another's",
+			"staleContainerID", k.containerID, "staleIfName", k.ifName, "path", path, "error", err)
+		return true
+	}
+	return c != nil && (c.ContainerID != k.containerID || c.IfName != k.ifName)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -159,6 +160,15 @@ func TestGC(t *testing.T) {
 	}
 	if got, want := n.detached(), []string{"lost", "stale1", "stale2"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("detached %v, want %v", got, want)
+	}
+	// Collected in container id order, so that an incomplete GC's error
+	// lists them alike on every run.
+	var order []string
+	for _, c := range n.sw.callsOf("Detach") {
+		order = append(order, c.att.ContainerID)
+	}
+	if !slices.IsSorted(order) {
+		t.Errorf("stale attachments collected in the order %v, not by container id", order)
 	}
 	for _, c := range n.sw.callsOf("Detach") {
 		switch n.name(c.att.ContainerID) {

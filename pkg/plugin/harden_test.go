@@ -1,6 +1,8 @@
 package plugin_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -194,5 +196,47 @@ func TestLongContainerIDs(t *testing.T) {
 	}
 	if r, err := e.store().Load(long, "net1"); r != nil || err != nil {
 		t.Errorf("record of the long id left: %v %v", r, err)
+	}
+}
+
+// DEL of an attachment whose claim on its config-data file is corrupt: the
+// file counts as another attachment's and stays, as does the claim, and the
+// log says why; DEL succeeds (it failed on every retry, in releasing the
+// claim, before).
+func TestDelCorruptClaim(t *testing.T) {
+	e := newEnv(t)
+	id := containerID("corruptclaim")
+	conf := e.conf("1.0.0")
+	e.add(id, "net1", conf)
+	cd := e.configDataPath(id, "net1")
+	sum := sha256.Sum256([]byte(filepath.Clean(cd)))
+	claim := filepath.Join(e.stateDir, "claims", hex.EncodeToString(sum[:20]))
+	if _, err := os.Readlink(claim); err != nil {
+		t.Fatalf("no claim on %s where the store keeps it: %v", cd, err)
+	}
+	if err := os.Remove(claim); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("{not json", claim); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := run(t, e.p.Del, e.args(id, "net1", conf)); err != nil {
+			t.Fatalf("DEL #%d: %v", i+1, err)
+		}
+	}
+	if !exists(cd) {
+		t.Errorf("DEL removed %s, whose claim it cannot read", cd)
+	}
+	if target, err := os.Readlink(claim); err != nil || target != "{not json" {
+		t.Errorf("the unreadable claim: %q, %v; want it left", target, err)
+	}
+	if e.loadRecord(id, "net1") != nil {
+		t.Errorf("record kept")
+	}
+	for _, want := range []string{"cannot read the claim", "leaving a claim that cannot be read"} {
+		if !strings.Contains(e.stderr.String(), want) {
+			t.Errorf("%q not logged", want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 
@@ -70,18 +71,26 @@ func claimAll(store *state.Store, ps paths, containerID, ifName string) error {
 }
 
 // releaseAll gives up the attachment's claims and, when the sandbox has no
-// attachment left, the sandbox's.
-func releaseAll(store *state.Store, ps paths, containerID, ifName string) error {
+// attachment left, the sandbox's. Sandbox claims are kept when the records
+// cannot be listed: another attachment may still need them.
+func releaseAll(log *slog.Logger, store *state.Store, ps paths, containerID, ifName string) error {
 	var errs []error
 	last := false
-	if has, err := store.HasRecords(containerID); err == nil {
+	if has, err := store.HasRecords(containerID); err != nil {
+		log.Warn("cannot list the sandbox's records: its shared claims are kept", "error", err)
+	} else {
 		last = !has
 	}
 	for _, c := range ps.claims(containerID, ifName) {
 		if c.IfName == "" && !last {
 			continue
 		}
-		if err := store.ReleasePath(c.Path, c.ContainerID, c.IfName); err != nil {
+		if err := store.ReleasePath(c.Path, c.ContainerID, c.IfName); errors.Is(err, state.ErrCorruptClaim) {
+			// Not the plugin's writing, so not known to be this
+			// attachment's: left for an operator, and no reason for a DEL
+			// to fail on every retry.
+			log.Warn("leaving a claim that cannot be read", "path", c.Path, "error", err)
+		} else if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -97,13 +106,17 @@ type owned struct {
 }
 
 // ownership works out what the attachment owns. A record written before
-// claims existed (version 1) owns its paths by itself.
-func ownership(store *state.Store, ps paths, rec *state.Record, containerID, ifName string) owned {
+// claims existed (version 1) owns its paths by itself. A claim that cannot
+// be read counts as another's: the file stays, and the log says why.
+func ownership(log *slog.Logger, store *state.Store, ps paths, rec *state.Record, containerID, ifName string) owned {
 	if rec != nil && rec.Version < 2 {
 		return owned{socket: true, cdFile: true, dir: true, notes: true, lastOfSandbox: true}
 	}
 	owns := func(path, ifName string) bool {
 		ok, err := store.Owns(path, containerID, ifName)
+		if err != nil {
+			log.Warn("cannot read the claim on a path: it is left as another attachment's", "path", path, "error", err)
+		}
 		return err == nil && ok
 	}
 	var o owned
@@ -117,6 +130,9 @@ func ownership(store *state.Store, ps paths, rec *state.Record, containerID, ifN
 	}
 	// The attachment's own record may still be there while it is removed.
 	names, err := store.IfNames(containerID)
+	if err != nil {
+		log.Warn("cannot list the sandbox's records: what its attachments share is kept", "error", err)
+	}
 	o.lastOfSandbox = err == nil && !slices.ContainsFunc(names, func(n string) bool { return n != ifName })
 	return o
 }

@@ -302,8 +302,9 @@ func (p *phases) log(log *slog.Logger, verb string) {
 	log.Debug(verb+" timings", p.attrs...)
 }
 
-// asUnavailable maps switch-unavailable errors to CNI error 50 and leaves
-// CNI errors as they are.
+// asCNIError makes err a CNI error prefixed with msg: switch-unavailable
+// errors become CNI error 50, others 999 (internal); CNI errors are kept as
+// they are.
 func asCNIError(err error, msg string) error {
 	var cniErr *types.Error
 	if errors.As(err, &cniErr) {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // A claim says which attachment owns a host path the plugin creates files
@@ -34,6 +35,10 @@ func (c *Claim) owner() string {
 	}
 	return fmt.Sprintf("container %s interface %s", c.ContainerID, c.IfName)
 }
+
+// ErrCorruptClaim marks a claim that is not one the plugin wrote (not a
+// symbolic link, or not its JSON): whose the path is cannot be known.
+var ErrCorruptClaim = errors.New("corrupt claim")
 
 // ConflictError reports a path another live attachment owns.
 type ConflictError struct {
@@ -159,12 +164,15 @@ func (s *Store) readClaim(file string) (*Claim, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if errors.Is(err, syscall.EINVAL) {
+		return nil, fmt.Errorf("claim %s is not a symbolic link: %w", file, ErrCorruptClaim)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading claim %s: %w", file, err)
 	}
 	c := &Claim{}
 	if err := json.Unmarshal([]byte(target), c); err != nil {
-		return nil, fmt.Errorf("claim %s is corrupt: %w", file, err)
+		return nil, fmt.Errorf("claim %s: %w: %w", file, ErrCorruptClaim, err)
 	}
 	return c, nil
 }

@@ -186,3 +186,45 @@ func TestLongIDs(t *testing.T) {
 		}
 	}
 }
+
+// A claim the plugin did not write (a regular file, or a link that is not
+// its JSON) is ErrCorruptClaim, for every reader; a missing one is no claim.
+func TestCorruptClaim(t *testing.T) {
+	s := New(t.TempDir())
+	const path = "/var/lib/cni/vhostuser/abc/sock"
+	if err := s.ClaimPath(path, "c1", "net1"); err != nil {
+		t.Fatal(err)
+	}
+	file := s.claimPath(path)
+	for _, plant := range []struct {
+		name string
+		do   func() error
+	}{
+		{"link to no JSON", func() error { return os.Symlink("{", file) }},
+		{"regular file", func() error { return os.WriteFile(file, []byte(`{"containerID":"c1"}`), 0o600) }},
+	} {
+		t.Run(plant.name, func(t *testing.T) {
+			if err := os.Remove(file); err != nil {
+				t.Fatal(err)
+			}
+			if err := plant.do(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Owner(path); !errors.Is(err, ErrCorruptClaim) {
+				t.Errorf("Owner: %v, want ErrCorruptClaim", err)
+			}
+			if _, err := s.Owns(path, "c1", "net1"); !errors.Is(err, ErrCorruptClaim) {
+				t.Errorf("Owns: %v, want ErrCorruptClaim", err)
+			}
+			if err := s.ReleasePath(path, "c1", "net1"); !errors.Is(err, ErrCorruptClaim) {
+				t.Errorf("ReleasePath: %v, want ErrCorruptClaim", err)
+			}
+		})
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Owner(path); c != nil || err != nil {
+		t.Errorf("Owner of an unclaimed path: %+v, %v", c, err)
+	}
+}

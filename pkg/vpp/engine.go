@@ -806,7 +806,14 @@ func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.Ra
 		// In place, maybe re-created by an earlier attempt that VPP carried
 		// out after its call timed out: the record names what VPP has.
 		var old record
-		_ = json.Unmarshal(data, &old) // unreadable: nothing to keep of it
+		if len(data) > 0 {
+			if err := json.Unmarshal(data, &old); err != nil {
+				// Nothing of it is kept: a bridge domain it says the
+				// plugin created counts as not created, and stays at DEL.
+				e.log.Warn("unreadable engine record: rewritten from what VPP has", "error", err)
+				old = record{}
+			}
+		}
 		rec := record{Tag: iface.tag, SwIfIndex: uint32(iface.index), BridgeDomain: bridgeDomain(a), CreatedBridge: old.CreatedBridge}
 		if m, ok := s.memifs[iface.index]; ok {
 			rec.SocketID = m.SocketID

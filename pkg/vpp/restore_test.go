@@ -1,13 +1,17 @@
 package vpp_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/vpp"
 )
 
 func TestRestore(t *testing.T) {
@@ -78,6 +82,38 @@ func TestRestoreAfterHalfRestore(t *testing.T) {
 	l := v.leftovers()
 	if strings.Count(l, "interface ") != 1 || strings.Count(l, "socket ") != 1 {
 		t.Fatalf("after two restores VPP holds %s", l)
+	}
+	if err := e.Detach(context.Background(), a, restored); err != nil {
+		t.Fatal(err)
+	}
+	if l := v.leftovers(); l != "" {
+		t.Fatalf("left in VPP after DEL: %s", l)
+	}
+}
+
+// TestRestoreUnreadableRecord: a Restore that finds the attachment in
+// place with a record it cannot decode says so in the log and returns the
+// record rewritten from what VPP has.
+func TestRestoreUnreadableRecord(t *testing.T) {
+	v := newEnv(t)
+	a := v.memifAtt(cidHex, "net1")
+	v.attach(v.engine(netconf.IfTypeMemif), a)
+	var logs bytes.Buffer
+	e, err := vpp.Connect(context.Background(), vpp.Config{Socket: "/fake/api.sock", IfType: netconf.IfTypeMemif,
+		Adapter: v.f.newConn(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(e.Close)
+	restored, err := e.Restore(context.Background(), a, json.RawMessage(`{"swIfIndex":`))
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "unreadable engine record") {
+		t.Errorf("the unreadable record is not logged: %q", logs.String())
+	}
+	if err := e.Check(context.Background(), a, restored); err != nil {
+		t.Fatalf("Check with the rewritten record %s: %v", restored, err)
 	}
 	if err := e.Detach(context.Background(), a, restored); err != nil {
 		t.Fatal(err)

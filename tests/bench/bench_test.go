@@ -11,8 +11,6 @@
 package bench
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,14 +31,7 @@ var bed struct {
 	vppSock string
 }
 
-func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench test bed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbed.Main(m, "bench", setup) }
 
 func setup(m *testing.M) (int, error) {
 	root, cleanup, err := testbed.Prepare("usp-bench-")
@@ -52,18 +43,12 @@ func setup(m *testing.M) (int, error) {
 	bed.bin = filepath.Join(root, "bin", "userspace")
 	// Shared mempools (OVS's default) with enough memory that a thousand
 	// vhost-user ports fit: per-port mempools would need ~50 MB each.
-	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root, MemoryMB: 1536, SharedMempool: true})
+	o, v, stop, err := testbed.StartSwitches(root, testbed.OVSOptions{MemoryMB: 1536, SharedMempool: true})
 	if err != nil {
 		return 0, err
 	}
-	defer o.Stop()
-	bed.ovs = o
-	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
-	if err != nil {
-		return 0, err
-	}
-	defer v.Stop()
-	bed.vpp, bed.vppSock = v, v.APISocket
+	defer stop()
+	bed.ovs, bed.vpp, bed.vppSock = o, v, v.APISocket
 	bed.policy = filepath.Join(root, "policy.json")
 	if err := writePolicy(nil); err != nil {
 		return 0, err
@@ -73,12 +58,6 @@ func setup(m *testing.M) (int, error) {
 
 func writePolicy(mutate func(*policy.Policy)) error {
 	return testbed.WritePolicy(bed.ovs.NodePolicy(bed.root, bed.vppSock, filepath.Join(bed.root, "shared")), mutate, bed.policy)
-}
-
-func newID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // conf is the published OVS-DPDK example (OVS as vhost-user client) with
@@ -154,7 +133,7 @@ func benchPlugin(b *testing.B, bridge, mode string) {
 func addDel(b *testing.B, stdin []byte) samples {
 	s := samples{}
 	for b.Loop() {
-		id := newID()
+		id := testbed.SandboxID()
 		d, _, err := plugin("ADD", id, stdin)
 		if err != nil {
 			b.Fatal(err)
@@ -180,7 +159,7 @@ func benchOriginal(b *testing.B, bridge string) {
 	}
 	s := samples{}
 	for b.Loop() {
-		name := newID()[:12] + "-net1"
+		name := testbed.SandboxID()[:12] + "-net1"
 		start := time.Now()
 		steps := [][]string{
 			{"--bare", "--columns=name", "find", "bridge", "name=" + bridge},
@@ -209,7 +188,7 @@ func benchOriginal(b *testing.B, bridge string) {
 func BenchmarkVersion(b *testing.B) {
 	s := samples{}
 	for b.Loop() {
-		d, _, err := plugin("VERSION", newID(), nil)
+		d, _, err := plugin("VERSION", testbed.SandboxID(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -229,7 +208,7 @@ func BenchmarkParallel(b *testing.B) {
 	for range b.N {
 		ids := make([]string, total)
 		for i := range ids {
-			ids[i] = newID()
+			ids[i] = testbed.SandboxID()
 		}
 		for _, verb := range []string{"ADD", "DEL"} {
 			start := time.Now()

@@ -12,6 +12,7 @@ import (
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 
 	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
+	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 // floorClient is a persistent OVSDB connection: no process start, no
@@ -121,7 +122,7 @@ func benchFloor(b *testing.B, bridge string, confirmed bool) {
 	dir := filepath.Join(bed.root, "floor")
 	s := samples{}
 	for b.Loop() {
-		name := newID()[:12] + "-net1"
+		name := testbed.SandboxID()[:12] + "-net1"
 		start := time.Now()
 		if err := apply(cli, confirmed, portOps(bridge, name, filepath.Join(dir, name), "new")...); err != nil {
 			b.Fatal(err)

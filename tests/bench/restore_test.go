@@ -64,7 +64,7 @@ func BenchmarkRestore(b *testing.B) {
 	store := state.New(filepath.Join(bed.root, "state"))
 	var sockets []string
 	for range restoreAttachments {
-		id := newID()
+		id := testbed.SandboxID()
 		if _, log, err := plugin("ADD", id, stdin); err != nil {
 			b.Fatalf("%v\n%s", err, log)
 		}
@@ -134,7 +134,7 @@ func BenchmarkRestore(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.add("first-packet", toFirst)
-		if err := waitFlowing(pkt.rx, 30*time.Second); err != nil {
+		if err := pkt.rx.WaitFlowing(30 * time.Second); err != nil {
 			b.Fatalf("the restarted switch forwards the sender's packets, but %v\nreceiver:\n%s", err, pkt.rx.Output())
 		}
 	}
@@ -161,7 +161,7 @@ func startPair(b *testing.B) *pair {
 	store := state.New(filepath.Join(bed.root, "state"))
 	p := &pair{}
 	for i, mode := range []string{"txonly", "rxonly"} {
-		id := newID()
+		id := testbed.SandboxID()
 		if _, log, err := plugin("ADD", id, stdin); err != nil {
 			b.Fatalf("%v\n%s", err, log)
 		}
@@ -202,7 +202,7 @@ func startPair(b *testing.B) *pair {
 			p.rx = app
 		}
 	}
-	if err := waitFlowing(p.rx, 60*time.Second); err != nil {
+	if err := p.rx.WaitFlowing(60 * time.Second); err != nil {
 		b.Fatalf("before any restart: %v\nsender:\n%s", err, p.tx.Output())
 	}
 	return p
@@ -221,31 +221,5 @@ func (p *pair) waitFirstPacket(back time.Time) (time.Duration, error) {
 			return 0, fmt.Errorf("no packet from the sender through the restarted switch within 60 s (%v)\nsender:\n%s", err, p.tx.Output())
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// waitFlowing waits until the receiver's counter rose in two of its
-// statistics printouts in a row (once a second).
-func waitFlowing(rx *testbed.TestPMD, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var prev uint64
-	rises := -1 // the first reading is no rise
-	for {
-		st, err := rx.Stats()
-		if err == nil {
-			if rises >= 0 && st.RxPackets > prev {
-				rises++
-			} else {
-				rises = 0
-			}
-			prev = st.RxPackets
-		}
-		if rises >= 2 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("packets do not reach the receiver within %v: it counts %d (%v)", timeout, prev, err)
-		}
-		time.Sleep(1100 * time.Millisecond)
 	}
 }

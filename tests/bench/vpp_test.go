@@ -72,7 +72,7 @@ func vppAddDel(b *testing.B, stdin []byte) samples {
 	s := samples{}
 	var addTrips, delTrips, n int
 	for b.Loop() {
-		id := newID()
+		id := testbed.SandboxID()
 		for _, verb := range []string{"ADD", "DEL"} {
 			d, phases, trips, err := vppPluginPhases(verb, id, stdin)
 			if err != nil {
@@ -126,7 +126,7 @@ func BenchmarkVPPAddDel(b *testing.B) {
 	stdin := vppConf("")
 	ids := make([]string, existing)
 	for i := range ids {
-		ids[i] = newID()
+		ids[i] = testbed.SandboxID()
 		if _, _, err := vppPlugin("ADD", ids[i], stdin); err != nil {
 			b.Fatalf("attachment %d of %d: %v", i+1, existing, err)
 		}
@@ -248,7 +248,7 @@ func BenchmarkVPPParallel(b *testing.B) {
 		for range rounds {
 			ids := make([]string, width)
 			for i := range ids {
-				ids[i] = newID()
+				ids[i] = testbed.SandboxID()
 			}
 			for _, verb := range []string{"ADD", "DEL"} {
 				parallel(b, s, verb, ids, width, stdin)

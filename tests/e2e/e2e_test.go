@@ -740,7 +740,7 @@ func (c *cluster) restartVswitchd(t *testing.T, ovs *testbed.OVS, pods, sockets 
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := metricValue(m, restored)
+	before := testbed.SeriesValue(m, restored)
 	start := time.Now()
 	if err := ovs.KillVswitchd(); err != nil {
 		t.Fatal(err)
@@ -756,7 +756,7 @@ func (c *cluster) restartVswitchd(t *testing.T, ovs *testbed.OVS, pods, sockets 
 		if err != nil {
 			return err
 		}
-		if n := metricValue(m, restored); n < before+float64(len(pods)) {
+		if n := testbed.SeriesValue(m, restored); n < before+float64(len(pods)) {
 			return fmt.Errorf("%s = %v, was %v:\n%s", restored, n, before, grepLines(m, "userspace_cni_restores_total", "userspace_cni_attachments", "userspace_cni_agent_errors_total"))
 		}
 		for _, sock := range sockets {
@@ -792,18 +792,6 @@ func (c *cluster) restartVswitchd(t *testing.T, ovs *testbed.OVS, pods, sockets 
 		out, _ := c.kubectl(nil, "get", "events", "-A")
 		t.Errorf("%v\nevents:\n%s", err, out)
 	}
-}
-
-// metricValue is the value of the sample named by series (name and
-// labels, as /metrics prints them), 0 when absent.
-func metricValue(metrics, series string) float64 {
-	for _, l := range strings.Split(metrics, "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
 }
 
 // testOrphan adds an attachment the way a runtime would, with host-local
@@ -890,7 +878,7 @@ func testOrphan(t *testing.T, c *cluster, ovs *testbed.OVS) {
 		if err != nil {
 			return err
 		}
-		if n := metricValue(m, `userspace_cni_orphans_collected_total{engine="ovs-dpdk"}`); n != 1 {
+		if n := testbed.SeriesValue(m, `userspace_cni_orphans_collected_total{engine="ovs-dpdk"}`); n != 1 {
 			return fmt.Errorf("orphans collected %v", n)
 		}
 		return nil

@@ -82,19 +82,7 @@ func metricValue(t *testing.T, srv *httptest.Server, series string) float64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return seriesValue(body, series)
-}
-
-// seriesValue is the value of series in a Prometheus text exposition, 0 if
-// it is absent.
-func seriesValue(body []byte, series string) float64 {
-	for _, l := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return testbed.SeriesValue(string(body), series)
 }
 
 // addForTest adds an attachment and deletes it when the test ends, whatever

@@ -84,7 +84,7 @@ func (a *agentProc) metric(series string) float64 {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return seriesValue(body, series)
+	return testbed.SeriesValue(string(body), series)
 }
 
 // serverAttachments adds n server-mode OVS-DPDK attachments, deleted when

@@ -103,7 +103,7 @@ func TestAgentChaos(t *testing.T) {
 			if _, err := pair.rx.WaitRx(1, 60*time.Second); err != nil {
 				t.Fatalf("no packets before any restart: %v\nsender:\n%s", err, pair.tx.Output())
 			}
-			if err := waitFlowing(pair.rx, 30*time.Second); err != nil {
+			if err := pair.rx.WaitFlowing(30 * time.Second); err != nil {
 				t.Fatal(err)
 			}
 			for _, rk := range tc.restarts {
@@ -152,7 +152,7 @@ func chaosRound(t *testing.T, srv *httptest.Server, pair *chaosPair, rk restartK
 	if !pair.reconnects {
 		t.Logf("%s, round %d: switch back %v, restored %v after the restart began", rk.name, round,
 			switchBack.Round(time.Millisecond), restoredAt.Round(time.Millisecond))
-	} else if err := waitFlowing(pair.rx, 60*time.Second); err != nil {
+	} else if err := pair.rx.WaitFlowing(60 * time.Second); err != nil {
 		t.Fatalf("%s, round %d: restored, but %v\nsender:\n%s", rk.name, round, err, pair.tx.Output())
 	} else {
 		t.Logf("%s, round %d: switch back %v, restored %v, packets flowing %v after the restart began", rk.name, round,
@@ -184,33 +184,6 @@ func chaosRound(t *testing.T, srv *httptest.Server, pair *chaosPair, rk restartK
 		t.Fatalf("a pod's app exited (signal %v): %s", sig, a.Output())
 	}
 	leakCheck(t, pair.alive...)
-}
-
-// waitFlowing waits until the receiver's counter rose in two of its
-// statistics printouts in a row (once a second): packets cross the switch
-// now, not only before a restart.
-func waitFlowing(rx *testbed.TestPMD, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var prev uint64
-	rises := -1 // the first reading is no rise
-	for {
-		st, err := rx.Stats()
-		if err == nil {
-			if rises >= 0 && st.RxPackets > prev {
-				rises++
-			} else {
-				rises = 0
-			}
-			prev = st.RxPackets
-		}
-		if rises >= 2 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("packets do not flow within %v: the receiver counts %d (%v)", timeout, prev, err)
-		}
-		time.Sleep(1100 * time.Millisecond)
-	}
 }
 
 // ovsPair attaches two pods to an OVS-DPDK bridge with the switch in the

@@ -44,14 +44,7 @@ type harness struct {
 	ids sync.Map
 }
 
-func TestMain(m *testing.M) {
-	code, err := run(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration test bed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbed.Main(m, "integration", run) }
 
 func run(m *testing.M) (int, error) {
 	root, cleanup, err := testbed.Prepare("usp-it-")
@@ -62,18 +55,12 @@ func run(m *testing.M) (int, error) {
 	hs := &harness{root: root, binDir: filepath.Join(root, "bin"), stateDir: filepath.Join(root, "state"),
 		shortDir: filepath.Join(root, "s"), shared: filepath.Join(root, "shared"), ipamDir: filepath.Join(root, "ipam")}
 	// (stateDir and shortDir match what OVS.PluginPolicy derives from root.)
-	ovs, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root})
+	ovs, v, stop, err := testbed.StartSwitches(root, testbed.OVSOptions{})
 	if err != nil {
-		return 0, fmt.Errorf("starting OVS-DPDK: %w", err)
+		return 0, err
 	}
-	defer ovs.Stop()
-	hs.ovs = ovs
-	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
-	if err != nil {
-		return 0, fmt.Errorf("starting VPP: %w", err)
-	}
-	defer v.Stop()
-	hs.vpp, hs.vppSock = v, v.APISocket
+	defer stop()
+	hs.ovs, hs.vpp, hs.vppSock = ovs, v, v.APISocket
 	if err := hs.writePolicy(nil); err != nil {
 		return 0, err
 	}

@@ -48,7 +48,7 @@ func BenchmarkKubeAddDel(b *testing.B) {
 	var newS, getS, addS, addTotal, delS samples
 	var addReq, delReq int64
 	for range b.N {
-		cid := containerID()
+		cid := testbed.SandboxID()
 		t0 := time.Now()
 		c, err := kube.New(e.PluginKubeconfig, clientTimeout)
 		if err != nil {
@@ -105,7 +105,7 @@ func BenchmarkKubeAddParallel10(b *testing.B) {
 		b.StopTimer()
 		name := fmt.Sprintf("bench-%d", i)
 		createPod(b, e, ns, name, nil)
-		cid := containerID()
+		cid := testbed.SandboxID()
 		b.StartTimer()
 		var wg sync.WaitGroup
 		errs := make(chan error, n)

@@ -54,9 +54,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// containerID is a sandbox id as container runtimes make them (64 hex).
-func containerID() string { return randomHex(32) }
-
 // namespace creates a namespace of the test's own.
 func namespace(t testing.TB, e *kubetest.Env) string {
 	t.Helper()
@@ -218,7 +215,7 @@ func TestRBACDenied(t *testing.T) {
 	if err != nil {
 		t.Fatalf("get with a get-only role: %v", err)
 	}
-	err = rc.AddConfigData(ctx, pod, simpleEntry(containerID(), "net1"), "")
+	err = rc.AddConfigData(ctx, pod, simpleEntry(testbed.SandboxID(), "net1"), "")
 	if !kube.IsForbidden(err) || !strings.Contains(err.Error(), "patch pod "+ns+"/dpdk-app") {
 		t.Errorf("patch without the verb: %v", err)
 	}
@@ -380,7 +377,7 @@ func TestUnreachable(t *testing.T) {
 	// DEL must return, bounded, with an error the caller logs.
 	delCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := c.RemoveConfigData(delCtx, "default", "dpdk-app", containerID(), "net1"); !kube.IsUnreachable(err) {
+	if err := c.RemoveConfigData(delCtx, "default", "dpdk-app", testbed.SandboxID(), "net1"); !kube.IsUnreachable(err) {
 		t.Errorf("RemoveConfigData with the API down: %v", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
@@ -493,7 +490,7 @@ func TestAddConfigDataPublishedExamples(t *testing.T) {
 				p.Spec.Containers = []corev1.Container{{Name: "app", Image: "dpdk-app", VolumeMounts: []corev1.VolumeMount{{Name: "shared-dir", MountPath: "/var/lib/cni/usrspcni"}}}}
 			})
 			c := pluginClient(t, e)
-			cid := containerID()
+			cid := testbed.SandboxID()
 			got, err := c.Pod(ctx, ns, pod.Name, string(pod.UID))
 			if err != nil {
 				t.Fatal(err)
@@ -571,7 +568,7 @@ func TestConcurrentAddConfigData(t *testing.T) {
 	for round := range 3 {
 		name := fmt.Sprintf("multi-%d", round)
 		createPod(t, e, ns, name, nil)
-		cid := containerID()
+		cid := testbed.SandboxID()
 		var (
 			wg       sync.WaitGroup
 			read     sync.WaitGroup
@@ -643,7 +640,7 @@ func TestRemoveConfigDataExact(t *testing.T) {
 		p.Annotations = map[string]string{"userspace/mappedDir": "/set/by/hand", "other": "x"}
 	})
 	c := pluginClient(t, e)
-	a, b := containerID(), containerID()
+	a, b := testbed.SandboxID(), testbed.SandboxID()
 	for _, x := range []*configdata.ConfigData{simpleEntry(a, "net1"), simpleEntry(a, "net2"), simpleEntry(b, "net3")} {
 		addEntry(t, ctx, c, ns, pod, x, "/var/lib/cni/usrspcni")
 	}
@@ -685,7 +682,7 @@ func TestStaleSandboxEntryReplaced(t *testing.T) {
 	ctx := testCtx(t)
 	pod := createPod(t, e, ns, "app", nil)
 	c := pluginClient(t, e)
-	old, cur := containerID(), containerID()
+	old, cur := testbed.SandboxID(), testbed.SandboxID()
 	for _, x := range []*configdata.ConfigData{simpleEntry(old, "net1"), simpleEntry(old, "net2"), simpleEntry(cur, "net1")} {
 		addEntry(t, ctx, c, ns, pod, x, "")
 	}
@@ -708,7 +705,7 @@ func TestRemoveConfigDataPodDeleted(t *testing.T) {
 	ctx := testCtx(t)
 	pod := createPod(t, e, ns, "app", nil)
 	c := pluginClient(t, e)
-	cid := containerID()
+	cid := testbed.SandboxID()
 	addEntry(t, ctx, c, ns, pod, simpleEntry(cid, "net1"), "")
 	if err := e.DeletePod(ctx, ns, pod.Name); err != nil {
 		t.Fatal(err)
@@ -751,7 +748,7 @@ func TestAddConfigDataPodRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	createPod(t, e, ns, "app", nil)
-	if err := c.AddConfigData(ctx, p, simpleEntry(containerID(), "net1"), ""); !kube.IsUIDMismatch(err) {
+	if err := c.AddConfigData(ctx, p, simpleEntry(testbed.SandboxID(), "net1"), ""); !kube.IsUIDMismatch(err) {
 		t.Errorf("ADD for the old pod onto its successor: %v", err)
 	}
 	if v := podAnnotations(t, e, ns, "app")[configdata.AnnotationConfigData]; v != "" {
@@ -858,7 +855,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the service account's kubeconfig: %v", err)
 		}
-		cid := containerID()
+		cid := testbed.SandboxID()
 		if err := c.AddConfigData(ctx, p, simpleEntry(cid, "net1"), ""); err != nil {
 			t.Fatalf("the service account's kubeconfig: %v", err)
 		}

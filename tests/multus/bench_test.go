@@ -52,7 +52,7 @@ func BenchmarkKubeAddDel(b *testing.B) {
 			name  string
 			stdin []byte
 		}{{"kube", with}, {"nokube", without}} {
-			s.id = randomID()
+			s.id = testbed.SandboxID()
 			d, reqs, err := runPlugin("ADD", s, v.stdin)
 			if err != nil {
 				b.Fatal(err)
@@ -97,7 +97,7 @@ func BenchmarkKubeAddDelMultus(b *testing.B) {
 	s := newPod(b, "default", `[{"name": "bench-multus", "deviceID": "vhu-net1"}]`, "hostPath", mapped)
 	var adds, dels []time.Duration
 	for b.Loop() {
-		s.id = randomID()
+		s.id = testbed.SandboxID()
 		start := time.Now()
 		if _, err := s.tryMultusAdd(); err != nil {
 			b.Fatal(multusErr("ADD", err))

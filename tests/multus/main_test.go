@@ -15,8 +15,6 @@ package multus
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -56,14 +54,7 @@ var bed struct {
 	runtime       *libcni.CNIConfig // the runtime calling Multus
 }
 
-func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "multus test bed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbed.Main(m, "multus", setup) }
 
 func setup(m *testing.M) (int, error) {
 	root, cleanup, err := testbed.Prepare("usp-mt-")
@@ -74,18 +65,12 @@ func setup(m *testing.M) (int, error) {
 	bed.root, bed.bin = root, filepath.Join(root, "bin")
 	bed.shared, bed.kubeletRoot, bed.devInfoDir = filepath.Join(root, "vol"), filepath.Join(root, "kubelet"), filepath.Join(root, "devinfo")
 	bed.stateDir = filepath.Join(root, "state")
-	o, err := testbed.StartOVS(testbed.OVSOptions{BaseDir: root})
+	o, v, stop, err := testbed.StartSwitches(root, testbed.OVSOptions{})
 	if err != nil {
 		return 0, err
 	}
-	defer o.Stop()
-	bed.ovs = o
-	v, err := testbed.StartVPP(testbed.VPPOptions{BaseDir: root})
-	if err != nil {
-		return 0, err
-	}
-	defer v.Stop()
-	bed.vpp, bed.vppSock = v, v.APISocket
+	defer stop()
+	bed.ovs, bed.vpp, bed.vppSock = o, v, v.APISocket
 	k, err := kubetest.Start()
 	if err != nil {
 		return 0, err
@@ -115,12 +100,6 @@ func writePolicy(mutate func(*policy.Policy)) error {
 
 func ctx() context.Context { return context.Background() }
 
-func randomID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // The published examples as NADs, with the kubeconfig the plugin uses.
 func ovsNAD(kubeconfig, bridge string) string {
 	return fmt.Sprintf(`{"cniVersion": "0.3.1", "type": "userspace", "kubeconfig": %q, "capabilities": {"mac": true, "CNIDeviceInfoFile": true},
@@ -149,7 +128,7 @@ type sandbox struct {
 // "", a shared-dir volume ("hostPath" or "emptyDir") mounted at mount.
 func newPod(t testing.TB, namespace, networks, volume, mount string) *sandbox {
 	t.Helper()
-	name := "pod-" + randomID()[:10]
+	name := "pod-" + testbed.SandboxID()[:10]
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
 		Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": networks}}}
 	c := corev1.Container{Name: "app", Image: "dpdk-app:latest"}
@@ -176,7 +155,7 @@ func newPod(t testing.TB, namespace, networks, volume, mount string) *sandbox {
 		_ = ns.Close()
 		_ = bed.kube.DeletePod(ctx(), namespace, name)
 	})
-	return &sandbox{pod: p, id: randomID(), ns: ns, uid: string(p.UID)}
+	return &sandbox{pod: p, id: testbed.SandboxID(), ns: ns, uid: string(p.UID)}
 }
 
 // selection is one element of k8s.v1.cni.cncf.io/networks.

@@ -77,7 +77,7 @@ func setupMultus() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	bed.clusterBridge = "uspmt" + randomID()[:8]
+	bed.clusterBridge = "uspmt" + testbed.SandboxID()[:8]
 	bed.clusterIPAM = filepath.Join(bed.root, "ipam-cluster")
 	bed.multusCache = filepath.Join(bed.root, "multus")
 	bed.multusLog = filepath.Join(bed.root, "log", "multus.log")
@@ -298,5 +298,5 @@ func (s *sandbox) newSandbox(t *testing.T) *sandbox {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Close() })
-	return &sandbox{pod: s.pod, id: randomID(), ns: ns, uid: s.uid}
+	return &sandbox{pod: s.pod, id: testbed.SandboxID(), ns: ns, uid: s.uid}
 }

@@ -1,7 +1,10 @@
 // Package testbed starts real data-plane components on the local machine for
 // integration tests, benchmarks and demos: a private OVS-DPDK (ovsdb-server +
-// ovs-vswitchd-dpdk) in a temporary directory, dpdk-testpmd processes acting
-// as "pod" applications, and named network namespaces.
+// ovs-vswitchd-dpdk) in a temporary directory, a private VPP, dpdk-testpmd
+// and l3fwd processes and other apps acting as "pod" applications, and named
+// network namespaces. It also holds what the test suites share: the
+// plugin's build and node policy (Prepare, OVS.NodePolicy, WritePolicy), and
+// reading results (CNIError, Percentile).
 //
 // Everything runs without hugepages (--no-huge), without PCI devices and
 // without the OVS kernel module, so it works in an unprivileged-hardware

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/userspace-cni/userspace/pkg/policy"
@@ -187,4 +188,30 @@ func PolicyGetenv(path string) func(string) string {
 		}
 		return os.Getenv(k)
 	}
+}
+
+// StartSwitches starts the two switches a suite's plugin attaches to under
+// root: an OVS-DPDK (o, its BaseDir set to root) and a VPP. stop stops both.
+func StartSwitches(root string, o OVSOptions) (ovs *OVS, vpp *VPP, stop func(), err error) {
+	o.BaseDir = root
+	if ovs, err = StartOVS(o); err != nil {
+		return nil, nil, nil, fmt.Errorf("starting OVS-DPDK: %w", err)
+	}
+	if vpp, err = StartVPP(VPPOptions{BaseDir: root}); err != nil {
+		_ = ovs.Stop()
+		return nil, nil, nil, fmt.Errorf("starting VPP: %w", err)
+	}
+	return ovs, vpp, func() { _ = vpp.Stop(); _ = ovs.Stop() }, nil
+}
+
+// Main runs a suite whose test bed setup brings up (and, when m.Run
+// returns, tears down) and exits with m.Run's code; a setup that fails
+// exits 1, naming the suite.
+func Main(m *testing.M, suite string, setup func(*testing.M) (int, error)) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, suite+" test bed:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
 }

@@ -3,6 +3,8 @@ package testbed
 import (
 	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,4 +44,16 @@ func Percentile(ds []time.Duration, p int) float64 {
 	slices.Sort(s)
 	i := max(0, min((len(s)*p+99)/100-1, len(s)-1))
 	return float64(s[i].Microseconds()) / 1000
+}
+
+// SeriesValue is the value of series (a metric's name with its labels, as
+// printed) in a Prometheus text exposition, 0 if it is absent.
+func SeriesValue(exposition, series string) float64 {
+	for _, l := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }

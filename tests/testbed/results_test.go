@@ -35,3 +35,26 @@ func TestPercentile(t *testing.T) {
 		t.Error("p50 of nothing is not 0")
 	}
 }
+
+func TestSeriesValue(t *testing.T) {
+	const exposition = `# HELP userspace_cni_restores_total Restores.
+# TYPE userspace_cni_restores_total counter
+userspace_cni_restores_total{engine="ovs-dpdk"} 3
+userspace_cni_restores_total{engine="vpp"} 1.5 
+userspace_cni_up 1
+`
+	for _, c := range []struct {
+		series string
+		want   float64
+	}{
+		{`userspace_cni_restores_total{engine="ovs-dpdk"}`, 3},
+		{`userspace_cni_restores_total{engine="vpp"}`, 1.5},
+		{`userspace_cni_up`, 1},
+		{`userspace_cni_restores_total`, 0},
+		{`absent`, 0},
+	} {
+		if got := SeriesValue(exposition, c.series); got != c.want {
+			t.Errorf("SeriesValue(%s) = %v, want %v", c.series, got, c.want)
+		}
+	}
+}

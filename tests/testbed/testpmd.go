@@ -243,6 +243,34 @@ func (t *TestPMD) WaitRx(n uint64, timeout time.Duration) (PortStats, error) {
 	}
 }
 
+// WaitFlowing waits until port 0's received counter rose in two of
+// testpmd's statistics printouts in a row (with --stats-period 1, about
+// once a second): packets cross the switch now, not only before (say) a
+// restart.
+func (t *TestPMD) WaitFlowing(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var prev uint64
+	rises := -1 // the first reading is no rise
+	for {
+		st, err := t.Stats()
+		if err == nil {
+			if rises >= 0 && st.RxPackets > prev {
+				rises++
+			} else {
+				rises = 0
+			}
+			prev = st.RxPackets
+		}
+		if rises >= 2 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("packets do not flow within %v: the receiver counts %d (%v)", timeout, prev, err)
+		}
+		time.Sleep(1100 * time.Millisecond)
+	}
+}
+
 // statsRE matches one complete per-port block printed by --stats-period
 // (not the different "Forward statistics" printed at exit).
 var statsRE = regexp.MustCompile(`NIC statistics for port (\d+)\s+#+\s+` +

@@ -142,8 +142,10 @@ func StartVPP(opts VPPOptions) (*VPP, error) {
 	return v, nil
 }
 
-// startupConf is the configuration of /work/shared/vpp/README.md: main loop
-// sleeping between polls (two cores are shared), 4k pages only.
+// startupConf is VPP's configuration for a machine whose few cores the
+// switch, the apps and the tests share: the main loop sleeps between polls
+// (poll-sleep-usec), no worker threads, 4k pages only (no hugepages to
+// reserve), and only the plugins asked for.
 func (v *VPP) startupConf() string {
 	var plugins strings.Builder
 	for _, p := range v.opts.Plugins {
