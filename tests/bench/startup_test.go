@@ -81,11 +81,11 @@ func startupRound(b *testing.B, s, faults samples, prefix, bin string, ovsConf, 
 		s.add(prefix+row, d)
 		faults.add(prefix+row, flt)
 	}
-	run("version", "VERSION", newID(), nil)
-	id := newID()
+	run("version", "VERSION", testbed.SandboxID(), nil)
+	id := testbed.SandboxID()
 	run("ovs-add", "ADD", id, ovsConf)
 	run("ovs-del", "DEL", id, ovsConf)
-	id = newID()
+	id = testbed.SandboxID()
 	run("memif-add", "ADD", id, memifConf)
 	run("memif-del", "DEL", id, memifConf)
 }
