@@ -108,8 +108,12 @@ type switchState struct {
 	up       bool
 	// backAt is when the switch was seen back with a new identity: the
 	// start of the restore time of what it lost.
-	backAt   time.Time
-	dirty    bool
+	backAt time.Time
+	dirty  bool
+	// notReady: the last pass left only attachments the switch was not
+	// ready for (ovs-vswitchd still initialising DPDK, say), which a
+	// probe later may take: the next pass comes at the probes' pace.
+	notReady bool
 	lastPass time.Time
 	// stopGuard stops the watcher of ovs-vswitchd's lock (OVS only).
 	stopGuard func()
@@ -284,7 +288,8 @@ func (a *Agent) serve(ctx context.Context, k switchKey, records []*state.Record)
 		return !s.dirty
 	}
 	s.lastPass = now
-	clean := a.pass(ctx, s, records)
+	clean, notReady := a.pass(ctx, s, records)
+	s.notReady = !clean && notReady
 	a.m.reconciles.Inc()
 	a.m.lastReconcil.SetToCurrentTime()
 	s.dirty = !clean
@@ -295,17 +300,23 @@ func (a *Agent) serve(ctx context.Context, k switchKey, records []*state.Record)
 }
 
 // retryAfter is how long a dirty switch waits between passes: none right
-// after it came back, RetryInterval after a pass that left work.
+// after it came back, ProbeInterval (at most RetryInterval) after a pass
+// the switch was not ready for, RetryInterval after one whose restores
+// failed.
 func (a *Agent) retryAfter(s *switchState) time.Duration {
 	if !s.backAt.IsZero() && s.lastPass.Before(s.backAt) {
 		return 0
+	}
+	if s.notReady {
+		return min(a.cfg.ProbeInterval, a.cfg.RetryInterval)
 	}
 	return a.cfg.RetryInterval
 }
 
 // pass checks every attachment of a switch and restores those it lost,
-// Workers at a time; it reports whether all of them are in place.
-func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Record) bool {
+// Workers at a time; it reports whether all of them are in place, and
+// whether what is not was only for the switch not being ready.
+func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Record) (clean, notReady bool) {
 	type result struct {
 		rec *state.Record
 		res *plugin.RestoreResult
@@ -335,7 +346,7 @@ func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Recor
 		wg.Wait()
 		close(results)
 	}()
-	clean := true
+	clean, notReady = true, true
 	for r := range results {
 		k := attKey{r.rec.ContainerID, r.rec.IfName}
 		if r.res != nil && r.res.Lost != nil {
@@ -348,9 +359,9 @@ func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Recor
 		case r.err != nil && errors.Is(r.err, engine.ErrUnavailable):
 			// The switch is not ready for it yet (ovs-vswitchd starting, say).
 			clean = false
-			a.log.Info("switch not ready to restore an attachment; will retry", "containerID", k.containerID, "ifName", k.ifName, "error", r.err)
+			a.log.Debug("switch not ready to restore an attachment; will retry", "containerID", k.containerID, "ifName", k.ifName, "error", r.err)
 		case r.err != nil:
-			clean = false
+			clean, notReady = false, false
 			a.m.restores.WithLabelValues(s.key.engine, "failed").Inc()
 			a.m.errors.WithLabelValues("restore").Inc()
 			a.log.Error("restoring an attachment failed; will retry", "containerID", k.containerID, "ifName", k.ifName, "error", r.err)
@@ -364,7 +375,7 @@ func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Recor
 			delete(a.lost, k) // intact, or no longer to be restored
 		}
 	}
-	return clean
+	return clean, notReady
 }
 
 // removeDeadSockets removes the sockets a killed ovs-vswitchd left in its

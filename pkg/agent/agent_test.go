@@ -258,6 +258,40 @@ func TestSwitchNotReadyIsRetried(t *testing.T) {
 	}
 }
 
+// A pass the switch was not ready for (ovs-vswitchd still initialising
+// DPDK) is tried again at the probes' pace, not after RetryInterval: with
+// 1 s, 100 attachments of a killed ovs-vswitchd took 1.1-1.2 s to come
+// back, the first pass having come while DPDK initialised. A restore that
+// failed otherwise still waits RetryInterval.
+func TestNotReadyRetriedAtProbePace(t *testing.T) {
+	e := newEnv(t)
+	e.a.cfg.RetryInterval, e.a.cfg.ProbeInterval = time.Hour, time.Millisecond
+	a := e.add("alpha")
+	ctx := context.Background()
+	e.a.Step(ctx)
+	e.sw.lose()
+	e.sw.down = fmt.Errorf("dpdk_initialized is false: %w", engine.ErrUnavailable)
+	e.identity = "run2"
+	e.a.Step(ctx)
+	e.sw.down = nil
+	time.Sleep(5 * time.Millisecond)
+	e.a.Step(ctx)
+	if !e.sw.has(a) {
+		t.Fatal("not restored a probe after the switch became ready")
+	}
+
+	e.sw.lose()
+	e.sw.down = fmt.Errorf("a broken switch")
+	e.identity = "run3"
+	e.a.Step(ctx)
+	e.sw.down = nil
+	time.Sleep(5 * time.Millisecond)
+	e.a.Step(ctx)
+	if e.sw.has(a) {
+		t.Fatal("a failed restore was tried again before RetryInterval")
+	}
+}
+
 // A restore whose reply did not come in time but that the switch carried
 // out is counted, and told to the pod, when the attachment is found intact.
 func TestLateRestoreCounted(t *testing.T) {
