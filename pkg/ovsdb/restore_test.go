@@ -3,19 +3,11 @@ package ovsdb
 import (
 	"encoding/json"
 	"maps"
-	"net"
-	"os"
 	"slices"
 	"testing"
-	"time"
-
-	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
-	"golang.org/x/sys/unix"
 
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/netconf"
-	"github.com/userspace-cni/userspace/pkg/ovsdb/vswitch"
-	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 func TestRestoreAfterVswitchdRestart(t *testing.T) {
@@ -113,66 +105,5 @@ func TestRestoreAfterEmptyDatabase(t *testing.T) {
 	}
 	if _, ok := h.bridges()["br0"]; ok {
 		t.Fatal("the bridge the restore created is left after the last DEL")
-	}
-}
-
-// A restore whose recorded socket identity is the restarted switch's live
-// socket (once the dead switch's file and the pod's link to it are gone,
-// the new file can be given the same inode number) exposes that socket. With
-// a real ovs-vswitchd killed under traffic, the restore used to remove such
-// a live socket as the dead one's, and the port never came back (the chaos
-// test's server-mode pair, 0 of 2 runs before, 3 of 3 after). This fake
-// switch re-creates a removed socket when the restore replaces the port, so
-// here the test guards the outcome only; deadSocket's test covers the probe.
-func TestRestoreKeepsALiveSocketWithTheRecordedInode(t *testing.T) {
-	h := newHarness(t)
-	e := h.connect(0)
-	a := h.attachment(cidA, "net1", netconf.VhostServer)
-	data := attachOK(t, e, a)
-	rec := decodeRecord(t, data)
-
-	h.restartSwitch()
-	var uid string
-	var ofport int
-	waitFor(t, "the restarted switch to apply the port", func() bool {
-		i := h.interfaces()[rec.Port]
-		if i != nil && i.Ofport != nil && *i.Ofport > 0 {
-			uid, ofport = i.UUID, *i.Ofport
-			return true
-		}
-		return false
-	})
-	var st unix.Stat_t
-	if err := unix.Stat(rec.SwitchSocket, &st); err != nil {
-		t.Fatal(err)
-	}
-	// The pod's link to the dead file gone, the inode number reused, and
-	// the switch's socket there before the port's ofport (set a little
-	// after CHECK's wait for it gives up).
-	if err := os.Remove(a.Layout.SocketPath()); err != nil {
-		t.Fatal(err)
-	}
-	a.Layout.Socket = &sockdir.FileID{Dev: uint64(st.Dev), Ino: st.Ino}
-	h.exec(testUpdateOp(vswitch.InterfaceTable, uid, ovs.Row{"ofport": ovs.OvsSet{GoSet: []any{}}}))
-	late := time.AfterFunc(checkApplyTimeout+500*time.Millisecond, func() {
-		h.exec(testUpdateOp(vswitch.InterfaceTable, uid, ovs.Row{"ofport": ofport}))
-	})
-	defer late.Stop()
-
-	restored, err := e.Restore(ctxT(t), a, data)
-	if err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	var after unix.Stat_t
-	if err := unix.Stat(rec.SwitchSocket, &after); err != nil || after.Ino != st.Ino {
-		t.Fatalf("the restore removed or replaced the switch's live socket %s: %v", rec.SwitchSocket, err)
-	}
-	c, err := net.Dial("unix", a.Layout.SocketPath())
-	if err != nil {
-		t.Fatalf("the pod's socket does not connect: %v", err)
-	}
-	_ = c.Close()
-	if err := e.Check(ctxT(t), a, restored); err != nil {
-		t.Fatalf("Check after Restore: %v", err)
 	}
 }
