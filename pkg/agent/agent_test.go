@@ -176,6 +176,15 @@ func (e *env) add(name string) string {
 
 func (e *env) store() *state.Store { return state.New(filepath.Join(e.dir, "state")) }
 
+// restartFailing restarts the switch as the run identity, losing every
+// port; the agent's next step finds it answering with err.
+func (e *env) restartFailing(ctx context.Context, identity string, err error) {
+	e.sw.lose()
+	e.sw.down = err
+	e.identity = identity
+	e.a.Step(ctx)
+}
+
 func TestRestoresAfterSwitchRestart(t *testing.T) {
 	e := newEnv(t)
 	a, b := e.add("alpha"), e.add("bravo")
@@ -244,10 +253,7 @@ func TestSwitchNotReadyIsRetried(t *testing.T) {
 	a := e.add("alpha")
 	ctx := context.Background()
 	e.a.Step(ctx)
-	e.sw.lose()
-	e.sw.down = fmt.Errorf("dial: %w", engine.ErrUnavailable)
-	e.identity = "run2"
-	e.a.Step(ctx)
+	e.restartFailing(ctx, "run2", fmt.Errorf("dial: %w", engine.ErrUnavailable))
 	if e.sw.has(a) {
 		t.Fatal("restored on a switch that is down")
 	}
@@ -269,10 +275,7 @@ func TestNotReadyRetriedAtProbePace(t *testing.T) {
 	a := e.add("alpha")
 	ctx := context.Background()
 	e.a.Step(ctx)
-	e.sw.lose()
-	e.sw.down = fmt.Errorf("dpdk_initialized is false: %w", engine.ErrUnavailable)
-	e.identity = "run2"
-	e.a.Step(ctx)
+	e.restartFailing(ctx, "run2", fmt.Errorf("dpdk_initialized is false: %w", engine.ErrUnavailable))
 	e.sw.down = nil
 	time.Sleep(5 * time.Millisecond)
 	e.a.Step(ctx)
@@ -280,10 +283,7 @@ func TestNotReadyRetriedAtProbePace(t *testing.T) {
 		t.Fatal("not restored a probe after the switch became ready")
 	}
 
-	e.sw.lose()
-	e.sw.down = fmt.Errorf("a broken switch")
-	e.identity = "run3"
-	e.a.Step(ctx)
+	e.restartFailing(ctx, "run3", fmt.Errorf("a broken switch"))
 	e.sw.down = nil
 	time.Sleep(5 * time.Millisecond)
 	e.a.Step(ctx)
