@@ -289,7 +289,7 @@ func (a *Agent) serve(ctx context.Context, k switchKey, records []*state.Record)
 	}
 	s.lastPass = now
 	clean, notReady := a.pass(ctx, s, records)
-	s.notReady = !clean && notReady
+	s.notReady = notReady
 	a.m.reconciles.Inc()
 	a.m.lastReconcil.SetToCurrentTime()
 	s.dirty = !clean
@@ -315,7 +315,7 @@ func (a *Agent) retryAfter(s *switchState) time.Duration {
 
 // pass checks every attachment of a switch and restores those it lost,
 // Workers at a time; it reports whether all of them are in place, and
-// whether what is not was only for the switch not being ready.
+// whether those that are not were all left because the switch was not ready.
 func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Record) (clean, notReady bool) {
 	type result struct {
 		rec *state.Record
@@ -375,7 +375,7 @@ func (a *Agent) pass(ctx context.Context, s *switchState, records []*state.Recor
 			delete(a.lost, k) // intact, or no longer to be restored
 		}
 	}
-	return clean, notReady
+	return clean, !clean && notReady
 }
 
 // removeDeadSockets removes the sockets a killed ovs-vswitchd left in its

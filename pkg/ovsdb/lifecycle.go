@@ -463,14 +463,8 @@ func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.Ra
 		// (and the pod's link to it gone), the restarted switch's socket
 		// may have been given the same inode number, and is live.
 		if old := a.Layout.Socket; old != nil && rec.SwitchSocket != "" && sameFile(rec.SwitchSocket, *old) {
-			dead, err := deadSocket(rec.SwitchSocket)
-			if err != nil {
+			if _, err := removeDeadSocket(rec.SwitchSocket); err != nil {
 				return nil, err
-			}
-			if dead {
-				if err := os.Remove(rec.SwitchSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return nil, fmt.Errorf("removing the dead switch's socket %s: %w", rec.SwitchSocket, err)
-				}
 			}
 		}
 		// The name still holds the old switch's socket (removed only if it

@@ -94,20 +94,30 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
+// ServerSocket is the socket ovs-vswitchd creates for a server-mode port,
+// as its engine record names it ("" for a client-mode port).
+func ServerSocket(data json.RawMessage) (string, error) {
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return "", fmt.Errorf("decoding the engine record: %w", err)
+	}
+	if rec.Type != TypeVhostServer {
+		return "", nil
+	}
+	return rec.SwitchSocket, nil
+}
+
 // RemoveDeadServerSocket removes the socket that a server-mode port's
 // engine record names in ovs-vswitchd's run directory when nothing listens
 // on it any more (its ovs-vswitchd was killed); a live socket, a client-mode
 // port or a missing file are left as they are. It returns the path removed.
 // Call it only while no ovs-vswitchd runs (see WatchVswitchd).
 func RemoveDeadServerSocket(data json.RawMessage) (string, error) {
-	var rec record
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return "", fmt.Errorf("decoding the engine record: %w", err)
+	path, err := ServerSocket(data)
+	if err != nil || path == "" {
+		return "", err
 	}
-	if rec.Type != TypeVhostServer || rec.SwitchSocket == "" {
-		return "", nil
-	}
-	fi, err := os.Lstat(rec.SwitchSocket)
+	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -117,29 +127,29 @@ func RemoveDeadServerSocket(data json.RawMessage) (string, error) {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return "", nil // not a socket: not the switch's, left alone
 	}
-	if dead, err := deadSocket(rec.SwitchSocket); err != nil || !dead {
+	if removed, err := removeDeadSocket(path); err != nil || !removed {
 		return "", err
 	}
-	if err := os.Remove(rec.SwitchSocket); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("removing the dead switch socket %s: %w", rec.SwitchSocket, err)
-	}
-	return rec.SwitchSocket, nil
+	return path, nil
 }
 
-// deadSocket reports whether nothing listens on the unix socket at path
-// any more: connecting is refused. A bare connection sends no vhost-user
-// message: a live switch only sees it open and close.
-func deadSocket(path string) (bool, error) {
+// removeDeadSocket removes the unix socket at path if nothing listens on it
+// any more (connecting is refused), and reports whether it did. A bare
+// connection sends no vhost-user message: a live switch only sees it open
+// and close.
+func removeDeadSocket(path string) (bool, error) {
 	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
+	switch {
+	case err == nil:
 		_ = c.Close()
 		return false, nil
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return true, nil
-	}
-	if errors.Is(err, fs.ErrNotExist) {
+	case errors.Is(err, fs.ErrNotExist):
 		return false, nil // gone meanwhile: nothing to remove
+	case !errors.Is(err, syscall.ECONNREFUSED):
+		return false, fmt.Errorf("probing %s: %w", path, err)
 	}
-	return false, fmt.Errorf("probing %s: %w", path, err)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("removing the dead switch socket %s: %w", path, err)
+	}
+	return true, nil
 }

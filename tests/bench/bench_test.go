@@ -72,13 +72,18 @@ func conf(bridge, mode string) []byte {
 // plugin runs the binary once, as a runtime does, and returns its wall time
 // and its log (stderr).
 func plugin(verb, id string, stdin []byte) (time.Duration, []byte, error) {
-	d, log, err := testbed.RunPlugin(bed.bin, []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + id, "CNI_NETNS=/var/run/netns/bench",
-		"CNI_IFNAME=net1", "CNI_PATH=" + filepath.Dir(bed.bin),
-		"CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + id[:8]}, stdin)
+	d, log, err := testbed.RunPlugin(bed.bin, pluginEnv(verb, id), stdin)
 	if err != nil {
 		return d, log, fmt.Errorf("%s: %w", verb, err)
 	}
 	return d, log, nil
+}
+
+// pluginEnv is the CNI environment of one plugin run for sandbox id.
+func pluginEnv(verb, id string) []string {
+	return []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + id, "CNI_NETNS=/var/run/netns/bench",
+		"CNI_IFNAME=net1", "CNI_PATH=" + filepath.Dir(bed.bin),
+		"CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + id[:8]}
 }
 
 func vsctl(args ...string) error {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -79,13 +78,11 @@ func BenchmarkRestore(b *testing.B) {
 			b.Fatalf("record of %s: %v", id, err)
 		}
 		sockets = append(sockets, rec.Layout.ConnectPath())
-		var eng struct {
-			SwitchSocket string `json:"switchSocket"`
+		sw, err := ovsdb.ServerSocket(rec.EngineData)
+		if err != nil || sw == "" {
+			b.Fatalf("the switch's socket of %s: %q, %v", id, sw, err)
 		}
-		if err := json.Unmarshal(rec.EngineData, &eng); err != nil || eng.SwitchSocket == "" {
-			b.Fatalf("the switch's socket of %s: %q, %v", id, eng.SwitchSocket, err)
-		}
-		switchSockets = append(switchSockets, eng.SwitchSocket)
+		switchSockets = append(switchSockets, sw)
 	}
 	getenv := testbed.PolicyGetenv(bed.policy)
 	a := agent.New(agent.Config{

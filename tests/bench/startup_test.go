@@ -2,13 +2,10 @@ package bench
 
 import (
 	"bytes"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
+	"slices"
 	"testing"
-	"time"
 
 	"github.com/userspace-cni/userspace/tests/testbed"
 )
@@ -40,21 +37,21 @@ func BenchmarkStartup(b *testing.B) {
 	if base := os.Getenv(baselineEnv); base != "" {
 		bins["base-"] = base
 	}
-	s, faults := samples{}, samples{}
+	s, faults := samples{}, faultCounts{}
 	for b.Loop() {
-		d, flt, err := runCounted(hostLocal, []string{"CNI_COMMAND=VERSION"}, nil)
+		d, flt, err := testbed.RunPluginFaults(hostLocal, []string{"CNI_COMMAND=VERSION"}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		s.add("host-local-version", d)
-		faults.add("host-local-version", flt)
+		faults["host-local-version"] = append(faults["host-local-version"], flt)
 		for prefix, bin := range bins {
 			startupRound(b, s, faults, prefix, bin, ovsConf, memifConf)
 		}
 	}
 	hl := testbed.Percentile(s["host-local-version"], 50)
 	b.ReportMetric(hl, "host-local-version-p50-ms")
-	b.ReportMetric(faultsP50(faults["host-local-version"]), "host-local-version-minflt")
+	b.ReportMetric(faults.median("host-local-version"), "host-local-version-minflt")
 	for prefix := range bins {
 		for _, row := range []string{"version", "ovs-add", "ovs-del", "memif-add", "memif-del"} {
 			p50 := testbed.Percentile(s[prefix+row], 50)
@@ -62,24 +59,22 @@ func BenchmarkStartup(b *testing.B) {
 			if hl > 0 {
 				b.ReportMetric(p50/hl, prefix+row+"-ratio")
 			}
-			b.ReportMetric(faultsP50(faults[prefix+row]), prefix+row+"-minflt")
+			b.ReportMetric(faults.median(prefix+row), prefix+row+"-minflt")
 		}
 	}
 }
 
 // startupRound runs one VERSION and one ADD and DEL per engine through bin
 // and records each wall time and fault count under prefix.
-func startupRound(b *testing.B, s, faults samples, prefix, bin string, ovsConf, memifConf []byte) {
+func startupRound(b *testing.B, s samples, faults faultCounts, prefix, bin string, ovsConf, memifConf []byte) {
 	b.Helper()
 	run := func(row, verb, id string, stdin []byte) {
-		d, flt, err := runCounted(bin, []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + id,
-			"CNI_NETNS=/var/run/netns/bench", "CNI_IFNAME=net1", "CNI_PATH=" + filepath.Dir(bed.bin),
-			"CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-" + id[:8]}, stdin)
+		d, flt, err := testbed.RunPluginFaults(bin, pluginEnv(verb, id), stdin)
 		if err != nil {
 			b.Fatalf("%s%s: %v", prefix, row, err)
 		}
 		s.add(prefix+row, d)
-		faults.add(prefix+row, flt)
+		faults[prefix+row] = append(faults[prefix+row], flt)
 	}
 	run("version", "VERSION", testbed.SandboxID(), nil)
 	id := testbed.SandboxID()
@@ -90,30 +85,14 @@ func startupRound(b *testing.B, s, faults samples, prefix, bin string, ovsConf, 
 	run("memif-del", "DEL", id, memifConf)
 }
 
-// runCounted runs bin once as testbed.RunPlugin does and returns its wall
-// time and its minor page faults (as a Duration of that many microseconds,
-// so samples can hold them; faultsP50 turns them back).
-func runCounted(bin string, env []string, stdin []byte) (time.Duration, time.Duration, error) {
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return d, 0, fmt.Errorf("%v: %s %s", err, out.String(), errOut.String())
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return d, 0, fmt.Errorf("no resource usage for %s", bin)
-	}
-	return d, time.Duration(ru.Minflt) * time.Microsecond, nil
-}
+// faultCounts are minor page faults per process, by row.
+type faultCounts map[string][]int64
 
-// faultsP50 is the median of fault counts stored by runCounted.
-func faultsP50(ds []time.Duration) float64 {
-	// Percentile reports milliseconds; the counts were stored as microseconds.
-	return testbed.Percentile(ds, 50) * 1000
+// median is the row's median fault count (0 for none).
+func (f faultCounts) median(row string) float64 {
+	xs := slices.Sorted(slices.Values(f[row]))
+	if len(xs) == 0 {
+		return 0
+	}
+	return float64(xs[len(xs)/2])
 }
