@@ -44,6 +44,11 @@ lint:
 	@# and link no node-side code.
 	@if $(GO) list -deps ./cmd/dpdk-args ./cmd/vpp-app | grep -E '/pkg/(policy|deviceinfo|sockdir|state|plugin|ovsdb|vpp|kube|logging|engine)$$'; then \
 		echo "lint: a pod-side command links the node-side packages above"; exit 1; fi
+	@# The plugin's start-up: libcni's invoke links OpenTelemetry and, through
+	@# it, net/http and crypto/tls, whose init runs at every call; pkg/cniexec
+	@# runs the IPAM plugin instead.
+	@if $(GO) list -deps ./cmd/userspace | grep -E '^(github\.com/containernetworking/cni/pkg/invoke$$|go\.opentelemetry\.io/)'; then \
+		echo "lint: cmd/userspace links the packages above (start-up cost): delegate through pkg/cniexec"; exit 1; fi
 	docker/lint.sh
 	docker/lint.sh --self-test
 
