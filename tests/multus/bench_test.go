@@ -2,6 +2,7 @@ package multus
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,10 +14,15 @@ import (
 
 var kubeRequestsRe = regexp.MustCompile(`Kubernetes API use.*requests=(\d+)`)
 
+// baselineEnv names an optional second plugin binary (an earlier build) that
+// BenchmarkKubeAddDel runs interleaved with the one under test, its rows
+// prefixed "base-": a before and after comparison in one machine state.
+const baselineEnv = "USERSPACE_BENCH_BASELINE"
+
 // runPlugin runs the binary once as Multus's delegate call and returns its
 // wall time and the Kubernetes API requests it logged.
-func runPlugin(verb string, s *sandbox, stdin []byte) (time.Duration, int, error) {
-	d, log, err := testbed.RunPlugin(filepath.Join(bed.bin, "userspace"), []string{"CNI_COMMAND=" + verb,
+func runPlugin(bin, verb string, s *sandbox, stdin []byte) (time.Duration, int, error) {
+	d, log, err := testbed.RunPlugin(bin, []string{"CNI_COMMAND=" + verb,
 		"CNI_CONTAINERID=" + s.id, "CNI_NETNS=" + s.ns.Path(), "CNI_IFNAME=net1", "CNI_PATH=" + bed.bin,
 		fmt.Sprintf("CNI_ARGS=IgnoreUnknown=true;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=%s",
 			s.pod.Namespace, s.pod.Name, s.id, s.uid)}, stdin)
@@ -45,30 +51,37 @@ func BenchmarkKubeAddDel(b *testing.B) {
 	without := []byte(`{"cniVersion": "1.0.0", "name": "bench-kube", "type": "userspace", "logLevel": "debug",
  "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge", "vhost": {"mode": "client"}, "bridge": {"bridgeName": "br-bk"}}}`)
 	s := newPod(b, "default", "", "hostPath", mapped)
+	bins := map[string]string{"": filepath.Join(bed.bin, "userspace")}
+	if base := os.Getenv(baselineEnv); base != "" {
+		bins["base-"] = base
+	}
 	lat := map[string][]time.Duration{}
 	var addReq, delReq, n int
 	for b.Loop() {
-		for _, v := range []struct {
-			name  string
-			stdin []byte
-		}{{"kube", with}, {"nokube", without}} {
-			s.id = testbed.SandboxID()
-			d, reqs, err := runPlugin("ADD", s, v.stdin)
-			if err != nil {
-				b.Fatal(err)
-			}
-			lat[v.name+"-add"] = append(lat[v.name+"-add"], d)
-			if v.name == "kube" {
-				addReq += reqs
-			}
-			d, reqs, err = runPlugin("DEL", s, v.stdin)
-			if err != nil {
-				b.Fatal(err)
-			}
-			lat[v.name+"-del"] = append(lat[v.name+"-del"], d)
-			if v.name == "kube" {
-				delReq += reqs
-				n++
+		for prefix, bin := range bins {
+			for _, v := range []struct {
+				name  string
+				stdin []byte
+			}{{"kube", with}, {"nokube", without}} {
+				row := prefix + v.name
+				s.id = testbed.SandboxID()
+				d, reqs, err := runPlugin(bin, "ADD", s, v.stdin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat[row+"-add"] = append(lat[row+"-add"], d)
+				if row == "kube" {
+					addReq += reqs
+				}
+				d, reqs, err = runPlugin(bin, "DEL", s, v.stdin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat[row+"-del"] = append(lat[row+"-del"], d)
+				if row == "kube" {
+					delReq += reqs
+					n++
+				}
 			}
 		}
 	}
@@ -76,8 +89,11 @@ func BenchmarkKubeAddDel(b *testing.B) {
 		b.ReportMetric(testbed.Percentile(ds, 50), name+"-p50-ms")
 		b.ReportMetric(testbed.Percentile(ds, 99), name+"-p99-ms")
 	}
-	b.ReportMetric(testbed.Percentile(lat["kube-add"], 50)-testbed.Percentile(lat["nokube-add"], 50), "added-add-p50-ms")
-	b.ReportMetric(testbed.Percentile(lat["kube-del"], 50)-testbed.Percentile(lat["nokube-del"], 50), "added-del-p50-ms")
+	for prefix := range bins {
+		for _, verb := range []string{"add", "del"} {
+			b.ReportMetric(testbed.Percentile(lat[prefix+"kube-"+verb], 50)-testbed.Percentile(lat[prefix+"nokube-"+verb], 50), prefix+"added-"+verb+"-p50-ms")
+		}
+	}
 	b.ReportMetric(float64(addReq)/float64(n), "api-requests/add")
 	b.ReportMetric(float64(delReq)/float64(n), "api-requests/del")
 }
