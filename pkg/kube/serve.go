@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,14 +19,19 @@ import (
 // maxRequestLine bounds one request line from the plugin.
 const maxRequestLine = 1 << 20
 
-// Serve is the helper process's loop (cmd/userspace-kube): it answers the
-// plugin's podapi requests read from r, one JSON line each, on w, until r
-// ends. The client for kubeconfig is made on the first request, so that a
-// kubeconfig that cannot be used is that request's answer. timeout bounds
-// each HTTP request.
-func Serve(r io.Reader, w io.Writer, kubeconfig string, timeout time.Duration) error {
-	s := &server{kubeconfig: kubeconfig, timeout: timeout}
-	defer s.close()
+// ClientSource gives the client for a request's kubeconfig and bound of
+// each HTTP request. An error that matches podapi.ErrUnserved is answered
+// as such (the plugin then asks its helper); any other is a configuration
+// error.
+type ClientSource interface {
+	Client(kubeconfig string, timeout time.Duration) (*Client, error)
+}
+
+// Serve answers one session's podapi requests read from r, one JSON line
+// each, on w, until r ends: the helper's loop on its stdin and stdout
+// (cmd/userspace-kube) and the node agent's on each connection.
+func Serve(r io.Reader, w io.Writer, clients ClientSource) error {
+	s := &server{clients: clients}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxRequestLine)
 	enc := json.NewEncoder(w)
@@ -39,18 +46,16 @@ func Serve(r io.Reader, w io.Writer, kubeconfig string, timeout time.Duration) e
 	return nil
 }
 
-// server is one session's state: the client and the pod OpPod read.
+// server is one session's state: the pod OpPod read, and the client of
+// the last request.
 type server struct {
-	kubeconfig string
-	timeout    time.Duration
-	client     *Client
-	pod        *corev1.Pod
-}
-
-func (s *server) close() {
-	if s.client != nil {
-		s.client.Close()
-	}
+	clients ClientSource
+	client  *Client
+	pod     *corev1.Pod
+	// requests counts this session's HTTP requests: the client's count
+	// moved by each operation (a kept client serves other sessions too).
+	requests int64
+	before   int64
 }
 
 func (s *server) handle(line []byte) *podapi.Response {
@@ -58,13 +63,11 @@ func (s *server) handle(line []byte) *podapi.Response {
 	if err := json.Unmarshal(line, req); err != nil {
 		return s.fail(fmt.Errorf("unreadable request: %w", err), podapi.ErrAPI)
 	}
-	if s.client == nil {
-		c, err := New(s.kubeconfig, s.timeout)
-		if err != nil {
-			return s.fail(fmt.Errorf("kubeconfig: %w", err), podapi.ErrConfig)
-		}
-		s.client = c
+	c, err := s.clients.Client(req.Kubeconfig, time.Duration(req.RequestTimeoutMS)*time.Millisecond)
+	if err != nil {
+		return s.fail(fmt.Errorf("kubeconfig: %w", err), podapi.ErrConfig)
 	}
+	s.client, s.before = c, c.Requests()
 	opTimeout := time.Duration(req.TimeoutMS) * time.Millisecond
 	if opTimeout <= 0 {
 		opTimeout = podapi.DefaultTimeout
@@ -106,11 +109,64 @@ func (s *server) handle(line []byte) *podapi.Response {
 
 func (s *server) answer(r *podapi.Response) *podapi.Response {
 	if s.client != nil {
-		r.Requests = s.client.Requests()
+		s.requests += s.client.Requests() - s.before
+		s.before = s.client.Requests()
 	}
+	r.Requests = s.requests
 	return r
 }
 
 func (s *server) fail(err error, kind error) *podapi.Response {
 	return s.answer(&podapi.Response{Error: podapi.EncodeError(err, kind)})
+}
+
+// maxClientAge bounds how long Clients keeps a client: a new one reads the
+// kubeconfig's certificate authority and other files again.
+const maxClientAge = time.Minute
+
+// Clients makes a client per kubeconfig file and request bound and keeps it,
+// with its connections to the API server, until the file changes or
+// maxClientAge passes. Safe for concurrent use; the zero value is ready.
+type Clients struct {
+	mu sync.Mutex
+	m  map[clientKey]*keptClient
+}
+
+type clientKey struct {
+	path    string
+	timeout time.Duration
+}
+
+type keptClient struct {
+	c    *Client
+	file os.FileInfo
+	made time.Time
+}
+
+// Client returns the kept client for kubeconfig and timeout, or makes one.
+func (cs *Clients) Client(kubeconfig string, timeout time.Duration) (*Client, error) {
+	st, err := os.Stat(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	k := clientKey{kubeconfig, timeout}
+	if kc := cs.m[k]; kc != nil {
+		if os.SameFile(kc.file, st) && kc.file.ModTime().Equal(st.ModTime()) && kc.file.Size() == st.Size() && time.Since(kc.made) < maxClientAge {
+			return kc.c, nil
+		}
+		// Sessions still using it keep it; its idle connections go.
+		kc.c.Close()
+		delete(cs.m, k)
+	}
+	c, err := New(kubeconfig, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if cs.m == nil {
+		cs.m = map[clientKey]*keptClient{}
+	}
+	cs.m[k] = &keptClient{c: c, file: st, made: time.Now()}
+	return c, nil
 }

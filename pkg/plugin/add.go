@@ -95,7 +95,7 @@ func (p *Plugin) prepare(ctx context.Context, a *adding) error {
 	}
 	if pc != nil {
 		t.ReleaseWith(func() {
-			inv.log.Debug("Kubernetes API use", "requests", pc.client.Requests())
+			inv.log.Debug("Kubernetes API use", "via", pc.client.Via(), "requests", pc.client.Requests())
 			pc.client.Close()
 		})
 		a.ph.mark("pod")

@@ -41,7 +41,7 @@ func (p *Plugin) lookupPod(ctx context.Context, inv *invocation) (*podContext, e
 	if inv.conf.KubeConfig == "" || inv.cargs.PodName == "" || inv.cargs.PodNamespace == "" {
 		return nil, nil
 	}
-	c, err := podapi.Start(p.KubeHelper, inv.conf.KubeConfig, kubeTimeout, p.Stderr)
+	c, err := podapi.Open(podapi.AgentSocketIn(inv.pol.StateDir), p.KubeHelper, inv.conf.KubeConfig, kubeTimeout, p.Stderr)
 	if err != nil {
 		return nil, kubeError(err)
 	}
@@ -112,13 +112,13 @@ func (p *Plugin) removeKubeState(inv *invocation, annotated bool, devInfo string
 	if !annotated || inv.conf.KubeConfig == "" || inv.cargs.PodName == "" {
 		return nil
 	}
-	c, err := podapi.Start(p.KubeHelper, inv.conf.KubeConfig, delTimeout, p.Stderr)
+	c, err := podapi.Open(podapi.AgentSocketIn(inv.pol.StateDir), p.KubeHelper, inv.conf.KubeConfig, delTimeout, p.Stderr)
 	if err != nil {
 		inv.log.Warn("cannot remove the pod's config-data entry", "error", err)
 		return nil
 	}
 	defer func() {
-		inv.log.Debug("Kubernetes API use", "requests", c.Requests())
+		inv.log.Debug("Kubernetes API use", "via", c.Via(), "requests", c.Requests())
 		c.Close()
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), delTimeout)

@@ -34,6 +34,10 @@ var (
 	// volume is unusable: something in the configuration to fix, not to
 	// retry.
 	ErrConfig = errors.New("invalid configuration")
+	// ErrUnserved: the node agent does not serve this kubeconfig (it does
+	// not see the file, or its policy does not allow it); the plugin then
+	// runs the helper.
+	ErrUnserved = errors.New("kubeconfig not served by the node agent")
 )
 
 // kindNames are the kinds' names on the wire.
@@ -46,6 +50,7 @@ var kindNames = map[string]error{
 	"uid-mismatch": ErrUIDMismatch,
 	"api":          ErrAPI,
 	"config":       ErrConfig,
+	"unserved":     ErrUnserved,
 }
 
 // kindName is kind's wire name ("api" for an unknown kind).

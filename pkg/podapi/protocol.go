@@ -1,25 +1,37 @@
 // Package podapi is what the plugin asks of the Kubernetes API, and the
 // process boundary it asks across. ADD reads the pod (its UID and shared-dir
 // volume) and publishes the attachment's configuration data on it; DEL
-// takes that entry out again. The requests run in a helper process,
-// cmd/userspace-kube, installed next to the plugin: client-go initialises
-// about a hundred packages before main, which every plugin process (VERSION,
-// and every ADD and DEL without a kubeconfig) would pay for otherwise.
+// takes that entry out again.
 //
-// The protocol is one JSON Request per line on the helper's stdin and one
-// JSON Response per line on its stdout; the helper keeps the pod it read
-// and its connection to the API server between requests, and exits when its
-// stdin closes.
+// The plugin does not make these requests itself: client-go initialises
+// about a hundred packages before main, which every plugin process (VERSION,
+// and every ADD and DEL without a kubeconfig) would pay for. It asks the
+// node agent (cmd/userspace-agent), which keeps its clients and their API
+// connections warm, on a socket in the plugin's state directory; without an
+// agent, or one that does not serve the kubeconfig, it runs a helper
+// process, cmd/userspace-kube, installed next to the plugin.
+//
+// Both speak one protocol: one JSON Request per line and one JSON Response
+// per line, in order, on the socket or on the helper's stdin and stdout. A
+// session keeps the pod it read between requests.
 package podapi
 
 import (
 	"errors"
+	"path/filepath"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 )
 
 // HelperName is the helper's file name, looked for next to the plugin.
 const HelperName = "userspace-kube"
+
+// AgentSocket is the node agent's socket's name in the plugin's state
+// directory (root's alone).
+const AgentSocket = "podapi.sock"
+
+// AgentSocketIn is the agent's socket's path for the state directory dir.
+func AgentSocketIn(dir string) string { return filepath.Join(dir, AgentSocket) }
 
 // Operations of a Request.
 const (
@@ -37,6 +49,10 @@ type Request struct {
 	Op        string `json:"op"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name,omitempty"`
+	// Kubeconfig is the kubeconfig file (checked against the node policy),
+	// RequestTimeoutMS the bound of each HTTP request.
+	Kubeconfig       string `json:"kubeconfig"`
+	RequestTimeoutMS int64  `json:"requestTimeoutMs"`
 	// TimeoutMS bounds the operation, all its API requests and retries
 	// included.
 	TimeoutMS int64 `json:"timeoutMs"`
@@ -87,7 +103,7 @@ type WireError struct {
 }
 
 // EncodeError puts err on the wire. An *Error keeps its kind and pod; any
-// other error is of kind kind.
+// other error keeps the kind it matches, or is of kind kind.
 func EncodeError(err error, kind error) *WireError {
 	var e *Error
 	if errors.As(err, &e) {
@@ -96,6 +112,12 @@ func EncodeError(err error, kind error) *WireError {
 			w.Message = e.Err.Error()
 		}
 		return w
+	}
+	for _, k := range kindNames {
+		if errors.Is(err, k) {
+			kind = k
+			break
+		}
 	}
 	return &WireError{Kind: kindName(kind), Message: err.Error()}
 }

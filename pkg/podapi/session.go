@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"syscall"
 	"time"
@@ -21,110 +21,80 @@ const DefaultTimeout = 10 * time.Second
 // once its stdin is closed.
 const closeGrace = time.Second
 
-// answerMargin is the part of an operation's time the helper does not get:
+// dialTimeout bounds connecting to the agent's socket: a local socket
+// answers at once or not at all.
+const dialTimeout = 250 * time.Millisecond
+
+// answerMargin is the part of an operation's time the server does not get:
 // it answers (with its own timeout error) before the session gives up on
-// it and kills it.
+// it.
 const answerMargin = 200 * time.Millisecond
 
-// Session is one helper process serving one plugin verb. It is not safe for
-// concurrent use.
+// Session is one plugin verb's conversation with the node agent or the
+// helper. It is not safe for concurrent use.
 type Session struct {
-	helper   string
-	cmd      *exec.Cmd
-	stdin    io.WriteCloser
-	answers  chan answer
-	done     chan struct{} // closed when the process has been waited for
+	helper     string
+	kubeconfig string
+	timeout    time.Duration
+	stderr     io.Writer
+	c          *conn
+	// answered says c has answered a request: from then on the session
+	// holds state there (the pod) and cannot move to the helper.
+	answered bool
 	requests int64
-	// broken is set once the helper failed to answer; the session then
+	// broken is set once the server failed to answer; the session then
 	// refuses further requests.
 	broken error
 }
 
-type answer struct {
-	line []byte
-	err  error
-}
-
-// Start runs the helper at path for the kubeconfig at kubeconfig (already
-// checked against the node policy). timeout bounds each HTTP request the
-// helper makes. The helper's stderr (its log) goes to stderr.
-func Start(path, kubeconfig string, timeout time.Duration, stderr io.Writer) (*Session, error) {
-	cmd := exec.Command(path, "-kubeconfig", kubeconfig, "-timeout", timeout.String())
-	cmd.Stderr = stderr
-	// The helper must not outlive the plugin, whatever kills it; its own
-	// process group lets kill reach anything it started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	stdin, err := cmd.StdinPipe()
+// Open starts a session for the kubeconfig at kubeconfig (already checked
+// against the node policy): with the node agent listening on agentSocket
+// if it accepts a connection, else with the helper at helper, whose stderr
+// (its log) goes to stderr. timeout bounds each HTTP request to the API.
+func Open(agentSocket, helper, kubeconfig string, timeout time.Duration, stderr io.Writer) (*Session, error) {
+	s := &Session{helper: helper, kubeconfig: kubeconfig, timeout: timeout, stderr: stderr}
+	if agentSocket != "" {
+		if c, err := dialAgent(agentSocket); err == nil {
+			s.c = c
+			return s, nil
+		}
+	}
+	c, err := startHelper(helper, stderr)
 	if err != nil {
-		return nil, fmt.Errorf("the Kubernetes helper %s: %w", path, err)
+		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("the Kubernetes helper %s: %w", path, err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the Kubernetes helper %s (installed next to the plugin): %w", path, err)
-	}
-	s := &Session{helper: path, cmd: cmd, stdin: stdin, answers: make(chan answer, 1), done: make(chan struct{})}
-	go s.read(stdout)
+	s.c = c
 	return s, nil
 }
 
-// read passes the helper's answers on, one line each, until its stdout
-// ends; then it reaps the process.
-func (s *Session) read(stdout io.Reader) {
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		s.answers <- answer{line: append([]byte(nil), sc.Bytes()...)}
-	}
-	err := sc.Err()
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	if werr := s.cmd.Wait(); werr != nil {
-		err = fmt.Errorf("%w (%v)", err, werr)
-	}
-	close(s.done)
-	s.answers <- answer{err: err}
-}
+// Via names the server the session talks to.
+func (s *Session) Via() string { return s.c.name }
 
-// call sends req and waits for its answer, at most until ctx ends (or
-// DefaultTimeout without a deadline); a helper that has not answered by then
-// is killed.
+// call sends req and returns the answer, at most until ctx ends (or
+// DefaultTimeout without a deadline). The agent's first answer may be that
+// it does not serve the kubeconfig, or it may fail to answer: the request
+// then goes to the helper.
 func (s *Session) call(ctx context.Context, req *Request) (*Response, error) {
 	if s.broken != nil {
 		return nil, s.broken
 	}
-	budget := DefaultTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		budget = time.Until(dl)
+	req.Kubeconfig, req.RequestTimeoutMS = s.kubeconfig, s.timeout.Milliseconds()
+	resp, err := s.c.roundTrip(ctx, req)
+	if s.c.agent && !s.answered && (err != nil || resp.Error != nil && resp.Error.Kind == kindName(ErrUnserved)) {
+		s.c.close()
+		if s.c, err = startHelper(s.helper, s.stderr); err != nil {
+			s.c = &conn{name: "no server", stop: func() {}, done: closedChan()}
+			s.broken = &kindError{kind: ErrUnreachable, err: err}
+			return nil, s.broken
+		}
+		resp, err = s.c.roundTrip(ctx, req)
 	}
-	req.TimeoutMS = max(budget-answerMargin, budget/2).Milliseconds()
-	line, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the %s request: %w", req.Op, err)
+		s.c.stop()
+		s.broken = &kindError{kind: ErrUnreachable, err: fmt.Errorf("%s, %s pod %s/%s: %w", s.c.name, req.Op, req.Namespace, req.Name, err)}
+		return nil, s.broken
 	}
-	if _, err := s.stdin.Write(append(line, '\n')); err != nil {
-		return nil, s.fail(req, fmt.Errorf("writing to it: %w", err))
-	}
-	timer := time.NewTimer(budget)
-	defer timer.Stop()
-	var a answer
-	select {
-	case a = <-s.answers:
-	case <-timer.C:
-		return nil, s.fail(req, fmt.Errorf("no answer within %v", budget.Round(time.Millisecond)))
-	case <-ctx.Done():
-		return nil, s.fail(req, fmt.Errorf("no answer: %w", ctx.Err()))
-	}
-	if a.err != nil {
-		return nil, s.fail(req, fmt.Errorf("it ended: %w", a.err))
-	}
-	resp := &Response{}
-	if err := json.Unmarshal(a.line, resp); err != nil {
-		return nil, s.fail(req, fmt.Errorf("unreadable answer %.200q: %w", a.line, err))
-	}
+	s.answered = true
 	s.requests = resp.Requests
 	if resp.Error != nil {
 		return nil, resp.Error.decode()
@@ -132,35 +102,17 @@ func (s *Session) call(ctx context.Context, req *Request) (*Response, error) {
 	return resp, nil
 }
 
-// fail kills the helper and marks the session broken: its answers can no
-// longer be matched to requests. The error is of kind ErrUnreachable (the runtime
-// retries).
-func (s *Session) fail(req *Request, err error) error {
-	s.kill()
-	s.broken = &kindError{kind: ErrUnreachable, err: fmt.Errorf("the Kubernetes helper %s, %s pod %s/%s: %w", s.helper, req.Op, req.Namespace, req.Name, err)}
-	return s.broken
-}
-
-// kill ends the helper's process group, unless the helper has been reaped
-// (its number may then be another's).
-func (s *Session) kill() {
-	select {
-	case <-s.done:
-	default:
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
-
 // Pod reads namespace/name and its shared directory: the volume named volume
 // (the node policy's), under kubeletRoot for an emptyDir. A non-empty uid
 // that differs from the pod's is an ErrUIDMismatch error.
 func (s *Session) Pod(ctx context.Context, namespace, name, uid, volume, kubeletRoot string) (*Pod, error) {
-	resp, err := s.call(ctx, &Request{Op: OpPod, Namespace: namespace, Name: name, UID: uid, Volume: volume, KubeletRoot: kubeletRoot})
+	req := &Request{Op: OpPod, Namespace: namespace, Name: name, UID: uid, Volume: volume, KubeletRoot: kubeletRoot}
+	resp, err := s.call(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if resp.Pod == nil {
-		return nil, s.fail(&Request{Op: OpPod, Namespace: namespace, Name: name}, errors.New("the answer has no pod"))
+		return nil, &kindError{kind: ErrAPI, err: fmt.Errorf("%s answered no pod for %s/%s", s.c.name, namespace, name)}
 	}
 	return resp.Pod, nil
 }
@@ -178,17 +130,144 @@ func (s *Session) Unpublish(ctx context.Context, namespace, name, containerID, i
 	return err
 }
 
-// Requests is the number of HTTP requests the helper reported having sent.
+// Requests is the number of HTTP requests the server reported having sent
+// (the agent's count is its client's, across sessions).
 func (s *Session) Requests() int64 { return s.requests }
 
-// Close ends the helper: its stdin closes, and if it has not exited within
-// closeGrace it is killed. It returns once the process is reaped.
-func (s *Session) Close() {
-	_ = s.stdin.Close()
+// Close ends the session: the helper exits (killed after closeGrace), the
+// agent's connection closes. It returns once the helper is reaped.
+func (s *Session) Close() { s.c.close() }
+
+// conn is one transport to a server.
+type conn struct {
+	name    string
+	agent   bool
+	w       io.WriteCloser
+	answers chan answer
+	done    chan struct{} // closed when the reader has ended
+	stop    func()        // ends the server's side at once
+}
+
+type answer struct {
+	line []byte
+	err  error
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+func dialAgent(path string) (*conn, error) {
+	nc, err := net.DialTimeout("unix", path, dialTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{name: "node agent " + path, agent: true, w: nc, answers: make(chan answer, 1), done: make(chan struct{})}
+	c.stop = func() { _ = nc.Close() }
+	go c.read(nc, func() error { return nil })
+	return c, nil
+}
+
+func startHelper(path string, stderr io.Writer) (*conn, error) {
+	cmd := exec.Command(path)
+	cmd.Stderr = stderr
+	// The helper must not outlive the plugin, whatever kills it; its own
+	// process group lets stop reach anything it started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("the Kubernetes helper %s: %w", path, err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("the Kubernetes helper %s: %w", path, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the Kubernetes helper %s (installed next to the plugin): %w", path, err)
+	}
+	c := &conn{name: "Kubernetes helper " + path, w: stdin, answers: make(chan answer, 1), done: make(chan struct{})}
+	c.stop = func() {
+		// Not once reaped: the number may then be another's.
+		select {
+		case <-c.done:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	go c.read(stdout, cmd.Wait)
+	return c, nil
+}
+
+// read passes the server's answers on, one line each, until its output
+// ends; then it calls wait (reaping the helper).
+func (c *conn) read(r io.Reader, wait func() error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		c.answers <- answer{line: append([]byte(nil), sc.Bytes()...)}
+	}
+	err := sc.Err()
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	if werr := wait(); werr != nil {
+		err = fmt.Errorf("%w (%v)", err, werr)
+	}
+	close(c.done)
+	c.answers <- answer{err: err}
+}
+
+// roundTrip sends req and waits for its answer. An error is the transport's:
+// no answer in time, the server gone, an unreadable answer.
+func (c *conn) roundTrip(ctx context.Context, req *Request) (*Response, error) {
+	budget := DefaultTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = time.Until(dl)
+	}
+	req.TimeoutMS = max(budget-answerMargin, budget/2).Milliseconds()
+	line, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the request: %w", err)
+	}
+	if _, err := c.w.Write(append(line, '\n')); err != nil {
+		return nil, fmt.Errorf("writing to it: %w", err)
+	}
+	timer := time.NewTimer(budget)
+	defer timer.Stop()
+	var a answer
 	select {
-	case <-s.done:
+	case a = <-c.answers:
+	case <-timer.C:
+		return nil, fmt.Errorf("no answer within %v", budget.Round(time.Millisecond))
+	case <-ctx.Done():
+		return nil, fmt.Errorf("no answer: %w", ctx.Err())
+	}
+	if a.err != nil {
+		return nil, fmt.Errorf("it ended: %w", a.err)
+	}
+	resp := &Response{}
+	if err := json.Unmarshal(a.line, resp); err != nil {
+		return nil, fmt.Errorf("unreadable answer %.200q: %w", a.line, err)
+	}
+	return resp, nil
+}
+
+// close ends the conversation and waits for the reader: the helper gets
+// closeGrace to exit on its own.
+func (c *conn) close() {
+	if c.w != nil {
+		_ = c.w.Close()
+	}
+	if c.agent {
+		c.stop()
+	}
+	select {
+	case <-c.done:
 	case <-time.After(closeGrace):
-		s.kill()
-		<-s.done
+		c.stop()
+		<-c.done
 	}
 }
+

@@ -23,7 +23,7 @@ func script(t *testing.T, body string) string {
 
 func start(t *testing.T, path string) *Session {
 	t.Helper()
-	s, err := Start(path, "/kubeconfig", time.Second, os.Stderr)
+	s, err := Open("", path, "/kubeconfig", time.Second, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func start(t *testing.T, path string) *Session {
 func TestSessionAnswers(t *testing.T) {
 	// Answers a pod, then an error of each request after.
 	s := start(t, script(t, `read -r req
-case "$req" in *'"op":"pod"'*'"uid":"u-1"'*'"volume":"shared"'*) ;; *) echo "bad request $req" >&2; exit 1;; esac
+case "$req" in *'"op":"pod"'*'"kubeconfig":"/kubeconfig","requestTimeoutMs":1000'*'"uid":"u-1"'*'"volume":"shared"'*) ;; *) echo "bad request $req" >&2; exit 1;; esac
 echo '{"pod":{"uid":"u-1","dir":"/host/d","mappedDir":"/var/run/app","emptyDir":true},"requests":1}'
 read -r req
 echo '{"error":{"kind":"conflict","verb":"patch","namespace":"ns","name":"p","message":"409 again"},"requests":5}'
@@ -104,7 +104,7 @@ func TestSessionHelperFails(t *testing.T) {
 
 func TestStartMissingHelper(t *testing.T) {
 	p := filepath.Join(t.TempDir(), HelperName)
-	if _, err := Start(p, "/k", time.Second, os.Stderr); err == nil || !strings.Contains(err.Error(), p) {
+	if _, err := Open("", p, "/k", time.Second, os.Stderr); err == nil || !strings.Contains(err.Error(), p) {
 		t.Errorf("got %v, want an error naming %s", err, p)
 	}
 }
