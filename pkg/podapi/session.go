@@ -270,4 +270,3 @@ func (c *conn) close() {
 		<-c.done
 	}
 }
-
