@@ -83,17 +83,20 @@ func run() error {
 	}()
 	podAPIDone := make(chan error, 1)
 	if *podAPI {
-		pln, err := agent.Listen(podapi.AgentSocketIn(pol.StateDir))
-		if err != nil {
-			return fmt.Errorf("pod API: %w", err)
+		// Without the socket the plugin runs its helper: worth a log line,
+		// not worth stopping the restores for.
+		if pln, err := agent.Listen(podapi.AgentSocketIn(pol.StateDir)); err != nil {
+			log.Error("no pod API; plugin calls run their helper", "error", err)
+			podAPIDone <- nil
+		} else {
+			go func() {
+				err := a.PodAPI(pol).Serve(ctx, pln)
+				if err != nil {
+					log.Error("pod API stopped; plugin calls run their helper", "error", err)
+				}
+				podAPIDone <- err
+			}()
 		}
-		go func() {
-			err := a.PodAPI(pol).Serve(ctx, pln)
-			if err != nil {
-				log.Error("pod API stopped; plugin calls run their helper", "error", err)
-			}
-			podAPIDone <- err
-		}()
 	} else {
 		podAPIDone <- nil
 	}
