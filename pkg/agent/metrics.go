@@ -60,7 +60,7 @@ func newMetrics() *metrics {
 		}, []string{"engine"}),
 		podAPI: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userspace_cni_podapi_sessions_total",
-			Help: "Plugin sessions on the pod API socket, by result (served; refused: not root, or too many at once).",
+			Help: "Plugin sessions on the pod API socket, by result (served; refused: not root, or too many at once; unserved: a request for a kubeconfig the agent does not serve, which the plugin then sends to its helper).",
 		}, []string{"result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userspace_cni_agent_errors_total",

@@ -35,7 +35,8 @@ type PodAPI struct {
 	log     *slog.Logger
 	clients kube.Clients
 	slots   chan struct{}
-	// sessions counts sessions by result ("served", "refused").
+	// sessions counts sessions by result ("served", "refused"), and the
+	// requests answered "unserved".
 	sessions func(result string)
 }
 
@@ -51,9 +52,11 @@ func (a *Agent) PodAPI(pol *policy.Policy) *PodAPI {
 // plugin then uses its helper, which sees the node's files).
 func (p *PodAPI) Client(kubeconfig string, timeout time.Duration) (*kube.Client, error) {
 	if _, _, err := p.pol.Match(policy.Kubeconfig, kubeconfig); err != nil {
+		p.sessions("unserved")
 		return nil, fmt.Errorf("%w: %s: %v", podapi.ErrUnserved, kubeconfig, err)
 	}
 	if _, err := os.Stat(kubeconfig); err != nil {
+		p.sessions("unserved")
 		return nil, fmt.Errorf("%w: %v", podapi.ErrUnserved, err)
 	}
 	return p.clients.Client(kubeconfig, timeout)
