@@ -33,6 +33,7 @@ const answerMargin = 200 * time.Millisecond
 // Session is one plugin verb's conversation with the node agent or the
 // helper. It is not safe for concurrent use.
 type Session struct {
+	agent      string
 	helper     string
 	kubeconfig string
 	timeout    time.Duration
@@ -52,19 +53,29 @@ type Session struct {
 // if it accepts a connection, else with the helper at helper, whose stderr
 // (its log) goes to stderr. timeout bounds each HTTP request to the API.
 func Open(agentSocket, helper, kubeconfig string, timeout time.Duration, stderr io.Writer) (*Session, error) {
-	s := &Session{helper: helper, kubeconfig: kubeconfig, timeout: timeout, stderr: stderr}
-	if agentSocket != "" {
-		if c, err := dialAgent(agentSocket); err == nil {
-			s.c = c
-			return s, nil
-		}
-	}
-	c, err := startHelper(helper, stderr)
-	if err != nil {
+	s := &Session{agent: agentSocket, helper: helper, kubeconfig: kubeconfig, timeout: timeout, stderr: stderr}
+	if err := s.connect(); err != nil {
 		return nil, err
 	}
-	s.c = c
 	return s, nil
+}
+
+// connect opens the session's transport: the agent if it accepts, else the
+// helper.
+func (s *Session) connect() error {
+	s.answered, s.broken = false, nil
+	if s.agent != "" {
+		if c, err := dialAgent(s.agent); err == nil {
+			s.c = c
+			return nil
+		}
+	}
+	c, err := startHelper(s.helper, s.stderr)
+	if err != nil {
+		return err
+	}
+	s.c = c
+	return nil
 }
 
 // Via names the server the session talks to.
@@ -125,7 +136,16 @@ func (s *Session) Publish(ctx context.Context, entry *configdata.ConfigData, map
 }
 
 // Unpublish removes the entry of containerID's ifName from namespace/name.
+// It needs nothing from earlier requests, so on a broken session (a publish
+// whose answer was lost, being rolled back) it starts over with a new
+// transport.
 func (s *Session) Unpublish(ctx context.Context, namespace, name, containerID, ifName string) error {
+	if s.broken != nil {
+		s.c.close()
+		if err := s.connect(); err != nil {
+			return &kindError{kind: ErrUnreachable, err: err}
+		}
+	}
 	_, err := s.call(ctx, &Request{Op: OpUnpublish, Namespace: namespace, Name: name, ContainerID: containerID, IfName: ifName})
 	return err
 }

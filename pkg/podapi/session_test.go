@@ -129,3 +129,22 @@ func TestWireErrorKinds(t *testing.T) {
 		t.Errorf("unknown kind decoded as %v", err)
 	}
 }
+
+// A publish whose answer never comes breaks the session; the rollback's
+// unpublish still gets through, on a new helper.
+func TestSessionUnpublishAfterBreak(t *testing.T) {
+	count := filepath.Join(t.TempDir(), "runs")
+	s := start(t, script(t, `echo run >>`+count+`
+if [ "$(wc -l <`+count+`)" -eq 1 ]; then exec sleep 60; fi
+read -r req
+case "$req" in *'"op":"unpublish"'*'"containerId":"c-1"'*) echo '{"requests":1}';; *) exit 1;; esac
+`))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.Publish(ctx, nil, ""); !IsUnreachable(err) {
+		t.Fatalf("publish to a hung helper: %v", err)
+	}
+	if err := s.Unpublish(context.Background(), "ns", "p", "c-1", "net1"); err != nil {
+		t.Errorf("unpublish after the break: %v", err)
+	}
+}
