@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/kube"
 	"github.com/userspace-cni/userspace/pkg/podapi"
 	"github.com/userspace-cni/userspace/pkg/policy"
+	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 // Bounds of the pod API: how many plugin sessions are served at once (more
@@ -69,16 +69,14 @@ func Listen(path string) (*net.UnixListener, error) {
 		if fi.Mode()&fs.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s exists and is not a socket: not removed", path)
 		}
-		c, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("%s: another agent is serving there", path)
+		removed, err := sockdir.RemoveDead(path)
+		if err != nil {
+			return nil, err
 		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("probing %s: %w", path, err)
-		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("removing the dead socket %s: %w", path, err)
+		if !removed {
+			if _, err := os.Lstat(path); err == nil {
+				return nil, fmt.Errorf("%s: another agent is serving there", path)
+			}
 		}
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
