@@ -20,9 +20,11 @@ VPP_DIR    = $$(./hack/vpp-assets.sh)
 
 all: build
 
-# The plugin, the pod-side helpers dpdk-args and vpp-app, and the node agent.
+# The plugin and its Kubernetes helper, the pod-side helpers dpdk-args and
+# vpp-app, and the node agent.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/userspace ./cmd/userspace
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/userspace-kube ./cmd/userspace-kube
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/dpdk-args ./cmd/dpdk-args
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/vpp-app ./cmd/vpp-app
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/userspace-agent ./cmd/userspace-agent
@@ -44,6 +46,12 @@ lint:
 	@# and link no node-side code.
 	@if $(GO) list -deps ./cmd/dpdk-args ./cmd/vpp-app | grep -E '/pkg/(policy|deviceinfo|sockdir|state|plugin|ovsdb|vpp|kube|logging|engine)$$'; then \
 		echo "lint: a pod-side command links the node-side packages above"; exit 1; fi
+	@# Every plugin call starts a process, and every package it links is
+	@# initialised before main (issue 13, start-up): the plugin links neither
+	@# client-go (its helper cmd/userspace-kube does) nor libcni's invoke (which
+	@# brings OpenTelemetry, net/http and crypto/tls; pkg/cniexec runs IPAM).
+	@if $(GO) list -deps ./cmd/userspace | grep -E '^(k8s\.io/|sigs\.k8s\.io/|go\.opentelemetry\.io/|github\.com/containernetworking/cni/pkg/invoke$$|net/http$$|crypto/tls$$)|/pkg/kube$$'; then \
+		echo "lint: cmd/userspace links the packages above, which cost every call start-up time"; exit 1; fi
 	docker/lint.sh
 	docker/lint.sh --self-test
 

@@ -7,6 +7,9 @@
 # On the host (mounted under HOST_ROOT) it installs, each file atomically
 # (written beside its target, then renamed over it, so a plugin process
 # never reads half a file):
+#   /opt/cni/bin/userspace-kube                 the plugin's Kubernetes helper
+#                                               (installed first: the plugin
+#                                               runs it from its own directory)
 #   /opt/cni/bin/userspace                      the plugin binary
 #   $KUBECONFIG_DIR/userspace.kubeconfig        for the plugin: server, and
 #   $KUBECONFIG_DIR/ca.crt, $KUBECONFIG_DIR/token
@@ -28,6 +31,7 @@ KUBECONFIG_DIR=${KUBECONFIG_DIR:-/etc/cni/net.d/userspace.d}
 POLICY_FILE=${POLICY_FILE:-/etc/cni/userspace/policy.json}
 POLICY_SOURCE=${POLICY_SOURCE:-/etc/userspace-cni/policy/policy.json}
 PLUGIN_BINARY=${PLUGIN_BINARY:-/usr/local/bin/userspace}
+KUBE_HELPER=${KUBE_HELPER:-/usr/local/bin/userspace-kube}
 GET_PREFIX=${GET_PREFIX:-/usr/local/bin/get-prefix.sh}
 VHOSTUSER_DIR=${VHOSTUSER_DIR:-/var/lib/cni/vhostuser}
 SA_DIR=${SA_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}
@@ -127,6 +131,7 @@ sync_credentials() {
 
 API_URL=$(api_url) || exit 1
 [ -f "$PLUGIN_BINARY" ] || die "plugin binary $PLUGIN_BINARY is missing"
+[ -f "$KUBE_HELPER" ] || die "the plugin's Kubernetes helper $KUBE_HELPER is missing"
 [ -f "$SA_DIR/token" ] || die "service account token $SA_DIR/token is missing"
 mkdir -p "$HOST_ROOT$CNI_BIN_DIR" "$HOST_ROOT$KUBECONFIG_DIR" "$(dirname "$HOST_ROOT$POLICY_FILE")"
 chmod 700 "$HOST_ROOT$KUBECONFIG_DIR"
@@ -134,6 +139,7 @@ chmod 700 "$HOST_ROOT$KUBECONFIG_DIR"
 # The token and CA first: the kubeconfig names them.
 sync_credentials || die "installing the credentials or the policy failed"
 kubeconfig | install_content "$HOST_ROOT$KUBECONFIG_DIR/userspace.kubeconfig" 600 || die "installing the kubeconfig failed"
+install_file "$KUBE_HELPER" "$HOST_ROOT$CNI_BIN_DIR/userspace-kube" 755 || die "installing the Kubernetes helper failed"
 install_file "$PLUGIN_BINARY" "$HOST_ROOT$CNI_BIN_DIR/userspace" 755 || die "installing the plugin failed"
 if [ -f "$GET_PREFIX" ]; then
 	mkdir -p "$HOST_ROOT$VHOSTUSER_DIR"

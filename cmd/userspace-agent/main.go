@@ -20,6 +20,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/agent"
 	"github.com/userspace-cni/userspace/pkg/plugin"
+	"github.com/userspace-cni/userspace/pkg/podapi"
 	"github.com/userspace-cni/userspace/pkg/state"
 )
 
@@ -39,6 +40,7 @@ func run() error {
 	grace := flag.Duration("orphan-grace", 2*time.Minute, "how long a pod must be gone before its attachments are torn down")
 	orphanEvery := flag.Duration("orphan-interval", 30*time.Second, "how often this node's pods are listed")
 	level := flag.String("log-level", "info", "debug, info, warn or error")
+	podAPI := flag.Bool("pod-api", true, "answer the plugin's Kubernetes requests on the socket "+podapi.AgentSocket+" in its state directory (without it, each plugin call with a kubeconfig runs userspace-kube)")
 	flag.Parse()
 
 	var lv slog.Level
@@ -79,8 +81,29 @@ func run() error {
 			stop()
 		}
 	}()
-	log.Info("agent started", "listen", ln.Addr().String(), "node", *node)
+	podAPIDone := make(chan error, 1)
+	if *podAPI {
+		// Without the socket the plugin runs its helper: worth a log line,
+		// not worth stopping the restores for.
+		if pln, err := agent.Listen(podapi.AgentSocketIn(pol.StateDir)); err != nil {
+			log.Error("no pod API; plugin calls run their helper", "error", err)
+			podAPIDone <- nil
+		} else {
+			go func() {
+				err := a.PodAPI(pol).Serve(ctx, pln)
+				if err != nil {
+					log.Error("pod API stopped; plugin calls run their helper", "error", err)
+				}
+				podAPIDone <- err
+			}()
+		}
+	} else {
+		podAPIDone <- nil
+	}
+	log.Info("agent started", "listen", ln.Addr().String(), "node", *node, "pod-api", *podAPI)
 	err = a.Run(ctx)
+	stop()
+	err = errors.Join(err, <-podAPIDone)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return errors.Join(err, srv.Shutdown(sctx))

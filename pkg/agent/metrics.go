@@ -16,6 +16,7 @@ type metrics struct {
 	switchBacks  *prometheus.CounterVec
 	orphans      *prometheus.CounterVec
 	errors       *prometheus.CounterVec
+	podAPI       *prometheus.CounterVec
 	reconciles   prometheus.Counter
 	lastReconcil prometheus.Gauge
 }
@@ -57,6 +58,10 @@ func newMetrics() *metrics {
 			Name: "userspace_cni_orphans_collected_total",
 			Help: "Attachments torn down because their pod no longer exists.",
 		}, []string{"engine"}),
+		podAPI: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "userspace_cni_podapi_sessions_total",
+			Help: "Plugin sessions on the pod API socket, by result (served; refused: not root, or too many at once; unserved: a request for a kubeconfig the agent does not serve, which the plugin then sends to its helper).",
+		}, []string{"result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "userspace_cni_agent_errors_total",
 			Help: "Errors of the agent, by operation (read_record, restore, probe, orphan, event, list_pods, dead_socket).",
@@ -70,7 +75,7 @@ func newMetrics() *metrics {
 			Help: "When the last pass over the attachments ended.",
 		}),
 	}
-	m.reg.MustRegister(m.attachments, m.restores, m.restoreTime, m.switchUp, m.switchBacks, m.orphans, m.errors,
+	m.reg.MustRegister(m.podAPI, m.attachments, m.restores, m.restoreTime, m.switchUp, m.switchBacks, m.orphans, m.errors,
 		m.reconciles, m.lastReconcil, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -463,7 +463,7 @@ func (e *Engine) Restore(ctx context.Context, a *engine.Attachment, data json.Ra
 		// (and the pod's link to it gone), the restarted switch's socket
 		// may have been given the same inode number, and is live.
 		if old := a.Layout.Socket; old != nil && rec.SwitchSocket != "" && sameFile(rec.SwitchSocket, *old) {
-			if _, err := removeDeadSocket(rec.SwitchSocket); err != nil {
+			if _, err := sockdir.RemoveDead(rec.SwitchSocket); err != nil {
 				return nil, err
 			}
 		}

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
 // A killed ovs-vswitchd leaves the sockets of its server-mode
@@ -127,29 +127,8 @@ func RemoveDeadServerSocket(data json.RawMessage) (string, error) {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return "", nil // not a socket: not the switch's, left alone
 	}
-	if removed, err := removeDeadSocket(path); err != nil || !removed {
+	if removed, err := sockdir.RemoveDead(path); err != nil || !removed {
 		return "", err
 	}
 	return path, nil
-}
-
-// removeDeadSocket removes the unix socket at path if nothing listens on it
-// any more (connecting is refused), and reports whether it did. A bare
-// connection sends no vhost-user message: a live switch only sees it open
-// and close.
-func removeDeadSocket(path string) (bool, error) {
-	c, err := net.DialTimeout("unix", path, time.Second)
-	switch {
-	case err == nil:
-		_ = c.Close()
-		return false, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil // gone meanwhile: nothing to remove
-	case !errors.Is(err, syscall.ECONNREFUSED):
-		return false, fmt.Errorf("probing %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("removing the dead switch socket %s: %w", path, err)
-	}
-	return true, nil
 }

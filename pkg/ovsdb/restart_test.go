@@ -49,28 +49,3 @@ func TestRemoveDeadServerSocket(t *testing.T) {
 		t.Fatal("an unreadable record: no error")
 	}
 }
-
-func TestRemoveDeadSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sock")
-	if removed, err := removeDeadSocket(path); err != nil || removed {
-		t.Fatalf("no file: removed %v, %v", removed, err)
-	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetUnlinkOnClose(false)
-	if removed, err := removeDeadSocket(path); err != nil || removed {
-		t.Fatalf("a listening socket: removed %v, %v", removed, err)
-	}
-	if _, err := os.Lstat(path); err != nil {
-		t.Fatalf("the live socket is gone: %v", err)
-	}
-	_ = l.Close()
-	if removed, err := removeDeadSocket(path); err != nil || !removed {
-		t.Fatalf("a socket nothing listens on: removed %v, %v", removed, err)
-	}
-	if _, err := os.Lstat(path); !os.IsNotExist(err) {
-		t.Fatalf("the dead socket is still there: %v", err)
-	}
-}

@@ -89,13 +89,13 @@ type adding struct {
 // everything before the switch.
 func (p *Plugin) prepare(ctx context.Context, a *adding) error {
 	inv, t, args := a.inv, a.t, a.inv.args
-	pc, err := lookupPod(ctx, inv)
+	pc, err := p.lookupPod(ctx, inv)
 	if err != nil {
 		return err
 	}
 	if pc != nil {
 		t.ReleaseWith(func() {
-			inv.log.Debug("Kubernetes API use", "requests", pc.client.Requests())
+			inv.log.Debug("Kubernetes API use", "via", pc.client.Via(), "requests", pc.client.Requests())
 			pc.client.Close()
 		})
 		a.ph.mark("pod")
@@ -204,13 +204,13 @@ func (a *adding) publish(ctx context.Context) (*types100.Result, error) {
 	t.Undo(func() error { return layout.RemoveFile(a.ps.cdFile) })
 
 	if pc != nil {
-		if err := pc.client.AddConfigData(ctx, pc.pod, cd, pc.mappedDir); err != nil {
+		if err := pc.client.Publish(ctx, cd, pc.mappedDir); err != nil {
 			return nil, kubeError(err)
 		}
 		t.Undo(func() error {
 			rctx, rcancel := context.WithTimeout(context.Background(), kubeTimeout)
 			defer rcancel()
-			return pc.client.RemoveConfigData(rctx, inv.cargs.PodNamespace, inv.cargs.PodName, args.ContainerID, args.IfName)
+			return pc.client.Unpublish(rctx, inv.cargs.PodNamespace, inv.cargs.PodName, args.ContainerID, args.IfName)
 		})
 		a.ph.mark("annotate")
 	}

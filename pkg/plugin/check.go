@@ -3,7 +3,6 @@ package plugin
 import (
 	"fmt"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -62,8 +61,8 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err := eng.Check(ctx, att, rec.EngineData); err != nil {
 		return asCNIError(err, "CHECK")
 	}
-	if t := inv.conf.IPAM.Type; t != "" {
-		if err := invoke.DelegateCheck(ctx, t, args.StdinData, nil); err != nil {
+	if c := inv.ipam("CHECK"); c != nil {
+		if err := c.run(ctx); err != nil {
 			return err
 		}
 	}

@@ -59,7 +59,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		annotated, devInfo = rec.Annotated, rec.DeviceInfoFile
 	}
 	kubeDone := make(chan error, 1)
-	go func() { kubeDone <- removeKubeState(inv, annotated, devInfo) }()
+	go func() { kubeDone <- p.removeKubeState(inv, annotated, devInfo) }()
 	ps, err := p.teardown(ctx, inv, rec, ph)
 	if err != nil {
 		errs = append(errs, err)

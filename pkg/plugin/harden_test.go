@@ -29,7 +29,7 @@ func TestRefusesRecursion(t *testing.T) {
 		}
 		return ""
 	}
-	p := &plugin.Plugin{Getenv: getenv, Stderr: e.stderr, OpenEngine: e.sw.open}
+	p := &plugin.Plugin{Getenv: getenv, Stderr: e.stderr, OpenEngine: e.sw.open, KubeHelper: kubeHelper}
 	id := containerID("recursion")
 	_, err := run(t, p.Add, e.args(id, "net1", e.conf("1.0.0")))
 	if cniCode(err) != uint(types.ErrInvalidNetworkConfig) || !strings.Contains(err.Error(), "own IPAM delegation") {

@@ -31,6 +31,10 @@ import (
 // arguments, so verbs may run concurrently in one test process.
 var cniPath string
 
+// kubeHelper is cmd/userspace-kube, built for the tests: ADD and DEL with a
+// kubeconfig run it, as the installed plugin does.
+var kubeHelper string
+
 // ipamLog is where the recording-ipam script logs its invocations.
 var ipamLog string
 
@@ -78,12 +82,17 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	build := exec.Command(gobin, "build", "-o", filepath.Join(cniPath, "host-local"),
-		"github.com/containernetworking/plugins/plugins/ipam/host-local")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building host-local:", err)
-		return 1
+	kubeHelper = filepath.Join(dir, "helper", "userspace-kube")
+	for out, pkg := range map[string]string{
+		filepath.Join(cniPath, "host-local"): "github.com/containernetworking/plugins/plugins/ipam/host-local",
+		kubeHelper:                           "github.com/userspace-cni/userspace/cmd/userspace-kube",
+	} {
+		build := exec.Command(gobin, "build", "-o", out, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", pkg+":", err)
+			return 1
+		}
 	}
 	for name, script := range map[string]string{
 		"failing-ipam":   failingIPAM,
@@ -172,7 +181,7 @@ func newEnv(t *testing.T) *testEnv {
 	if e.pol, err = policy.Load(getenv); err != nil {
 		t.Fatal(err)
 	}
-	e.p = &plugin.Plugin{Getenv: getenv, Stderr: e.stderr, OpenEngine: e.sw.open}
+	e.p = &plugin.Plugin{Getenv: getenv, Stderr: e.stderr, OpenEngine: e.sw.open, KubeHelper: kubeHelper}
 	if err := os.WriteFile(ipamLog, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/userspace-cni/userspace/pkg/cniexec"
 )
 
 // delegationEnv marks the environment of an IPAM plugin the plugin runs. A
@@ -43,10 +44,11 @@ type ipamCall struct {
 	ifName      string
 }
 
-// AsEnv is the IPAM plugin's environment: this process's, with the CNI
+// env is the IPAM plugin's environment: this process's, with the CNI
 // variables of the invocation (from its arguments, not the process
-// environment) and the delegation mark.
-func (c *ipamCall) AsEnv() []string {
+// environment) and the delegation mark. STATUS concerns no attachment: as
+// the CNI spec says, it gets CNI_COMMAND and CNI_PATH only.
+func (c *ipamCall) env() []string {
 	a := c.inv.args
 	cid, ifName, netns := a.ContainerID, a.IfName, a.Netns
 	if c.containerID != "" {
@@ -58,8 +60,11 @@ func (c *ipamCall) AsEnv() []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "CNI_COMMAND="+c.command, "CNI_CONTAINERID="+cid, "CNI_IFNAME="+ifName,
-		"CNI_NETNS="+netns, "CNI_ARGS="+a.Args, "CNI_PATH="+a.Path, delegationEnv+"="+c.command)
+	env = append(env, "CNI_COMMAND="+c.command, "CNI_PATH="+a.Path, delegationEnv+"="+c.command)
+	if c.command == "STATUS" {
+		return env
+	}
+	return append(env, "CNI_CONTAINERID="+cid, "CNI_IFNAME="+ifName, "CNI_NETNS="+netns, "CNI_ARGS="+a.Args)
 }
 
 // path finds the IPAM plugin in CNI_PATH and refuses this plugin's own
@@ -67,7 +72,7 @@ func (c *ipamCall) AsEnv() []string {
 // delegation mark instead).
 func (c *ipamCall) path() (string, error) {
 	t := c.inv.conf.IPAM.Type
-	p, err := invoke.FindInPath(t, filepath.SplitList(c.inv.args.Path))
+	p, err := cniexec.Find(t, filepath.SplitList(c.inv.args.Path))
 	if err != nil {
 		return "", err
 	}
@@ -87,15 +92,25 @@ func sameFile(a, b string) bool {
 	return err == nil && os.SameFile(fa, fb)
 }
 
+// cmd is the run of the IPAM plugin: the plugin's error, when it prints
+// one, comes back as the *types.Error it is; its stderr goes to ours.
+func (c *ipamCall) cmd() (*cniexec.Cmd, error) {
+	p, err := c.path()
+	if err != nil {
+		return nil, err
+	}
+	return &cniexec.Cmd{Path: p, Env: c.env(), Stdin: c.inv.args.StdinData, Stderr: os.Stderr}, nil
+}
+
 // add runs IPAM ADD and returns its result.
 func (c *ipamCall) add(ctx context.Context) (*types100.Result, error) {
-	p, err := c.path()
+	cmd, err := c.cmd()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, ipamTimeout)
 	defer cancel()
-	r, err := invoke.ExecPluginWithResult(ctx, p, c.inv.args.StdinData, c, nil)
+	r, err := cmd.RunForResult(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -111,13 +126,14 @@ func (c *ipamCall) add(ctx context.Context) (*types100.Result, error) {
 
 // run runs a verb without a result (DEL, CHECK, GC, STATUS).
 func (c *ipamCall) run(ctx context.Context) error {
-	p, err := c.path()
+	cmd, err := c.cmd()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, ipamTimeout)
 	defer cancel()
-	return invoke.ExecPluginWithoutResult(ctx, p, c.inv.args.StdinData, c, nil)
+	_, err = cmd.Run(ctx)
+	return err
 }
 
 // ipam returns a call of verb for the invocation's own attachment, or nil

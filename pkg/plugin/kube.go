@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/deviceinfo"
-	"github.com/userspace-cni/userspace/pkg/kube"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/podapi"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
@@ -25,8 +24,7 @@ const (
 
 // podContext is what ADD learned about the pod from the API server.
 type podContext struct {
-	client *kube.Client
-	pod    *corev1.Pod
+	client *podapi.Session
 	// dir is the host directory of the pod's shared-dir volume ("" when the
 	// pod has none), and mappedDir where the pod's containers see it.
 	dir       string
@@ -39,29 +37,20 @@ type podContext struct {
 // runtime named the pod. Without the API, ADD fails (CNI error 11, try again
 // later): the socket directory depends on the pod's volumes, and a socket
 // put anywhere else is one the pod never finds.
-func lookupPod(ctx context.Context, inv *invocation) (*podContext, error) {
+func (p *Plugin) lookupPod(ctx context.Context, inv *invocation) (*podContext, error) {
 	if inv.conf.KubeConfig == "" || inv.cargs.PodName == "" || inv.cargs.PodNamespace == "" {
 		return nil, nil
 	}
-	c, err := kube.New(inv.conf.KubeConfig, kubeTimeout)
+	c, err := podapi.Open(podapi.AgentSocketIn(inv.pol.StateDir), p.KubeHelper, inv.conf.KubeConfig, kubeTimeout, p.Stderr)
 	if err != nil {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("kubeconfig: %v", err), "")
+		return nil, kubeError(err)
 	}
-	pod, err := c.Pod(ctx, inv.cargs.PodNamespace, inv.cargs.PodName, inv.cargs.PodUID)
+	pod, err := c.Pod(ctx, inv.cargs.PodNamespace, inv.cargs.PodName, inv.cargs.PodUID, inv.pol.SharedDirVolume, inv.pol.KubeletRoot)
 	if err != nil {
 		c.Close()
 		return nil, kubeError(err)
 	}
-	pc := &podContext{client: c, pod: pod}
-	host, mount, ok, err := kube.SharedDir(pod, inv.pol.SharedDirVolume, inv.pol.KubeletRoot)
-	if err != nil {
-		c.Close()
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
-	}
-	if ok {
-		pc.dir, pc.mappedDir = host, mount
-		pc.emptyDir = kube.IsEmptyDir(pod, inv.pol.SharedDirVolume)
-	}
+	pc := &podContext{client: c, dir: pod.Dir, mappedDir: pod.MappedDir, emptyDir: pod.EmptyDir}
 	if pc.mappedDir == "" {
 		pc.mappedDir = configdata.DefaultMappedDir
 	}
@@ -73,9 +62,9 @@ func lookupPod(ctx context.Context, inv *invocation) (*podContext, error) {
 func kubeError(err error) error {
 	code := uint(types.ErrInternal)
 	switch {
-	case kube.IsUnreachable(err), kube.IsConflict(err), kube.IsNotFound(err):
+	case podapi.IsUnreachable(err), podapi.IsConflict(err), podapi.IsNotFound(err):
 		code = types.ErrTryAgainLater
-	case kube.IsUIDMismatch(err), kube.IsForbidden(err), kube.IsUnauthorized(err):
+	case podapi.IsUIDMismatch(err), podapi.IsForbidden(err), podapi.IsUnauthorized(err), podapi.IsConfig(err):
 		code = types.ErrInvalidNetworkConfig
 	}
 	return types.NewError(code, err.Error(), "")
@@ -114,7 +103,7 @@ func deviceInfo(inv *invocation, l *sockdir.Layout, pc *podContext) *deviceinfo.
 // removeKubeState undoes what ADD published through Kubernetes: the pod's
 // annotation entry (best effort, bounded: DEL must not depend on the API)
 // and the device-info file.
-func removeKubeState(inv *invocation, annotated bool, devInfo string) error {
+func (p *Plugin) removeKubeState(inv *invocation, annotated bool, devInfo string) error {
 	if devInfo != "" {
 		if err := deviceinfo.Remove(inv.pol, devInfo); err != nil {
 			return err
@@ -123,18 +112,18 @@ func removeKubeState(inv *invocation, annotated bool, devInfo string) error {
 	if !annotated || inv.conf.KubeConfig == "" || inv.cargs.PodName == "" {
 		return nil
 	}
-	c, err := kube.New(inv.conf.KubeConfig, delTimeout)
+	c, err := podapi.Open(podapi.AgentSocketIn(inv.pol.StateDir), p.KubeHelper, inv.conf.KubeConfig, delTimeout, p.Stderr)
 	if err != nil {
 		inv.log.Warn("cannot remove the pod's config-data entry", "error", err)
 		return nil
 	}
 	defer func() {
-		inv.log.Debug("Kubernetes API use", "requests", c.Requests())
+		inv.log.Debug("Kubernetes API use", "via", c.Via(), "requests", c.Requests())
 		c.Close()
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), delTimeout)
 	defer cancel()
-	if err := c.RemoveConfigData(ctx, inv.cargs.PodNamespace, inv.cargs.PodName, inv.args.ContainerID, inv.args.IfName); err != nil {
+	if err := c.Unpublish(ctx, inv.cargs.PodNamespace, inv.cargs.PodName, inv.args.ContainerID, inv.args.IfName); err != nil {
 		inv.log.Warn("cannot remove the pod's config-data entry; it goes with the pod", "error", err)
 	}
 	return nil

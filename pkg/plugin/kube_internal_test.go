@@ -7,8 +7,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/userspace-cni/userspace/pkg/kube"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/podapi"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 )
 
@@ -19,15 +19,16 @@ func TestKubeErrorCodes(t *testing.T) {
 		kind error
 		want uint
 	}{
-		{kube.ErrUnreachable, types.ErrTryAgainLater},
-		{kube.ErrConflict, types.ErrTryAgainLater},
-		{kube.ErrNotFound, types.ErrTryAgainLater},
-		{kube.ErrUIDMismatch, types.ErrInvalidNetworkConfig},
-		{kube.ErrForbidden, types.ErrInvalidNetworkConfig},
-		{kube.ErrUnauthorized, types.ErrInvalidNetworkConfig},
-		{kube.ErrAPI, types.ErrInternal},
+		{podapi.ErrUnreachable, types.ErrTryAgainLater},
+		{podapi.ErrConflict, types.ErrTryAgainLater},
+		{podapi.ErrNotFound, types.ErrTryAgainLater},
+		{podapi.ErrUIDMismatch, types.ErrInvalidNetworkConfig},
+		{podapi.ErrForbidden, types.ErrInvalidNetworkConfig},
+		{podapi.ErrUnauthorized, types.ErrInvalidNetworkConfig},
+		{podapi.ErrConfig, types.ErrInvalidNetworkConfig},
+		{podapi.ErrAPI, types.ErrInternal},
 	} {
-		err := kubeError(&kube.Error{Verb: "get", Namespace: "ns", Name: "pod-a", Kind: c.kind, Err: errors.New("cause")})
+		err := kubeError(&podapi.Error{Verb: "get", Namespace: "ns", Name: "pod-a", Kind: c.kind, Err: errors.New("cause")})
 		var e *types.Error
 		if !errors.As(err, &e) || e.Code != c.want {
 			t.Errorf("%v: got %v, want code %d", c.kind, err, c.want)

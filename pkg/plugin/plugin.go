@@ -22,6 +22,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/logging"
 	"github.com/userspace-cni/userspace/pkg/netconf"
 	"github.com/userspace-cni/userspace/pkg/ovsdb"
+	"github.com/userspace-cni/userspace/pkg/podapi"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/sockdir"
 	"github.com/userspace-cni/userspace/pkg/state"
@@ -53,11 +54,26 @@ type Plugin struct {
 	Getenv     func(string) string
 	Stderr     io.Writer
 	OpenEngine EngineOpener
+	// KubeHelper is the path of cmd/userspace-kube, which makes the
+	// Kubernetes API requests of a network with a kubeconfig.
+	KubeHelper string
 }
 
 // New returns the plugin wired to the real environment and switches.
 func New() *Plugin {
-	return &Plugin{Getenv: os.Getenv, Stderr: os.Stderr, OpenEngine: OpenEngine}
+	return &Plugin{Getenv: os.Getenv, Stderr: os.Stderr, OpenEngine: OpenEngine, KubeHelper: kubeHelper()}
+}
+
+// kubeHelper is the Kubernetes helper's path: next to this binary, where
+// the installer puts it. Not from CNI_PATH or the configuration, which name
+// other plugins.
+func kubeHelper() string {
+	self, err := os.Executable()
+	if err != nil {
+		// Start then fails naming this bare name.
+		return podapi.HelperName
+	}
+	return filepath.Join(filepath.Dir(self), podapi.HelperName)
 }
 
 // Funcs returns the verbs for skel.

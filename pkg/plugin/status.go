@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -24,9 +23,9 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 	if err := eng.Status(ctx); err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
 	}
-	if t := inv.conf.IPAM.Type; t != "" {
-		if err := invoke.DelegateStatus(ctx, t, args.StdinData, nil); err != nil {
-			return types.NewError(types.ErrPluginNotAvailable, "IPAM plugin "+t+" unavailable: "+err.Error(), "")
+	if c := inv.ipam("STATUS"); c != nil {
+		if err := c.run(ctx); err != nil {
+			return types.NewError(types.ErrPluginNotAvailable, "IPAM plugin "+inv.conf.IPAM.Type+" unavailable: "+err.Error(), "")
 		}
 	}
 	return nil

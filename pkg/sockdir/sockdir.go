@@ -750,3 +750,25 @@ func (l *Layout) OpenDirFD() (*os.File, error) {
 	defer root.Close()
 	return root.Open(".")
 }
+
+// RemoveDead removes the unix socket at path if nothing listens on it any
+// more (connecting is refused), and reports whether it did: a file that
+// belongs to a live listener is never removed. A bare connection sends
+// nothing: a live vhost-user switch or node agent only sees it open and
+// close.
+func RemoveDead(path string) (bool, error) {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	switch {
+	case err == nil:
+		_ = c.Close()
+		return false, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil // gone meanwhile: nothing to remove
+	case !errors.Is(err, syscall.ECONNREFUSED):
+		return false, fmt.Errorf("probing %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("removing the dead socket %s: %w", path, err)
+	}
+	return true, nil
+}

@@ -1196,3 +1196,30 @@ func TestPrepareShortLinkErrors(t *testing.T) {
 		}
 	})
 }
+
+// RemoveDead leaves a missing path and a live listener's socket alone and
+// removes a socket nothing listens on.
+func TestRemoveDead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sock")
+	if removed, err := RemoveDead(path); err != nil || removed {
+		t.Fatalf("no file: removed %v, %v", removed, err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	if removed, err := RemoveDead(path); err != nil || removed {
+		t.Fatalf("a listening socket: removed %v, %v", removed, err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("the live socket is gone: %v", err)
+	}
+	_ = l.Close()
+	if removed, err := RemoveDead(path); err != nil || !removed {
+		t.Fatalf("a socket nothing listens on: removed %v, %v", removed, err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("the dead socket is still there: %v", err)
+	}
+}

@@ -696,6 +696,20 @@ func testOVSPods(t *testing.T, c *cluster, ovs *testbed.OVS) {
 		}
 	}
 
+	// The plugin asked the agent, not its helper, for each pod's ADD: the
+	// agent answers on its socket in the state directory with the plugin's
+	// kubeconfig, both seen through its mounts.
+	served := `userspace_cni_podapi_sessions_total{result="served"}`
+	unserved := `userspace_cni_podapi_sessions_total{result="unserved"}`
+	if m, err := c.agentMetrics(); err != nil {
+		t.Error(err)
+	} else if n, u := testbed.SeriesValue(m, served), testbed.SeriesValue(m, unserved); n < 2 || u != 0 {
+		t.Errorf("%s = %v, %s = %v: want the two pods' ADDs served by the agent:\n%s\nagent log:\n%s",
+			served, n, unserved, u, grepLines(m, "userspace_cni_podapi"), c.agentLogs())
+	} else {
+		t.Logf("%s = %v", served, n)
+	}
+
 	// The agent container reads the plugin's records and reaches the
 	// switch through its mounts: it counts both attachments as intact
 	// (within its resync, 30 s).

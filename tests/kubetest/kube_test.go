@@ -787,7 +787,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 
 	dir := t.TempDir()
 	host, saDir := dir+"/host", dir+"/sa"
-	binary := dir + "/userspace"
+	binary, helper := dir+"/userspace", dir+"/userspace-kube"
 	for _, d := range []string{host, saDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -806,10 +806,11 @@ func TestInstallerKubeconfig(t *testing.T) {
 	writeFile(saDir+"/token", token, 0o600)
 	writeFile(saDir+"/ca.crt", string(e.Admin.CAData), 0o644)
 	writeFile(binary, "#!/bin/sh\necho plugin\n", 0o755)
+	writeFile(helper, "#!/bin/sh\necho helper\n", 0o755)
 	run := func() string {
 		t.Helper()
 		out, err := runInstaller(e.RepoRoot, map[string]string{
-			"HOST_ROOT": host, "SA_DIR": saDir, "PLUGIN_BINARY": binary, "ONESHOT": "true",
+			"HOST_ROOT": host, "SA_DIR": saDir, "PLUGIN_BINARY": binary, "KUBE_HELPER": helper, "ONESHOT": "true",
 			"POLICY_SOURCE": dir + "/no-configmap/policy.json", "KUBERNETES_API_URL": e.Admin.Host,
 			"GET_PREFIX": e.RepoRoot + "/deploy/get-prefix.sh",
 		})
@@ -824,6 +825,7 @@ func TestInstallerKubeconfig(t *testing.T) {
 	for p, mode := range map[string]os.FileMode{
 		kubeconfig: 0o600, host + "/etc/cni/net.d/userspace.d/token": 0o600,
 		host + "/etc/cni/net.d/userspace.d": 0o700 | os.ModeDir, host + "/opt/cni/bin/userspace": 0o755,
+		host + "/opt/cni/bin/userspace-kube":    0o755,
 		host + "/etc/cni/userspace/policy.json": 0o644, host + "/var/lib/cni/vhostuser/get-prefix.sh": 0o755,
 		host + "/var/lib/cni/vhostuser": 0o711 | os.ModeDir,
 	} {

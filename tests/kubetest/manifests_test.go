@@ -234,6 +234,10 @@ func TestManifestsParse(t *testing.T) {
 	}
 }
 
+// pluginKubeconfigDir is where the installer writes the plugin's kubeconfig;
+// the agent reads it there to answer the plugin's pod requests.
+const pluginKubeconfigDir = "/etc/cni/net.d/userspace.d"
+
 // checkAgent checks the agent DaemonSet's node agent container: the
 // installer's image and command userspace-agent, unprivileged, ready when
 // /readyz says so, its node's name, the policy ConfigMap where
@@ -273,7 +277,10 @@ func checkAgent(t *testing.T, spec corev1.PodSpec, image string) {
 	readOnly := map[string]bool{}
 	for _, m := range c.VolumeMounts {
 		readOnly[m.MountPath] = m.ReadOnly
-		v := volumes[m.Name]
+		v, ok := volumes[m.Name]
+		if !ok {
+			t.Errorf("agent mounts volume %q, which its pod does not have", m.Name)
+		}
 		switch {
 		case v.ConfigMap != nil:
 			policyMounted = policyMounted || filepath.Join(m.MountPath, "policy.json") == env[policy.PathEnv].Value
@@ -301,13 +308,13 @@ func checkAgent(t *testing.T, spec corev1.PodSpec, image string) {
 	}
 	def := policy.Default()
 	for _, dir := range []string{def.StateDir, filepath.Dir(strings.TrimPrefix(def.OVSDBSocket, "unix:")), filepath.Dir(def.VPPAPISocket),
-		"/var/lib/cni/vhostuser", filepath.Join(def.KubeletRoot, "pods"), "/opt/cni/bin", "/var/lib/cni/networks"} {
+		"/var/lib/cni/vhostuser", filepath.Join(def.KubeletRoot, "pods"), "/opt/cni/bin", "/var/lib/cni/networks", pluginKubeconfigDir} {
 		m := mountOf(dir)
 		if m == "" {
 			t.Errorf("agent: host directory %s not mounted (mounted: %v)", dir, hostMounts)
 			continue
 		}
-		if want := dir == "/opt/cni/bin"; readOnly[m] != want {
+		if want := dir == "/opt/cni/bin" || dir == pluginKubeconfigDir; readOnly[m] != want {
 			t.Errorf("agent: host directory %s mounted read-only %v, want %v", dir, readOnly[m], want)
 		}
 	}

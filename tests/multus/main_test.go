@@ -89,13 +89,18 @@ func setup(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
-func writePolicy(mutate func(*policy.Policy)) error {
+// nodePolicy is the suite's node policy.
+func nodePolicy() *policy.Policy {
 	p := bed.ovs.NodePolicy(bed.root, bed.vppSock, bed.shared, filepath.Join(bed.kubeletRoot, "pods"))
 	p.KubeconfigDirs = []string{bed.kube.Dir(), filepath.Join(bed.root, "kc")}
 	p.KubeletRoot = bed.kubeletRoot
 	p.DeviceInfoDirs = []string{bed.devInfoDir, multusDevInfoDir}
+	return p
+}
+
+func writePolicy(mutate func(*policy.Policy)) error {
 	bed.policy = filepath.Join(bed.root, "policy.json")
-	return testbed.WritePolicy(p, mutate, bed.policy)
+	return testbed.WritePolicy(nodePolicy(), mutate, bed.policy)
 }
 
 func ctx() context.Context { return context.Background() }

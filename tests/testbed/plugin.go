@@ -18,16 +18,18 @@ import (
 // Binaries the test bed builds: the plugin, the pod-side helpers and the
 // reference host-local IPAM plugin (pinned in go.mod as a tool).
 var Binaries = map[string]string{
-	"userspace":  "github.com/userspace-cni/userspace/cmd/userspace",
-	"dpdk-args":  "github.com/userspace-cni/userspace/cmd/dpdk-args",
-	"vpp-app":    "github.com/userspace-cni/userspace/cmd/vpp-app",
-	"host-local": "github.com/containernetworking/plugins/plugins/ipam/host-local",
+	"userspace": "github.com/userspace-cni/userspace/cmd/userspace",
+	// The plugin runs it from its own directory for the Kubernetes API.
+	"userspace-kube": "github.com/userspace-cni/userspace/cmd/userspace-kube",
+	"dpdk-args":      "github.com/userspace-cni/userspace/cmd/dpdk-args",
+	"vpp-app":        "github.com/userspace-cni/userspace/cmd/vpp-app",
+	"host-local":     "github.com/containernetworking/plugins/plugins/ipam/host-local",
 	// Built on demand only (BuildBinary): the node agent's fault tests.
 	"userspace-agent": "github.com/userspace-cni/userspace/cmd/userspace-agent",
 }
 
 // BinaryNames are the names of Binaries, in the order the demo builds them.
-var BinaryNames = []string{"userspace", "dpdk-args", "vpp-app", "host-local"}
+var BinaryNames = []string{"userspace", "userspace-kube", "dpdk-args", "vpp-app", "host-local"}
 
 // BuildBinaries builds Binaries into dir, stripped as a release build is,
 // so timings reflect what a node runs.
