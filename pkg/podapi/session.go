@@ -25,6 +25,12 @@ const closeGrace = time.Second
 // answers at once or not at all.
 const dialTimeout = 250 * time.Millisecond
 
+// agentGrace is how much longer than one API request the agent may take
+// to answer a session's first request before the plugin gives up on it and
+// asks its helper: a hung agent must not hold every ADD on the node for the
+// verb's whole time.
+const agentGrace = time.Second
+
 // answerMargin is the part of an operation's time the server does not get:
 // it answers (with its own timeout error) before the session gives up on
 // it.
@@ -90,7 +96,15 @@ func (s *Session) call(ctx context.Context, req *Request) (*Response, error) {
 		return nil, s.broken
 	}
 	req.Kubeconfig, req.RequestTimeoutMS = s.kubeconfig, s.timeout.Milliseconds()
-	resp, err := s.c.roundTrip(ctx, req)
+	var resp *Response
+	var err error
+	if s.c.agent && !s.answered {
+		actx, cancel := context.WithTimeout(ctx, s.timeout+agentGrace)
+		resp, err = s.c.roundTrip(actx, req)
+		cancel()
+	} else {
+		resp, err = s.c.roundTrip(ctx, req)
+	}
 	if s.c.agent && !s.answered && (err != nil || resp.Error != nil && resp.Error.Kind == kindName(ErrUnserved)) {
 		s.c.close()
 		if s.c, err = startHelper(s.helper, s.stderr); err != nil {

@@ -1,8 +1,11 @@
 package podapi
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +149,74 @@ case "$req" in *'"op":"unpublish"'*'"containerId":"c-1"'*) echo '{"requests":1}'
 	}
 	if err := s.Unpublish(context.Background(), "ns", "p", "c-1", "net1"); err != nil {
 		t.Errorf("unpublish after the break: %v", err)
+	}
+}
+
+// fakeAgent accepts sessions on a socket and hands each connection to
+// serve; it stands in for the node agent's faults.
+func fakeAgent(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), AgentSocket)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return path
+}
+
+const podAnswer = `{"pod":{"uid":"u-1"},"requests":1}`
+
+// An agent that accepts and never answers holds a session's first request
+// for one API request's time and a grace, not for the verb's: the request
+// then goes to the helper.
+func TestSessionHungAgent(t *testing.T) {
+	agent := fakeAgent(t, func(c net.Conn) { time.Sleep(time.Minute); c.Close() })
+	helper := script(t, "read -r req\necho '"+podAnswer+"'\n")
+	s, err := Open(agent, helper, "/kubeconfig", 500*time.Millisecond, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	begin := time.Now()
+	pod, err := s.Pod(ctx, "ns", "p", "", "", "")
+	if err != nil || pod.UID != "u-1" || !strings.Contains(s.Via(), "helper") {
+		t.Fatalf("pod %+v via %s: %v, want the helper's answer", pod, s.Via(), err)
+	}
+	if d := time.Since(begin); d > 10*time.Second {
+		t.Errorf("the hung agent held the request %v", d)
+	}
+}
+
+// An agent that answers is used, and the helper never starts.
+func TestSessionAgentAnswers(t *testing.T) {
+	agent := fakeAgent(t, func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+			fmt.Fprintln(c, podAnswer)
+		}
+	})
+	s, err := Open(agent, filepath.Join(t.TempDir(), "no-helper"), "/kubeconfig", time.Second, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if pod, err := s.Pod(context.Background(), "ns", "p", "", "", ""); err != nil || pod.UID != "u-1" || !strings.Contains(s.Via(), "agent") {
+		t.Fatalf("pod %+v via %s: %v", pod, s.Via(), err)
 	}
 }
