@@ -116,7 +116,7 @@ func (s *Session) call(ctx context.Context, req *Request) (*Response, error) {
 	}
 	if err != nil {
 		s.c.stop()
-		s.broken = &kindError{kind: ErrUnreachable, err: fmt.Errorf("%s, %s pod %s/%s: %w", s.c.name, req.Op, req.Namespace, req.Name, err)}
+		s.broken = &kindError{kind: ErrUnreachable, err: fmt.Errorf("%s, request %q for pod %s/%s: %w", s.c.name, req.Op, req.Namespace, req.Name, err)}
 		return nil, s.broken
 	}
 	s.answered = true
