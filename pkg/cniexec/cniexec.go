@@ -9,6 +9,7 @@ package cniexec
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,9 +51,9 @@ func Find(name string, dirs []string) (string, error) {
 
 // Retries on ETXTBSY: the binary is being written (a DaemonSet installing
 // it), or, briefly, another fork of this process holds it open for writing.
-var (
-	busyRetries = 5
-	busyWait    = time.Second
+const (
+	defaultBusyRetries = 5
+	defaultBusyWait    = time.Second
 )
 
 // waitDelay bounds the wait for the plugin's output once it has been killed
@@ -68,6 +69,10 @@ type Cmd struct {
 	Env    []string  // its whole environment (CNI_COMMAND and the rest)
 	Stdin  []byte    // the network configuration
 	Stderr io.Writer // gets the plugin's stderr unless the error holds it; nil drops it
+
+	// busyRetries and busyWait replace the ETXTBSY defaults when set (tests).
+	busyRetries int
+	busyWait    time.Duration
 }
 
 // Error is a run that failed without a CNI error on stdout: the plugin
@@ -104,9 +109,9 @@ func (c *Cmd) Run(ctx context.Context) ([]byte, error) {
 			c.forward(errOut)
 			return out, nil
 		}
-		if errors.Is(err, syscall.ETXTBSY) && try < busyRetries {
+		if errors.Is(err, syscall.ETXTBSY) && try < cmp.Or(c.busyRetries, defaultBusyRetries) {
 			select {
-			case <-time.After(busyWait):
+			case <-time.After(cmp.Or(c.busyWait, defaultBusyWait)):
 				continue
 			case <-ctx.Done():
 			}

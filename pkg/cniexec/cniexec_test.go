@@ -194,12 +194,10 @@ func TestRunDoesNotWaitForTheChildren(t *testing.T) {
 // A binary held open for writing (being installed) is retried until it is
 // closed, and a bounded number of times.
 func TestRunRetriesABusyBinary(t *testing.T) {
-	defer func(r int, w time.Duration) { busyRetries, busyWait = r, w }(busyRetries, busyWait)
-	busyWait = 50 * time.Millisecond
+	const wait = 50 * time.Millisecond
 	dir := t.TempDir()
 	p := filepath.Join(dir, "installing")
 
-	busyRetries = 2
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o755)
 	if err != nil {
 		t.Fatal(err)
@@ -207,17 +205,16 @@ func TestRunRetriesABusyBinary(t *testing.T) {
 	if _, err := f.WriteString("#!/bin/sh\necho ran\n"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Cmd{Path: p}).Run(context.Background())
+	_, err = (&Cmd{Path: p, busyRetries: 2, busyWait: wait}).Run(context.Background())
 	if !errors.Is(err, syscall.ETXTBSY) {
 		t.Errorf("running a binary open for writing: %v, want ETXTBSY after the retries", err)
 	}
 
-	busyRetries = 40
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		f.Close()
 	}()
-	out, err := (&Cmd{Path: p}).Run(context.Background())
+	out, err := (&Cmd{Path: p, busyRetries: 40, busyWait: wait}).Run(context.Background())
 	if err != nil || string(out) != "ran\n" {
 		t.Errorf("Run = %q, %v; want a run once the binary is closed", out, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
+	"github.com/userspace-cni/userspace/pkg/podapi"
 )
 
 // defaultAttempts bounds the PATCH attempts of one update. Each conflict
@@ -98,7 +99,7 @@ func (c *Client) RemoveConfigData(ctx context.Context, namespace, name, containe
 		}
 		return map[string]*string{configdata.AnnotationConfigData: &v}, nil
 	})
-	if IsNotFound(err) {
+	if podapi.IsNotFound(err) {
 		return nil
 	}
 	return err
@@ -116,7 +117,7 @@ func (c *Client) update(ctx context.Context, namespace, name string, uid types.U
 				return err
 			}
 			if uid != "" && p.UID != uid {
-				return &Error{Verb: "get", Namespace: namespace, Name: name, Kind: ErrUIDMismatch,
+				return &podapi.Error{Verb: "get", Namespace: namespace, Name: name, Kind: podapi.ErrUIDMismatch,
 					Err: fmt.Errorf("the pod was re-created: UID %s, expected %s", p.UID, uid)}
 			}
 			pod = p
@@ -133,7 +134,7 @@ func (c *Client) update(ctx context.Context, namespace, name string, uid types.U
 			return classify("patch", namespace, name, err)
 		}
 		if attempt >= c.attempts {
-			return &Error{Verb: "patch", Namespace: namespace, Name: name, Kind: ErrConflict,
+			return &podapi.Error{Verb: "patch", Namespace: namespace, Name: name, Kind: podapi.ErrConflict,
 				Err: fmt.Errorf("gave up after %d attempts: %w", attempt, err)}
 		}
 		if err := pause(ctx, attempt); err != nil {

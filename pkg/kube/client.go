@@ -24,6 +24,8 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/userspace-cni/userspace/pkg/podapi"
 )
 
 // DefaultTimeout bounds each request when New is given no timeout.
@@ -135,7 +137,7 @@ func (c *Client) Requests() int64 { return c.requests.Load() }
 func (c *Client) Close() { c.httpClient.CloseIdleConnections() }
 
 // Pod fetches namespace/name. A non-empty wantUID (K8S_POD_UID) that differs
-// from the pod's UID is an ErrUIDMismatch error naming both: the pod was
+// from the pod's UID is an podapi.ErrUIDMismatch error naming both: the pod was
 // re-created under the same name and this attachment belongs to the old one.
 func (c *Client) Pod(ctx context.Context, namespace, name, wantUID string) (*corev1.Pod, error) {
 	pod, err := c.get(ctx, namespace, name)
@@ -143,7 +145,7 @@ func (c *Client) Pod(ctx context.Context, namespace, name, wantUID string) (*cor
 		return nil, err
 	}
 	if wantUID != "" && string(pod.UID) != wantUID {
-		return nil, &Error{Verb: "get", Namespace: namespace, Name: name, Kind: ErrUIDMismatch,
+		return nil, &podapi.Error{Verb: "get", Namespace: namespace, Name: name, Kind: podapi.ErrUIDMismatch,
 			Err: fmt.Errorf("the API has UID %s, the runtime asked for UID %s", pod.UID, wantUID)}
 	}
 	return pod, nil

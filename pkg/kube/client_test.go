@@ -19,6 +19,7 @@ import (
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/podapi"
 )
 
 func newTestClient(t *testing.T, f *fakeAPI) *Client {
@@ -94,7 +95,7 @@ func TestPodAndUID(t *testing.T) {
 		t.Errorf("no UID to check: %v", err)
 	}
 	_, err = c.Pod(ctx, "ns1", "p1", "uid-2")
-	if !IsUIDMismatch(err) || !strings.Contains(err.Error(), "uid-1") || !strings.Contains(err.Error(), "uid-2") || !strings.Contains(err.Error(), "ns1/p1") {
+	if !podapi.IsUIDMismatch(err) || !strings.Contains(err.Error(), "uid-1") || !strings.Contains(err.Error(), "uid-2") || !strings.Contains(err.Error(), "ns1/p1") {
 		t.Errorf("UID mismatch error: %v", err)
 	}
 	if n := c.Requests(); n != 3 {
@@ -111,15 +112,15 @@ func TestErrorKinds(t *testing.T) {
 	ctx := context.Background()
 
 	_, err := c.Pod(ctx, "ns1", "gone", "")
-	if !IsNotFound(err) || !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "get pod ns1/gone") {
+	if !podapi.IsNotFound(err) || !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "get pod ns1/gone") {
 		t.Errorf("missing pod: %v", err)
 	}
 	for code, kind := range map[int]error{
-		http.StatusForbidden:           ErrForbidden,
-		http.StatusUnauthorized:        ErrUnauthorized,
-		http.StatusInternalServerError: ErrUnreachable,
-		http.StatusServiceUnavailable:  ErrUnreachable,
-		http.StatusBadRequest:          ErrAPI,
+		http.StatusForbidden:           podapi.ErrForbidden,
+		http.StatusUnauthorized:        podapi.ErrUnauthorized,
+		http.StatusInternalServerError: podapi.ErrUnreachable,
+		http.StatusServiceUnavailable:  podapi.ErrUnreachable,
+		http.StatusBadRequest:          podapi.ErrAPI,
 	} {
 		f.mu.Lock()
 		f.status = code
@@ -128,11 +129,11 @@ func TestErrorKinds(t *testing.T) {
 		if !errors.Is(err, kind) {
 			t.Errorf("HTTP %d: got %v, want kind %v", code, err, kind)
 		}
-		var e *Error
+		var e *podapi.Error
 		if !errors.As(err, &e) || e.Verb != "get" || e.Namespace != "ns1" || e.Name != "p1" {
 			t.Errorf("HTTP %d: not an *Error naming the pod and verb: %#v", code, err)
 		}
-		for _, other := range []error{ErrNotFound, ErrForbidden, ErrUnauthorized, ErrUnreachable, ErrAPI, ErrUIDMismatch, ErrConflict} {
+		for _, other := range []error{podapi.ErrNotFound, podapi.ErrForbidden, podapi.ErrUnauthorized, podapi.ErrUnreachable, podapi.ErrAPI, podapi.ErrUIDMismatch, podapi.ErrConflict} {
 			if other != kind && errors.Is(err, other) {
 				t.Errorf("HTTP %d: error also matches %v", code, other)
 			}
@@ -154,13 +155,13 @@ func TestUnreachableIsBoundedAndClear(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = c.Pod(context.Background(), "ns1", "p1", "")
-	if !IsUnreachable(err) || !strings.Contains(err.Error(), "ns1/p1") {
+	if !podapi.IsUnreachable(err) || !strings.Contains(err.Error(), "ns1/p1") {
 		t.Errorf("refused: %v", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("refused connection took %v", d)
 	}
-	if err := c.RemoveConfigData(context.Background(), "ns1", "p1", "cid", "net1"); !IsUnreachable(err) {
+	if err := c.RemoveConfigData(context.Background(), "ns1", "p1", "cid", "net1"); !podapi.IsUnreachable(err) {
 		t.Errorf("RemoveConfigData with the API down: %v", err)
 	}
 
@@ -181,7 +182,7 @@ func TestUnreachableIsBoundedAndClear(t *testing.T) {
 	start = time.Now()
 	_, err = c2.Pod(context.Background(), "ns1", "p1", "")
 	d := time.Since(start)
-	if !IsUnreachable(err) {
+	if !podapi.IsUnreachable(err) {
 		t.Errorf("hanging server: %v", err)
 	}
 	if d > 2*time.Second {
@@ -260,7 +261,7 @@ func TestAddConfigDataGivesUp(t *testing.T) {
 	f.beforePatch = func(f *fakeAPI) { f.bumpLocked("ns1/p1", "x", "y") }
 	pod := f.pod("ns1", "p1")
 	err := c.AddConfigData(context.Background(), pod, entry("aaaa1111", "net1"), "")
-	if !IsConflict(err) || !strings.Contains(err.Error(), "patch pod ns1/p1") {
+	if !podapi.IsConflict(err) || !strings.Contains(err.Error(), "patch pod ns1/p1") {
 		t.Errorf("endless conflicts: %v", err)
 	}
 	if f.patches != 3 {
@@ -276,7 +277,7 @@ func TestAddConfigDataPodReplaced(t *testing.T) {
 	// The pod is deleted and re-created under the same name meanwhile.
 	f.addPod("ns1", "p1", "uid-2", nil)
 	err := c.AddConfigData(context.Background(), pod, entry("aaaa1111", "net1"), "")
-	if !IsUIDMismatch(err) {
+	if !podapi.IsUIDMismatch(err) {
 		t.Errorf("published on a re-created pod: %v", err)
 	}
 	if v := f.pod("ns1", "p1").Annotations[configdata.AnnotationConfigData]; v != "" {
@@ -384,7 +385,7 @@ func TestRetriesAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Pod(context.Background(), "ns1", "p1", "")
-	if !IsUnreachable(err) {
+	if !podapi.IsUnreachable(err) {
 		t.Errorf("overloaded API: %v", err)
 	}
 	if n := hits.Load(); n != 1+maxRetries || c.Requests() != n {

@@ -41,7 +41,7 @@ func (p *Plugin) lookupPod(ctx context.Context, inv *invocation) (*podContext, e
 	if inv.conf.KubeConfig == "" || inv.cargs.PodName == "" || inv.cargs.PodNamespace == "" {
 		return nil, nil
 	}
-	c, err := podapi.Open(podapi.AgentSocketIn(inv.pol.StateDir), p.KubeHelper, inv.conf.KubeConfig, kubeTimeout, p.Stderr)
+	c, err := p.podSession(inv, kubeTimeout)
 	if err != nil {
 		return nil, kubeError(err)
 	}
@@ -112,7 +112,7 @@ func (p *Plugin) removeKubeState(inv *invocation, annotated bool, devInfo string
 	if !annotated || inv.conf.KubeConfig == "" || inv.cargs.PodName == "" {
 		return nil
 	}
-	c, err := podapi.Open(podapi.AgentSocketIn(inv.pol.StateDir), p.KubeHelper, inv.conf.KubeConfig, delTimeout, p.Stderr)
+	c, err := p.podSession(inv, delTimeout)
 	if err != nil {
 		inv.log.Warn("cannot remove the pod's config-data entry", "error", err)
 		return nil
@@ -127,4 +127,11 @@ func (p *Plugin) removeKubeState(inv *invocation, annotated bool, devInfo string
 		inv.log.Warn("cannot remove the pod's config-data entry; it goes with the pod", "error", err)
 	}
 	return nil
+}
+
+// podSession asks the node agent, on its socket in the state directory, or
+// else the helper next to the plugin, about the configuration's kubeconfig;
+// timeout bounds each API request.
+func (p *Plugin) podSession(inv *invocation, timeout time.Duration) (*podapi.Session, error) {
+	return podapi.Open(podapi.AgentSocketIn(inv.pol.StateDir), p.KubeHelper, inv.conf.KubeConfig, timeout, p.Stderr)
 }

@@ -107,11 +107,13 @@ func (s *Session) call(ctx context.Context, req *Request) (*Response, error) {
 	}
 	if s.c.agent && !s.answered && (err != nil || resp.Error != nil && resp.Error.Kind == kindName(ErrUnserved)) {
 		s.c.close()
-		if s.c, err = startHelper(s.helper, s.stderr); err != nil {
-			s.c = &conn{name: "no server", stop: func() {}, done: closedChan()}
-			s.broken = &kindError{kind: ErrUnreachable, err: err}
+		c, herr := startHelper(s.helper, s.stderr)
+		if herr != nil {
+			// s.c stays the closed agent connection: closing it again is harmless.
+			s.broken = &kindError{kind: ErrUnreachable, err: herr}
 			return nil, s.broken
 		}
+		s.c = c
 		resp, err = s.c.roundTrip(ctx, req)
 	}
 	if err != nil {
@@ -185,12 +187,6 @@ type conn struct {
 type answer struct {
 	line []byte
 	err  error
-}
-
-func closedChan() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
 }
 
 func dialAgent(path string) (*conn, error) {

@@ -1,22 +1,17 @@
 package integration
 
 import (
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 
-	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/pkg/state"
 	"github.com/userspace-cni/userspace/pkg/vpp"
 	"github.com/userspace-cni/userspace/tests/testbed"
@@ -24,67 +19,20 @@ import (
 
 var buildAgent = sync.OnceValue(func() error { return testbed.BuildBinary(h.binDir, "userspace-agent") })
 
-// agentProc is the node agent binary running as its own process, so that
-// it can be killed as a crash would.
-type agentProc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-}
-
 // runAgentBinary starts bin/userspace-agent on the suite's policy, without
 // the Kubernetes API; the test's end kills it if it still runs.
-func runAgentBinary(t *testing.T) *agentProc {
+func runAgentBinary(t *testing.T) *testbed.Agent {
 	t.Helper()
 	if err := buildAgent(); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	cmd := exec.Command(filepath.Join(h.binDir, "userspace-agent"), "-listen", addr, "-kubeconfig", "none",
+	a, err := testbed.StartAgent(filepath.Join(h.binDir, "userspace-agent"), h.policy,
 		"-probe-interval", "100ms", "-resync", "2s", "-log-level", "warn")
-	cmd.Env = append(os.Environ(), policy.PathEnv+"="+h.policy)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agentProc{cmd: cmd, addr: addr, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(a.done) }()
-	t.Cleanup(a.kill)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return a
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the agent was not ready within 30 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// kill ends the agent with SIGKILL, as a crash would.
-func (a *agentProc) kill() {
-	_ = a.cmd.Process.Kill()
-	<-a.done
-}
-
-func (a *agentProc) metric(series string) float64 {
-	resp, err := http.Get("http://" + a.addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return testbed.SeriesValue(string(body), series)
+	t.Cleanup(a.Kill)
+	return a
 }
 
 // serverAttachments adds n server-mode OVS-DPDK attachments, deleted when
@@ -175,13 +123,13 @@ func TestAgentUnderFaults(t *testing.T) {
 		a := runAgentBinary(t)
 		restartVswitchd(t)
 		waitAllBack(t, alive, 30*time.Second)
-		if n := a.metric(`userspace_cni_agent_errors_total{op="read_record"}`); n < 1 {
+		if n := a.Metric(`userspace_cni_agent_errors_total{op="read_record"}`); n < 1 {
 			t.Errorf("read_record errors = %v, want the corrupt record reported", n)
 		}
-		if n := a.metric(restored); n != float64(len(alive)) {
+		if n := a.Metric(restored); n != float64(len(alive)) {
 			t.Errorf("%s = %v, want %d", restored, n, len(alive))
 		}
-		a.kill()
+		a.Kill()
 		assertOnePortEach(t, alive)
 	})
 
@@ -192,10 +140,10 @@ func TestAgentUnderFaults(t *testing.T) {
 		// Killed as soon as it saw the switch back: its pass over the six
 		// attachments has begun, or is about to.
 		deadline := time.Now().Add(30 * time.Second)
-		for a.metric(backs) < 1 && time.Now().Before(deadline) {
+		for a.Metric(backs) < 1 && time.Now().Before(deadline) {
 			time.Sleep(2 * time.Millisecond)
 		}
-		a.kill()
+		a.Kill()
 		back := 0
 		for _, l := range alive {
 			if h.cni.CheckNetworkList(ctx(), l.list, l.rt) == nil {
@@ -206,10 +154,10 @@ func TestAgentUnderFaults(t *testing.T) {
 		b := runAgentBinary(t)
 		waitAllBack(t, alive, 30*time.Second)
 		assertOnePortEach(t, alive)
-		if n := b.metric(`userspace_cni_restores_total{engine="ovs-dpdk",result="failed"}`); n != 0 {
+		if n := b.Metric(`userspace_cni_restores_total{engine="ovs-dpdk",result="failed"}`); n != 0 {
 			t.Errorf("the restarted agent failed %v restores", n)
 		}
-		b.kill()
+		b.Kill()
 	})
 
 	t.Run("switch flapping", func(t *testing.T) {
@@ -225,10 +173,10 @@ func TestAgentUnderFaults(t *testing.T) {
 		}
 		waitAllBack(t, alive, 60*time.Second)
 		assertOnePortEach(t, alive)
-		if n := a.metric(restored); n < float64(len(alive)) {
+		if n := a.Metric(restored); n < float64(len(alive)) {
 			t.Errorf("%s = %v, want %d at least", restored, n, len(alive))
 		}
-		a.kill()
+		a.Kill()
 	})
 
 	if n := vswitchdBindFailures(t) - binds; n != 0 {
@@ -312,7 +260,7 @@ func TestAgentVPPFlapping(t *testing.T) {
 	if got := len(st.MemifSockets) - 1; got != len(alive) { // id 0 is VPP's own
 		t.Errorf("VPP has %d memif socket registrations of ours, want %d: %v", got, len(alive), st.MemifSockets)
 	}
-	a.kill()
+	a.Kill()
 	leakCheck(t, alive...)
 }
 

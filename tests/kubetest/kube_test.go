@@ -33,6 +33,7 @@ import (
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/kube"
 	"github.com/userspace-cni/userspace/pkg/netconf"
+	"github.com/userspace-cni/userspace/pkg/podapi"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/kubetest"
 	"github.com/userspace-cni/userspace/tests/testbed"
@@ -144,7 +145,7 @@ func TestPodUIDMismatch(t *testing.T) {
 	c := pluginClient(t, e)
 	const stale = "00000000-0000-0000-0000-000000000000"
 	_, err := c.Pod(testCtx(t), ns, "dpdk-app", stale)
-	if !kube.IsUIDMismatch(err) {
+	if !podapi.IsUIDMismatch(err) {
 		t.Fatalf("want a UID mismatch, got %v", err)
 	}
 	for _, s := range []string{string(created.UID), stale, ns + "/dpdk-app"} {
@@ -159,13 +160,13 @@ func TestPodNotFound(t *testing.T) {
 	ns := namespace(t, e)
 	c := pluginClient(t, e)
 	_, err := c.Pod(testCtx(t), ns, "nobody", "")
-	if !kube.IsNotFound(err) || !apierrors.IsNotFound(err) {
+	if !podapi.IsNotFound(err) || !apierrors.IsNotFound(err) {
 		t.Fatalf("want not found, got %v", err)
 	}
 	if !strings.Contains(err.Error(), "get pod "+ns+"/nobody") {
 		t.Errorf("error %q does not name the verb and pod", err)
 	}
-	if kube.IsForbidden(err) || kube.IsUnreachable(err) {
+	if podapi.IsForbidden(err) || podapi.IsUnreachable(err) {
 		t.Errorf("not-found error also matches another kind: %v", err)
 	}
 }
@@ -186,10 +187,10 @@ func TestRBACDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Pod(ctx, ns, "dpdk-app", "")
-	if !kube.IsForbidden(err) || !strings.Contains(err.Error(), "get pod "+ns+"/dpdk-app") || !strings.Contains(err.Error(), "RBAC") {
+	if !podapi.IsForbidden(err) || !strings.Contains(err.Error(), "get pod "+ns+"/dpdk-app") || !strings.Contains(err.Error(), "RBAC") {
 		t.Errorf("unbound user: %v", err)
 	}
-	if kube.IsNotFound(err) || kube.IsUnreachable(err) {
+	if podapi.IsNotFound(err) || podapi.IsUnreachable(err) {
 		t.Errorf("forbidden error also matches another kind: %v", err)
 	}
 	t.Logf("unbound user: %v", err)
@@ -216,7 +217,7 @@ func TestRBACDenied(t *testing.T) {
 		t.Fatalf("get with a get-only role: %v", err)
 	}
 	err = rc.AddConfigData(ctx, pod, simpleEntry(testbed.SandboxID(), "net1"), "")
-	if !kube.IsForbidden(err) || !strings.Contains(err.Error(), "patch pod "+ns+"/dpdk-app") {
+	if !podapi.IsForbidden(err) || !strings.Contains(err.Error(), "patch pod "+ns+"/dpdk-app") {
 		t.Errorf("patch without the verb: %v", err)
 	}
 	err = rc.RemoveConfigData(ctx, ns, "dpdk-app", "x", "net1")
@@ -371,13 +372,13 @@ func TestUnreachable(t *testing.T) {
 	ctx := testCtx(t)
 	start := time.Now()
 	_, err = c.Pod(ctx, "default", "dpdk-app", "")
-	if !kube.IsUnreachable(err) || !strings.Contains(err.Error(), "get pod default/dpdk-app") || !strings.Contains(err.Error(), "unreachable") {
+	if !podapi.IsUnreachable(err) || !strings.Contains(err.Error(), "get pod default/dpdk-app") || !strings.Contains(err.Error(), "unreachable") {
 		t.Errorf("API down: %v", err)
 	}
 	// DEL must return, bounded, with an error the caller logs.
 	delCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := c.RemoveConfigData(delCtx, "default", "dpdk-app", testbed.SandboxID(), "net1"); !kube.IsUnreachable(err) {
+	if err := c.RemoveConfigData(delCtx, "default", "dpdk-app", testbed.SandboxID(), "net1"); !podapi.IsUnreachable(err) {
 		t.Errorf("RemoveConfigData with the API down: %v", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
@@ -729,7 +730,7 @@ func TestRemoveConfigDataPodDeleted(t *testing.T) {
 	if err := e.DeletePod(ctx, ns, pod2.Name); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddConfigData(ctx, p2, simpleEntry(cid, "net1"), ""); !kube.IsNotFound(err) {
+	if err := c.AddConfigData(ctx, p2, simpleEntry(cid, "net1"), ""); !podapi.IsNotFound(err) {
 		t.Errorf("ADD to a deleted pod: %v", err)
 	}
 }
@@ -748,7 +749,7 @@ func TestAddConfigDataPodRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	createPod(t, e, ns, "app", nil)
-	if err := c.AddConfigData(ctx, p, simpleEntry(testbed.SandboxID(), "net1"), ""); !kube.IsUIDMismatch(err) {
+	if err := c.AddConfigData(ctx, p, simpleEntry(testbed.SandboxID(), "net1"), ""); !podapi.IsUIDMismatch(err) {
 		t.Errorf("ADD for the old pod onto its successor: %v", err)
 	}
 	if v := podAnnotations(t, e, ns, "app")[configdata.AnnotationConfigData]; v != "" {

@@ -4,16 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/userspace-cni/userspace/pkg/podapi"
 	"github.com/userspace-cni/userspace/pkg/policy"
 	"github.com/userspace-cni/userspace/tests/testbed"
 )
@@ -70,17 +67,14 @@ func BenchmarkKubeAddDel(b *testing.B) {
 	var addReq, delReq, n int
 	for b.Loop() {
 		for prefix, bin := range bins {
-			rows := []struct {
+			type variant struct {
 				name  string
 				stdin []byte
 				env   []string
-			}{{"kube", with, nil}, {"nokube", without, nil}}
+			}
+			rows := []variant{{"kube", with, nil}, {"nokube", without, nil}}
 			if prefix == "" {
-				rows = append(rows, struct {
-					name  string
-					stdin []byte
-					env   []string
-				}{"agent-kube", with, []string{policy.PathEnv + "=" + agentPolicy}})
+				rows = append(rows, variant{"agent-kube", with, []string{policy.PathEnv + "=" + agentPolicy}})
 			}
 			for _, v := range rows {
 				row := prefix + v.name
@@ -177,21 +171,10 @@ func startAgent(b *testing.B) string {
 	if err := os.MkdirAll(p.StateDir, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(bed.bin, "userspace-agent"), "-listen", "127.0.0.1:0", "-kubeconfig", "none", "-log-level", "warn")
-	cmd.Env = append(os.Environ(), policy.PathEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	a, err := testbed.StartAgent(filepath.Join(bed.bin, "userspace-agent"), path, "-log-level", "warn")
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sock := podapi.AgentSocketIn(p.StateDir)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(sock); err == nil {
-			return path
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("the agent made no socket %s within 30 s", sock)
-		}
-	}
+	b.Cleanup(a.Kill)
+	return path
 }
