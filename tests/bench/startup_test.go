@@ -2,16 +2,19 @@ package bench
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/userspace-cni/userspace/tests/testbed"
 )
 
 // baselineEnv names an optional second plugin binary (an earlier build) that
-// BenchmarkStartup runs interleaved with the one under test, so a before and
+// BenchmarkStartup runs interleaved with the one under test (or a
+// colon-separated list of them), so a before and
 // after comparison shares one machine state rather than two noisy runs.
 const baselineEnv = "USERSPACE_BENCH_BASELINE"
 
@@ -25,7 +28,8 @@ const baselineEnv = "USERSPACE_BENCH_BASELINE"
 // minor page faults: the memory it touches, which on a VM whose page faults
 // are slow is much of a start-up's cost, and which load does not blur.
 // With USERSPACE_BENCH_BASELINE set the same rows are measured for that
-// binary too, prefixed "base-".
+// binary too, prefixed "base-"; a list (colon-separated) adds "base2-" and
+// so on.
 func BenchmarkStartup(b *testing.B) {
 	ensureBridge(b, "br-start")
 	ovsConf := conf("br-start", "client")
@@ -34,47 +38,44 @@ func BenchmarkStartup(b *testing.B) {
 	memifConf := bytes.Replace(vppConf(""), []byte(`"logLevel": "debug", `), nil, 1)
 	hostLocal := filepath.Join(filepath.Dir(bed.bin), "host-local")
 	bins := map[string]string{"": bed.bin}
-	if base := os.Getenv(baselineEnv); base != "" {
-		bins["base-"] = base
+	for i, base := range filepath.SplitList(os.Getenv(baselineEnv)) {
+		prefix := "base-"
+		if i > 0 {
+			prefix = fmt.Sprintf("base%d-", i+1)
+		}
+		bins[prefix] = base
 	}
-	s, faults := samples{}, faultCounts{}
+	use := usages{}
 	for b.Loop() {
-		d, flt, err := testbed.RunPluginFaults(hostLocal, []string{"CNI_COMMAND=VERSION"}, nil)
+		u, err := testbed.RunPluginUsage(hostLocal, []string{"CNI_COMMAND=VERSION"}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.add("host-local-version", d)
-		faults["host-local-version"] = append(faults["host-local-version"], flt)
+		use.add("host-local-version", u)
 		for prefix, bin := range bins {
-			startupRound(b, s, faults, prefix, bin, ovsConf, memifConf)
+			startupRound(b, use, prefix, bin, ovsConf, memifConf)
 		}
 	}
-	hl := testbed.Percentile(s["host-local-version"], 50)
-	b.ReportMetric(hl, "host-local-version-p50-ms")
-	b.ReportMetric(faults.median("host-local-version"), "host-local-version-minflt")
+	hl := use.report(b, "host-local-version")
 	for prefix := range bins {
 		for _, row := range []string{"version", "ovs-add", "ovs-del", "memif-add", "memif-del"} {
-			p50 := testbed.Percentile(s[prefix+row], 50)
-			b.ReportMetric(p50, prefix+row+"-p50-ms")
-			if hl > 0 {
+			if p50 := use.report(b, prefix+row); hl > 0 {
 				b.ReportMetric(p50/hl, prefix+row+"-ratio")
 			}
-			b.ReportMetric(faults.median(prefix+row), prefix+row+"-minflt")
 		}
 	}
 }
 
 // startupRound runs one VERSION and one ADD and DEL per engine through bin
-// and records each wall time and fault count under prefix.
-func startupRound(b *testing.B, s samples, faults faultCounts, prefix, bin string, ovsConf, memifConf []byte) {
+// and records each process's usage under prefix.
+func startupRound(b *testing.B, use usages, prefix, bin string, ovsConf, memifConf []byte) {
 	b.Helper()
 	run := func(row, verb, id string, stdin []byte) {
-		d, flt, err := testbed.RunPluginFaults(bin, pluginEnv(verb, id), stdin)
+		u, err := testbed.RunPluginUsage(bin, pluginEnv(verb, id), stdin)
 		if err != nil {
 			b.Fatalf("%s%s: %v", prefix, row, err)
 		}
-		s.add(prefix+row, d)
-		faults[prefix+row] = append(faults[prefix+row], flt)
+		use.add(prefix+row, u)
 	}
 	run("version", "VERSION", testbed.SandboxID(), nil)
 	id := testbed.SandboxID()
@@ -85,14 +86,24 @@ func startupRound(b *testing.B, s samples, faults faultCounts, prefix, bin strin
 	run("memif-del", "DEL", id, memifConf)
 }
 
-// faultCounts are minor page faults per process, by row.
-type faultCounts map[string][]int64
+// usages are the plugin processes' usage, by row.
+type usages map[string][]testbed.Usage
 
-// median is the row's median fault count (0 for none).
-func (f faultCounts) median(row string) float64 {
-	xs := slices.Sorted(slices.Values(f[row]))
-	if len(xs) == 0 {
-		return 0
+func (u usages) add(row string, x testbed.Usage) { u[row] = append(u[row], x) }
+
+// report reports the row's p50 wall time (which it returns, in ms), p50 CPU
+// time and median minor page faults.
+func (u usages) report(b *testing.B, row string) float64 {
+	var wall, cpu []time.Duration
+	var flt []int64
+	for _, x := range u[row] {
+		wall, cpu, flt = append(wall, x.Wall), append(cpu, x.CPU), append(flt, x.MinFlt)
 	}
-	return float64(xs[len(xs)/2])
+	p50 := testbed.Percentile(wall, 50)
+	b.ReportMetric(p50, row+"-p50-ms")
+	b.ReportMetric(testbed.Percentile(cpu, 50), row+"-cpu-p50-ms")
+	if slices.Sort(flt); len(flt) > 0 {
+		b.ReportMetric(float64(flt[len(flt)/2]), row+"-minflt")
+	}
+	return p50
 }

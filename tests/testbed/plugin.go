@@ -42,9 +42,11 @@ func BuildBinaries(dir string) error {
 	return nil
 }
 
-// BuildBinaryArgs is the go command that builds Binaries[name] into dir.
+// BuildBinaryArgs is the go command that builds Binaries[name] into dir,
+// static as `make build` and the installer image build them (without cgo
+// the process start skips the dynamic loader).
 func BuildBinaryArgs(dir, name string) []string {
-	return []string{"go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, name), Binaries[name]}
+	return []string{"env", "CGO_ENABLED=0", "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, name), Binaries[name]}
 }
 
 // BuildBinary builds Binaries[name] into dir.
@@ -161,21 +163,30 @@ func RunPluginOutput(bin string, env []string, stdin []byte) (stdout, stderr []b
 	return stdout, stderr, err
 }
 
-// RunPluginFaults is RunPlugin returning the process's minor page faults
-// instead of its stderr: the memory a start-up touches, which unlike wall
-// time the machine's load does not blur.
-func RunPluginFaults(bin string, env []string, stdin []byte) (time.Duration, int64, error) {
+// Usage is what one plugin process cost: its wall time, the CPU time it
+// spent (user and system) and its minor page faults (the memory it
+// touched). The last two are blurred much less than wall time by the
+// machine's load.
+type Usage struct {
+	Wall, CPU time.Duration
+	MinFlt    int64
+}
+
+// RunPluginUsage is RunPlugin returning the process's Usage instead of its
+// stderr.
+func RunPluginUsage(bin string, env []string, stdin []byte) (Usage, error) {
 	start := time.Now()
 	_, _, ps, err := runPlugin(bin, env, stdin)
-	d := time.Since(start)
+	u := Usage{Wall: time.Since(start)}
 	if err != nil {
-		return d, 0, err
+		return u, err
 	}
 	ru, ok := ps.SysUsage().(*syscall.Rusage)
 	if !ok {
-		return d, 0, fmt.Errorf("no resource usage for %s", bin)
+		return u, fmt.Errorf("no resource usage for %s", bin)
 	}
-	return d, ru.Minflt, nil
+	u.CPU, u.MinFlt = ps.UserTime()+ps.SystemTime(), ru.Minflt
+	return u, nil
 }
 
 func runPlugin(bin string, env []string, stdin []byte) (stdout, stderr []byte, ps *os.ProcessState, err error) {
