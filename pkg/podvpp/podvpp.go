@@ -23,7 +23,6 @@ import (
 	"go.fd.io/govpp/binapi/ip"
 	"go.fd.io/govpp/binapi/ip_types"
 	vppmemif "go.fd.io/govpp/binapi/memif"
-	"go.fd.io/govpp/core"
 
 	"github.com/userspace-cni/userspace/pkg/configdata"
 	"github.com/userspace-cni/userspace/pkg/memif"
@@ -55,7 +54,7 @@ func Tag(containerID, ifName string) string {
 // Client is a connection to the pod's VPP.
 type Client struct {
 	socket string
-	conn   *core.Connection
+	conn   *vppapi.Conn
 	ch     api.Channel
 }
 

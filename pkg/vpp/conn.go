@@ -13,7 +13,6 @@ import (
 	"go.fd.io/govpp/adapter"
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/memclnt"
-	"go.fd.io/govpp/core"
 
 	"github.com/userspace-cni/userspace/pkg/engine"
 	"github.com/userspace-cni/userspace/pkg/vppapi"
@@ -31,7 +30,7 @@ const clientName = "userspace-cni"
 // waits for so an operator (and the benchmark) can see what a verb cost, and
 // bounds each one by the call timeout and the verb's deadline.
 type conn struct {
-	c      *core.Connection
+	c      *vppapi.Conn
 	ch     api.Channel
 	socket string
 	trips  int
@@ -109,7 +108,7 @@ func (c *conn) wait() error {
 // failed turns a reply timeout into the connection's end, an error that
 // names VPP's socket and what was being done.
 func (c *conn) failed(err error) error {
-	if errors.Is(err, core.ErrReplyTimeout) {
+	if errors.Is(err, vppapi.ErrReplyTimeout) {
 		c.dead = fmt.Errorf("%w: VPP at %s did not answer within %v while %s (is it hung?)", engine.ErrUnavailable, c.socket, c.limit, c.what)
 		return c.dead
 	}

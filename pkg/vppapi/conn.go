@@ -4,85 +4,54 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"go.fd.io/govpp/adapter"
-	"go.fd.io/govpp/adapter/socketclient"
 	"go.fd.io/govpp/api"
-	"go.fd.io/govpp/core"
 )
 
-// quietOnce sets govpp's loggers, which are package globals read by every
-// connection's goroutines (one abandoned at a deadline keeps running), once.
-var quietOnce sync.Once
-
-// QuietLogs keeps govpp's logrus output off stderr: callers report errors
-// themselves, with context.
-func QuietLogs() {
-	quietOnce.Do(func() {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		core.SetLogger(l)
-		socketclient.SetLogger(l)
-	})
-}
-
 // Dial connects to VPP's API socket as client within ctx's deadline (5 s
-// without one) and opens a channel whose replies wait as long. One
-// attempt; vppAPI, when not nil, replaces the socket client (tests).
-func Dial(ctx context.Context, socket, client string, vppAPI adapter.VppAPI) (*core.Connection, api.Channel, error) {
-	QuietLogs()
+// without one) and returns the connection, which is also its one channel,
+// whose replies wait as long. One attempt; vppAPI, when not nil, replaces
+// the socket client (tests).
+func Dial(ctx context.Context, socket, client string, vppAPI adapter.VppAPI) (*Conn, api.Channel, error) {
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
 	if vppAPI == nil {
-		sc := socketclient.NewVppClient(socket)
-		sc.SetClientName(client)
-		sc.SetConnectTimeout(timeout)
-		vppAPI = sc
+		vppAPI = newSocketClient(socket, client, timeout)
 	}
-	type result struct {
-		c   *core.Connection
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := core.Connect(vppAPI)
-		done <- result{c, err}
-	}()
-	var r result
+	c := newConn(vppAPI, timeout)
+	done := make(chan error, 1)
+	go func() { done <- vppAPI.Connect() }()
+	var err error
 	select {
-	case r = <-done:
+	case err = <-done:
 	case <-ctx.Done():
 		// Close the connection if it completes after all.
 		go func() {
-			if r := <-done; r.c != nil {
-				r.c.Disconnect()
+			if <-done == nil {
+				c.Disconnect()
 			}
 		}()
 		return nil, nil, hung(socket, timeout, ctx.Err())
 	}
-	if r.err != nil {
+	if err != nil {
 		// The socket client's read deadline (the same timeout) may fire
 		// before ctx's: the same hung VPP.
-		if errors.Is(r.err, os.ErrDeadlineExceeded) {
-			return nil, nil, hung(socket, timeout, r.err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, nil, hung(socket, timeout, err)
 		}
-		return nil, nil, fmt.Errorf("connecting to VPP at %s: %w", socket, r.err)
+		return nil, nil, fmt.Errorf("connecting to VPP at %s: %w", socket, err)
 	}
-	ch, err := r.c.NewAPIChannel()
-	if err != nil {
-		r.c.Disconnect()
-		return nil, nil, fmt.Errorf("opening a VPP API channel on %s: %v", socket, err)
+	if err := c.start(); err != nil {
+		c.Disconnect()
+		return nil, nil, fmt.Errorf("VPP at %s is incompatible: %w", socket, err)
 	}
-	ch.SetReplyTimeout(timeout)
-	return r.c, ch, nil
+	return c, c, nil
 }
 
 // hung is the error of a VPP that accepted the connection but did not

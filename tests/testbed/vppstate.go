@@ -3,14 +3,17 @@ package testbed
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"go.fd.io/govpp/adapter/socketclient"
 	"go.fd.io/govpp/api"
 	interfaces "go.fd.io/govpp/binapi/interface"
@@ -177,8 +180,20 @@ func (v *VPP) Routes() ([]VPPRoute, error) {
 	return out, err
 }
 
+// quietGovpp keeps govpp's logrus output (package globals, set once) off
+// the tests' stderr.
+var quietGovpp = sync.OnceFunc(func() {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	core.SetLogger(l)
+	socketclient.SetLogger(l)
+})
+
+// dial connects with govpp's own socket client and core, not the plugin's
+// (pkg/vppapi): the test bed checks the plugin's work through another
+// implementation.
 func (v *VPP) dial() (*core.Connection, api.Channel, error) {
-	vppapi.QuietLogs()
+	quietGovpp()
 	sc := socketclient.NewVppClient(v.APISocket)
 	sc.SetClientName("testbed")
 	conn, err := core.Connect(sc)
