@@ -93,7 +93,11 @@ func (c *conn) call(ctx context.Context, method string, params []any, result any
 		return err
 	}
 	defer stop()
-	if err := c.enc.Encode(map[string]any{"method": method, "params": params, "id": id}); err != nil {
+	req, err := appendRequest(nil, id, method, params)
+	if err != nil {
+		return fmt.Errorf("OVSDB %s: encoding the request: %w", method, err)
+	}
+	if _, err := c.c.Write(append(req, '\n')); err != nil {
 		return c.ioError(ctx, err)
 	}
 	for {
