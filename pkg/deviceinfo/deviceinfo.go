@@ -11,12 +11,13 @@
 package deviceinfo
 
 import (
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 
@@ -218,12 +219,14 @@ func match(pol *policy.Policy, path string) (base, rel string, err error) {
 	return base, rel, nil
 }
 
+// tempName is a temporary name beside rel. Its randomness only avoids
+// collisions (the file is created O_EXCL): math/rand/v2's runtime-seeded
+// source, not crypto/rand, whose DRBG and AES packages every plugin start
+// would initialise for nothing else.
 func tempName(rel string) (string, error) {
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".tmp-"+hex.EncodeToString(b[:])), nil
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".tmp-"+hex.EncodeToString(b[:6])), nil
 }
 
 func writeSynced(root *os.Root, name string, data []byte) error {
