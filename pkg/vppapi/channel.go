@@ -190,9 +190,11 @@ func (c *Conn) next(ctx uint32, replyType api.MessageType) (reply, error) {
 				}
 			}
 		}
+		// Every message VPP sends this client is a reply or a dump's
+		// detail (it subscribes to no events), with its request's context.
 		got, err := codec.DefaultCodec.DecodeMsgContext(r.data, replyType)
 		if err != nil {
-			continue // not a reply (an event): nothing here waits for it
+			continue // too short to carry a context: nothing waits for it
 		}
 		switch {
 		case got < ctx:

@@ -24,8 +24,8 @@ import (
 // reading the table entry by entry through one small buffer, where govpp's
 // socketclient decodes it whole into a map. That decoding was most of the
 // memory, and so of the page faults, that connecting cost a CNI call.
-// govpp's core (channels, request/reply matching) and binapi encode and
-// decode every message as before.
+// Conn matches its messages to requests; govpp's binapi and codec encode
+// and decode them.
 type socketClient struct {
 	path, name string
 	timeout    time.Duration
