@@ -52,8 +52,10 @@ lint:
 	@# Every plugin call starts a process, and every package it links is
 	@# initialised before main (issue 13, start-up): the plugin links neither
 	@# client-go (its helper cmd/userspace-kube does) nor libcni's invoke (which
-	@# brings OpenTelemetry, net/http and crypto/tls; pkg/cniexec runs IPAM).
-	@if $(GO) list -deps ./cmd/userspace | grep -E '^(k8s\.io/|sigs\.k8s\.io/|go\.opentelemetry\.io/|github\.com/containernetworking/cni/pkg/invoke$$|net/http$$|crypto/tls$$)|/pkg/kube$$'; then \
+	@# brings OpenTelemetry, net/http and crypto/tls; pkg/cniexec runs IPAM),
+	@# nor govpp's core and socket client (with logrus and fsnotify;
+	@# pkg/vppapi connects), nor crypto/rand.
+	@if $(GO) list -deps ./cmd/userspace | grep -E '^(k8s\.io/|sigs\.k8s\.io/|go\.opentelemetry\.io/|github\.com/containernetworking/cni/pkg/invoke$$|net/http$$|crypto/tls$$|crypto/rand$$|go\.fd\.io/govpp/(core|adapter/socketclient)$$|github\.com/sirupsen/logrus$$|github\.com/fsnotify/)|/pkg/kube$$'; then \
 		echo "lint: cmd/userspace links the packages above, which cost every call start-up time"; exit 1; fi
 	docker/lint.sh
 	docker/lint.sh --self-test
