@@ -152,10 +152,7 @@ func Write(pol *policy.Policy, path string, d *DeviceInfo) error {
 			return fmt.Errorf("device info file %s: creating its directory: %w", path, err)
 		}
 	}
-	tmp, err := tempName(rel)
-	if err != nil {
-		return fmt.Errorf("device info file %s: %w", path, err)
-	}
+	tmp := tempName(rel)
 	if err := writeSynced(root, tmp, data); err != nil {
 		_ = root.Remove(tmp)
 		return fmt.Errorf("device info file %s: %w", path, err)
@@ -223,10 +220,10 @@ func match(pol *policy.Policy, path string) (base, rel string, err error) {
 // collisions (the file is created O_EXCL): math/rand/v2's runtime-seeded
 // source, not crypto/rand, whose DRBG and AES packages every plugin start
 // would initialise for nothing else.
-func tempName(rel string) (string, error) {
+func tempName(rel string) string {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
-	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".tmp-"+hex.EncodeToString(b[:6])), nil
+	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".tmp-"+hex.EncodeToString(b[:6]))
 }
 
 func writeSynced(root *os.Root, name string, data []byte) error {

@@ -3,9 +3,9 @@ package ovsdb
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 )
@@ -197,13 +197,7 @@ func appendOperation(b []byte, op ovs.Operation) ([]byte, error) {
 // appendRow appends a row's columns in name order.
 func appendRow(b []byte, r ovs.Row) ([]byte, error) {
 	b = append(b, '{')
-	for i, col := range slices.Sorted(func(yield func(string) bool) {
-		for k := range r {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for i, col := range slices.Sorted(maps.Keys(r)) {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -224,41 +218,9 @@ func toAny[T any](xs []T) []any {
 	return out
 }
 
-// appendString appends s as a JSON string, escaped as encoding/json does
-// (HTML-safe, invalid UTF-8 as U+FFFD).
+// appendString appends s as a JSON string, escaped by encoding/json
+// (a string needs no reflection cache, and cannot fail to encode).
 func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20 || c == '<' || c == '>' || c == '&':
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
+	q, _ := json.Marshal(s)
+	return append(b, q...)
 }

@@ -54,8 +54,7 @@ func Tag(containerID, ifName string) string {
 // Client is a connection to the pod's VPP.
 type Client struct {
 	socket string
-	conn   *vppapi.Conn
-	ch     api.Channel
+	ch     *vppapi.Conn
 }
 
 // Connect waits (within ctx) for the API socket to appear, since the pod
@@ -70,11 +69,11 @@ func Connect(ctx context.Context, socket string, vppAPI adapter.VppAPI) (*Client
 			return nil, err
 		}
 	}
-	conn, ch, err := vppapi.Dial(ctx, socket, clientName, vppAPI)
+	ch, err := vppapi.Dial(ctx, socket, clientName, vppAPI)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{socket: socket, conn: conn, ch: ch}
+	c := &Client{socket: socket, ch: ch}
 	if err := vppapi.CheckCompatible(ch, socket, "vpp-app", Messages()); err != nil {
 		c.Close()
 		return nil, err
@@ -100,10 +99,7 @@ func waitForSocket(ctx context.Context, socket string) error {
 }
 
 // Close releases the connection.
-func (c *Client) Close() {
-	c.ch.Close()
-	c.conn.Disconnect()
-}
+func (c *Client) Close() { c.ch.Disconnect() }
 
 // Applied is what Apply configured for one attachment.
 type Applied struct {

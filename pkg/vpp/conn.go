@@ -30,8 +30,7 @@ const clientName = "userspace-cni"
 // waits for so an operator (and the benchmark) can see what a verb cost, and
 // bounds each one by the call timeout and the verb's deadline.
 type conn struct {
-	c      *vppapi.Conn
-	ch     api.Channel
+	ch     *vppapi.Conn
 	socket string
 	trips  int
 
@@ -52,11 +51,11 @@ type conn struct {
 func dial(ctx context.Context, socket string, callTimeout time.Duration, vppAPI adapter.VppAPI) (*conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	c, ch, err := vppapi.Dial(cctx, socket, clientName, vppAPI)
+	ch, err := vppapi.Dial(cctx, socket, clientName, vppAPI)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
 	}
-	return &conn{c: c, ch: ch, socket: socket, trips: 1, callTimeout: callTimeout}, nil
+	return &conn{ch: ch, socket: socket, trips: 1, callTimeout: callTimeout}, nil
 }
 
 // limit is the call bound, cut to ctx's deadline.
@@ -67,10 +66,7 @@ func limit(ctx context.Context, callTimeout time.Duration) time.Duration {
 	return callTimeout
 }
 
-func (c *conn) close() {
-	c.ch.Close()
-	c.c.Disconnect()
-}
+func (c *conn) close() { c.ch.Disconnect() }
 
 // checkCompatible compares exactly the messages the plugin uses with the
 // table VPP sent at connect time.

@@ -71,12 +71,12 @@ func dialScripted(t *testing.T, s *scripted) api.Channel {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, ch, err := vppapi.Dial(ctx, "/nonexistent/api.sock", "t", s)
+	c, err := vppapi.Dial(ctx, "/nonexistent/api.sock", "t", s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Disconnect)
-	return ch
+	return c
 }
 
 // TestConnRepliesInOrder: replies are matched to requests by context, a

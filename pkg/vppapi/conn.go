@@ -13,10 +13,10 @@ import (
 )
 
 // Dial connects to VPP's API socket as client within ctx's deadline (5 s
-// without one) and returns the connection, which is also its one channel,
-// whose replies wait as long. One attempt; vppAPI, when not nil, replaces
-// the socket client (tests).
-func Dial(ctx context.Context, socket, client string, vppAPI adapter.VppAPI) (*Conn, api.Channel, error) {
+// without one) and returns the connection, which is also its one channel
+// (api.Channel), whose replies wait as long. One attempt; vppAPI, when not
+// nil, replaces the socket client (tests).
+func Dial(ctx context.Context, socket, client string, vppAPI adapter.VppAPI) (*Conn, error) {
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
@@ -37,21 +37,21 @@ func Dial(ctx context.Context, socket, client string, vppAPI adapter.VppAPI) (*C
 				c.Disconnect()
 			}
 		}()
-		return nil, nil, hung(socket, timeout, ctx.Err())
+		return nil, hung(socket, timeout, ctx.Err())
 	}
 	if err != nil {
 		// The socket client's read deadline (the same timeout) may fire
 		// before ctx's: the same hung VPP.
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, nil, hung(socket, timeout, err)
+			return nil, hung(socket, timeout, err)
 		}
-		return nil, nil, fmt.Errorf("connecting to VPP at %s: %w", socket, err)
+		return nil, fmt.Errorf("connecting to VPP at %s: %w", socket, err)
 	}
 	if err := c.start(); err != nil {
 		c.Disconnect()
-		return nil, nil, fmt.Errorf("VPP at %s is incompatible: %w", socket, err)
+		return nil, fmt.Errorf("VPP at %s is incompatible: %w", socket, err)
 	}
-	return c, c, nil
+	return c, nil
 }
 
 // hung is the error of a VPP that accepted the connection but did not

@@ -176,8 +176,8 @@ func (c *socketClient) readHeader() (int, error) {
 }
 
 // readLoop delivers each message to the callback until the connection
-// closes. The buffer is reused: govpp's core decodes a message within the
-// callback.
+// closes. The buffer is reused: the callback (Conn.deliver) copies what it
+// keeps.
 func (c *socketClient) readLoop() {
 	defer c.reader.Done()
 	buf := make([]byte, 4096)

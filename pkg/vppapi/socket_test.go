@@ -72,7 +72,7 @@ func TestSocketClientAgainstVPP(t *testing.T) {
 	// request and its reply.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, ch, err := vppapi.Dial(ctx, v.APISocket, "dial-test", nil)
+	ch, err := vppapi.Dial(ctx, v.APISocket, "dial-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +83,7 @@ func TestSocketClientAgainstVPP(t *testing.T) {
 	if reply.VpePID == 0 {
 		t.Error("control_ping_reply without VPP's PID")
 	}
-	ch.Close()
-	conn.Disconnect()
+	ch.Disconnect()
 	// The clients are gone: VPP lists only the API clients still connected.
 	deadline := time.Now().Add(5 * time.Second)
 	for {

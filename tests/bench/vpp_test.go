@@ -183,12 +183,11 @@ func benchConnect(b *testing.B) {
 // benchRoundTrip times one request and its reply (control_ping) on an open
 // connection.
 func benchRoundTrip(b *testing.B) {
-	c, ch, err := vppapi.Dial(context.Background(), bed.vppSock, "bench", nil)
+	ch, err := vppapi.Dial(context.Background(), bed.vppSock, "bench", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Disconnect()
-	defer ch.Close()
+	defer ch.Disconnect()
 	s := samples{}
 	for b.Loop() {
 		start := time.Now()
