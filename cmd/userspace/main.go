@@ -15,8 +15,8 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/userspace-cni/userspace/pkg/netconf"
-	_ "github.com/userspace-cni/userspace/pkg/oneproc"
 	"github.com/userspace-cni/userspace/pkg/plugin"
+	_ "github.com/userspace-cni/userspace/pkg/shortlived"
 )
 
 func main() {
