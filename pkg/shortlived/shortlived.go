@@ -11,8 +11,9 @@
 //
 // Populated heap: a verb's heap and goroutine stacks grow to about 1.2 MB,
 // and each 4 KiB page touched for the first time is a page fault. On those
-// VMs a fault costs about 0.1 ms (the hypervisor handles each one), which
-// made faults the larger part of a verb's time. Populating the pages the
+// VMs a fault costs about 0.1 ms (fitted from start-up times and fault
+// counts of three binaries; perf puts most of it in the paravirtualised
+// kernel's fault path), which made faults the larger part of a verb's time. Populating the pages the
 // verb will use with one madvise(MADV_POPULATE_WRITE) costs a fraction of
 // that. The kernel fills the pages with zeros, as a fault would, and skips
 // the ones already present, so the runtime sees nothing different. A kernel
