@@ -14,11 +14,13 @@ import (
 	"runtime/debug"
 
 	"github.com/userspace-cni/userspace/pkg/kube"
+	_ "github.com/userspace-cni/userspace/pkg/shortlived"
 )
 
 func main() {
 	// Short-lived, as the plugin is: collecting garbage costs more than
-	// the little it allocates (bounded anyway by the memory limit).
+	// the little it allocates (bounded anyway by the memory limit), and
+	// pkg/shortlived runs it on one P with its heap populated.
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(256 << 20)
 	if len(os.Args) != 1 {

@@ -1,5 +1,6 @@
 // Package shortlived, imported for its side effect, sets the Go runtime up
-// for a process that lives tens of milliseconds, such as one CNI verb. From
+// for a process that lives tens of milliseconds, such as one CNI verb (the
+// plugin and its Kubernetes helper import it). From
 // its package initialisation on, the process runs on one P, and the heap
 // pages it is about to use are populated in one system call.
 //
