@@ -51,10 +51,14 @@ func init() {
 }
 
 // HeapRange is the range Populate is given at start: PrefaultBytes from the
-// page of a new heap object, which is where the heap grows next, up to the
-// end of the heap chunk that holds it (the next chunk is not mapped yet).
-// Since Go 1.26 the heap starts at a random page of its first chunk, so
-// the range is shorter when that page is near the chunk's end.
+// page of a new small heap object, up to the end of the heap chunk that
+// holds it (the next chunk is not mapped yet). At package initialisation
+// such an object lies 0.6 to 1.3 MB below the first free pages of the heap
+// (measured with a large allocation right after it), within the pages the
+// runtime's per-P caches hold: the range covers those and the heap's next
+// megabyte or so. Since Go 1.26 the heap starts at a random page of its
+// first chunk, so the range is shorter when that page is near the chunk's
+// end (under 1.2 MB in 3 of 10 starts measured).
 func HeapRange() (start, end uintptr) {
 	obj := heapObject()
 	start = obj &^ (uintptr(syscall.Getpagesize()) - 1)
