@@ -1,8 +1,8 @@
 // Package shortlived, imported for its side effect, sets the Go runtime up
 // for a process that lives tens of milliseconds, such as one CNI verb (the
-// plugin and its Kubernetes helper import it). From
-// its package initialisation on, the process runs on one P, and the heap
-// pages it is about to use are populated in one system call.
+// plugin and its Kubernetes helper import it). From its package
+// initialisation on, the process runs on one P, and the heap pages it is
+// about to use are populated in one system call.
 //
 // One P: with two, the goroutines the plugin starts (I/O readers, timers)
 // ran on the second P, whose allocation cache took fresh spans of every size
@@ -14,15 +14,17 @@
 // and each 4 KiB page touched for the first time is a page fault. On those
 // VMs a fault costs about 0.1 ms (fitted from start-up times and fault
 // counts of three binaries; perf puts most of it in the paravirtualised
-// kernel's fault path), which made faults the larger part of a verb's time. Populating the pages the
-// verb will use with one madvise(MADV_POPULATE_WRITE) costs a fraction of
-// that. The kernel fills the pages with zeros, as a fault would, and skips
-// the ones already present, so the runtime sees nothing different. A kernel
-// without MADV_POPULATE_WRITE (before Linux 5.14) refuses the call, and the
-// pages are then faulted in one by one as before.
+// kernel's fault path), which made faults the larger part of a verb's time.
+// Populating the pages the verb will use with one
+// madvise(MADV_POPULATE_WRITE) costs a fraction of that. The kernel fills
+// the pages with zeros, as a fault would, and skips the ones already
+// present, so the runtime sees nothing different. A kernel without
+// MADV_POPULATE_WRITE (before Linux 5.14) refuses the call, and the pages
+// are then faulted in one by one as before.
 //
 // The package imports nothing but the runtime, syscall and unsafe, so it is
-// initialised among the first packages, before the heavy ones allocate.
+// initialised early (13th of the plugin's 61 packages), before the heavy
+// ones allocate.
 package shortlived
 
 import (
