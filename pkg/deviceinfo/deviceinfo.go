@@ -11,8 +11,6 @@
 package deviceinfo
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -221,9 +219,7 @@ func match(pol *policy.Policy, path string) (base, rel string, err error) {
 // source, not crypto/rand, whose DRBG and AES packages every plugin start
 // would initialise for nothing else.
 func tempName(rel string) string {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
-	return filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".tmp-"+hex.EncodeToString(b[:6]))
+	return filepath.Join(filepath.Dir(rel), fmt.Sprintf(".%s.tmp-%012x", filepath.Base(rel), rand.Uint64()>>16))
 }
 
 func writeSynced(root *os.Root, name string, data []byte) error {

@@ -220,10 +220,8 @@ func (c *socketClient) Disconnect() error {
 	}
 	if c.delID != 0 {
 		if msg, err := codec.DefaultCodec.EncodeMsg(&memclnt.SockclntDelete{Index: c.index}, c.delID); err == nil {
-			binary.BigEndian.PutUint32(msg[2:6], c.index)
-			binary.BigEndian.PutUint32(msg[6:10], deleteContext)
 			// A VPP that stopped reading must not hold a DEL.
-			_ = c.write(msg, 100*time.Millisecond)
+			_ = c.send(deleteContext, msg, 100*time.Millisecond)
 		}
 	}
 	err := c.conn.Close()
@@ -242,12 +240,18 @@ func (c *socketClient) GetMsgID(name, crc string) (uint16, error) {
 // SendMsg sends a request with the client's index and the given context
 // in its header.
 func (c *socketClient) SendMsg(context uint32, data []byte) error {
+	return c.send(context, data, c.timeout)
+}
+
+// send puts the client's index and context in a request's header and
+// writes it within d.
+func (c *socketClient) send(context uint32, data []byte, d time.Duration) error {
 	if len(data) < 10 {
 		return errors.New("a VPP API request shorter than its 10-byte header")
 	}
 	binary.BigEndian.PutUint32(data[2:6], c.index)
 	binary.BigEndian.PutUint32(data[6:10], context)
-	return c.write(data, c.timeout)
+	return c.write(data, d)
 }
 
 // SetMsgCallback sets the function that receives VPP's messages; it is set

@@ -14,8 +14,8 @@ import (
 
 // baselineEnv names an optional second plugin binary (an earlier build) that
 // BenchmarkStartup runs interleaved with the one under test (or a
-// colon-separated list of them), so a before and
-// after comparison shares one machine state rather than two noisy runs.
+// colon-separated list of them), so a before and after comparison shares
+// one machine state rather than two noisy runs.
 const baselineEnv = "USERSPACE_BENCH_BASELINE"
 
 // BenchmarkStartup puts the plugin's cheapest verbs next to the start of
@@ -29,11 +29,11 @@ const baselineEnv = "USERSPACE_BENCH_BASELINE"
 // the two cores with that would make every ratio look better. It reports
 // each row's p50 and its ratio to host-local's (issue 13's goal: VERSION
 // within 1.2x, ADD and DEL within 1.5x), its p50 CPU time, and the median
-// of each process's minor page faults: the memory it touches, which on a VM whose page faults
-// are slow is much of a start-up's cost, and which load does not blur. The
-// plugin's count includes the heap pages it populates at start in one call
-// (pkg/shortlived), which the kernel counts as minor faults too; `perf stat
-// -e page-faults` counts only the faults taken.
+// of each process's minor page faults: the memory it touches, which on a VM
+// whose page faults are slow is much of a start-up's cost, and which load
+// does not blur. The plugin's count includes the heap pages it populates at
+// start in one call (pkg/shortlived), which the kernel counts as minor
+// faults too; `perf stat -e page-faults` counts only the faults taken.
 // With USERSPACE_BENCH_BASELINE set the same rows are measured for that
 // binary too, prefixed "base-"; a list (colon-separated) adds "base2-" and
 // so on.
